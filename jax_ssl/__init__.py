@@ -1,0 +1,1 @@
+"""jax_ssl: self-supervised pretraining with explicit embedding regularizers."""

@@ -1,0 +1,52 @@
+"""Trace-time validation of loss inputs.
+
+Shapes are static under `jit`, so a wrong rank or a mismatch is reported here,
+naming the argument, before XLA sees it. Every check returns the input cast to
+float32: losses compute in float32 whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def embeddings(name: str, z: jax.Array, *, min_rows: int = 1) -> jax.Array:
+  """`z` as a float32 (N, D) array; ValueError if it is not 2-D or has < min_rows rows."""
+  z = jnp.asarray(z)
+  if z.ndim != 2:
+    raise ValueError(f"{name} must be a 2-D (batch, dim) array of embeddings, got shape {z.shape}.")
+  if z.shape[0] < min_rows:
+    raise ValueError(f"{name} needs at least {min_rows} rows (samples), got shape {z.shape}.")
+  if z.shape[1] < 1:
+    raise ValueError(f"{name} needs at least one feature column, got shape {z.shape}.")
+  if not jnp.issubdtype(z.dtype, jnp.floating):
+    raise ValueError(f"{name} must be a floating-point array, got dtype {z.dtype}.")
+  return z.astype(jnp.float32)
+
+
+def views(name: str, v: jax.Array) -> jax.Array:
+  """`v` as a float32 (V, N, D) stack of views; ValueError if it is not 3-D."""
+  v = jnp.asarray(v)
+  if v.ndim != 3:
+    raise ValueError(f"{name} must be a 3-D (views, batch, dim) array, got shape {v.shape}.")
+  if min(v.shape) < 1:
+    raise ValueError(f"{name} must have at least one view, sample and feature, got shape {v.shape}.")
+  if not jnp.issubdtype(v.dtype, jnp.floating):
+    raise ValueError(f"{name} must be a floating-point array, got dtype {v.dtype}.")
+  return v.astype(jnp.float32)
+
+
+def same_shape(name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> None:
+  if a.shape != b.shape:
+    raise ValueError(f"{name_a} and {name_b} must have the same shape, got {a.shape} and {b.shape}.")
+
+
+def directions(name: str, d: jax.Array, dim: int) -> jax.Array:
+  """`d` as float32 (dim, K) slice directions matching embeddings of width `dim`."""
+  d = jnp.asarray(d)
+  if d.ndim != 2 or d.shape[0] != dim or d.shape[1] < 1:
+    raise ValueError(
+        f"{name} must be a (dim, num_slices) array with dim = {dim} (the embedding width), "
+        f"got shape {d.shape}.")
+  return d.astype(jnp.float32)

@@ -1,0 +1,81 @@
+"""The baselines: Barlow Twins, SimCLR's NT-Xent and BYOL's regression loss."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jax_ssl import ops
+from jax_ssl.losses import _checks
+from jax_ssl.losses.vicreg import Metrics
+
+# Barlow Twins standardises with a parameter-free BatchNorm, whose epsilon this is.
+_BN_EPS = 1e-5
+# Cosine similarity treats norms below this as this (a zero vector has cosine 0).
+_NORM_FLOOR = 1e-8
+
+
+def _standardise(z: jax.Array) -> jax.Array:
+  mean = jnp.mean(z, axis=0)
+  var = jnp.mean(jnp.square(z - mean), axis=0)
+  return (z - mean) / jnp.sqrt(var + _BN_EPS)
+
+
+def barlow_twins_loss(z1: jax.Array, z2: jax.Array, lambd: float = 5e-3) -> tuple[jax.Array, Metrics]:
+  """Barlow Twins (Zbontar et al., ICML 2021): decorrelate the cross-correlation matrix.
+
+  Each dimension is standardised over the batch (ddof = 0, `sqrt(var + 1e-5)`,
+  i.e. BatchNorm without affine parameters); `c = z1n^T z2n / N`;
+  `loss = sum_i (1 - c_ii)^2 + lambd * sum_{i!=j} c_ij^2`.
+
+  Returns:
+    `(loss, metrics)` with `on_diagonal` and `off_diagonal` (unweighted).
+  """
+  z1 = _checks.embeddings("z1", z1, min_rows=1)
+  z2 = _checks.embeddings("z2", z2, min_rows=1)
+  _checks.same_shape("z1", z1, "z2", z2)
+  n, dim = z1.shape
+  cross_corr = _standardise(z1).T @ _standardise(z2) / n
+  diagonal = jnp.diagonal(cross_corr)
+  on_diagonal = jnp.sum(jnp.square(1.0 - diagonal))
+  off_diagonal = jnp.sum(jnp.square(jnp.where(jnp.eye(dim, dtype=bool), 0.0, cross_corr)))
+  return on_diagonal + lambd * off_diagonal, {"on_diagonal": on_diagonal, "off_diagonal": off_diagonal}
+
+
+def _unit_rows(z: jax.Array) -> jax.Array:
+  return z / jnp.maximum(jnp.linalg.norm(z, axis=1, keepdims=True), _NORM_FLOOR)
+
+
+def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.1) -> jax.Array:
+  """SimCLR's normalised temperature-scaled cross entropy (Chen et al., ICML 2020).
+
+  The 2N embeddings of both views are compared by cosine similarity over
+  `temperature`; for each, the other view of the same image is the positive
+  and the remaining 2N - 2 are negatives (itself excluded):
+  `mean_a -log(exp(s_{a,p(a)}) / sum_{b != a} exp(s_{a,b}))`.
+  """
+  z1 = _checks.embeddings("z1", z1, min_rows=1)
+  z2 = _checks.embeddings("z2", z2, min_rows=1)
+  _checks.same_shape("z1", z1, "z2", z2)
+  n = z1.shape[0]
+  z = _unit_rows(jnp.concatenate([z1, z2], axis=0))
+  logits = (z @ z.T) / temperature
+  logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)
+  positives = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
+  log_prob = jax.nn.log_softmax(logits, axis=1)
+  return -jnp.mean(jnp.take_along_axis(log_prob, positives[:, None], axis=1))
+
+
+def byol_loss(p: jax.Array, z_target: jax.Array) -> jax.Array:
+  """BYOL's regression loss (Grill et al., NeurIPS 2020): `mean_i (2 - 2 cos(p_i, sg(z_target_i)))`.
+
+  Args:
+    p: (N, D) predictions of the online network.
+    z_target: (N, D) projections of the target network (gradient stopped here).
+  """
+  p = _checks.embeddings("p", p, min_rows=1)
+  z_target = _checks.embeddings("z_target", z_target, min_rows=1)
+  _checks.same_shape("p", p, "z_target", z_target)
+  cosine = jnp.sum(_unit_rows(p) * _unit_rows(lax.stop_gradient(z_target)), axis=1)
+  return jnp.mean(2.0 - 2.0 * cosine)

@@ -1,0 +1,76 @@
+"""T-REG / T-REGS: minimum-spanning-tree length regularization.
+
+Mordacq, Loiseaux, Kalogeiton, Oudot, "Minimum Spanning Tree Regularization
+for Self-Supervised Learning". Maximising the Euclidean MST length of the batch
+spreads the embeddings (each MST edge pushes its two ends apart), while a soft
+sphere constraint keeps them bounded; together they drive small batches to a
+regular simplex and large ones toward uniformity on the sphere.
+
+The tree is recomputed every step and treated as constant: the gradient of the
+length is the sum over tree edges of the unit vectors along them (the
+persistence-based gradient of Carriere et al., ICML 2021).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jax_ssl import ops
+from jax_ssl.losses import _checks
+from jax_ssl.losses import vicreg
+
+
+def mst_length(z: jax.Array) -> jax.Array:
+  """Total Euclidean length of a minimum spanning tree of the rows of `z`.
+
+  The edges come from `ops.mst_edges` (no gradient); each chosen edge's length
+  is recomputed from the coordinates, so the value is exact and the gradient
+  is the sum of unit edge vectors. A zero-length edge (duplicate points)
+  contributes 0 to the gradient instead of NaN.
+  """
+  z = _checks.embeddings("z", z, min_rows=2)
+  src, dst = ops.mst_edges(z)
+  return jnp.sum(ops.safe_norm(z[src] - z[dst], axis=1))
+
+
+def mst_length_loss(z: jax.Array) -> jax.Array:
+  """T-REG's length term `L_E = -mst_length(z) / N`."""
+  z = _checks.embeddings("z", z, min_rows=2)
+  return -mst_length(z) / z.shape[0]
+
+
+def sphere_loss(z: jax.Array) -> jax.Array:
+  """T-REG's soft sphere constraint `L_S = mean_i (||z_i|| - 1)^2`."""
+  z = _checks.embeddings("z", z, min_rows=1)
+  return jnp.mean(jnp.square(ops.safe_norm(z, axis=1) - 1.0))
+
+
+def t_reg(z: jax.Array, gamma: float = 0.2, lam: float = 8e-4) -> jax.Array:
+  """T-REG: `gamma * L_E + lam * L_S`."""
+  return gamma * mst_length_loss(z) + lam * sphere_loss(z)
+
+
+def tregs_loss(
+    z1: jax.Array,
+    z2: jax.Array,
+    beta: float = 10.0,
+    gamma: float = 0.2,
+    lam: float = 8e-4,
+) -> tuple[jax.Array, vicreg.Metrics]:
+  """T-REGS with the MSE invariance: `beta * invariance(z1, z2) + t_reg(z1) + t_reg(z2)`.
+
+  Defaults are the best row of the slides' coefficient table (ImageNet-1k).
+
+  Returns:
+    `(loss, metrics)` with `invariance`, `mst_length` (mean over the two views
+    of the tree length over N) and `sphere` (mean over the two views).
+  """
+  z1 = _checks.embeddings("z1", z1, min_rows=2)
+  z2 = _checks.embeddings("z2", z2, min_rows=2)
+  _checks.same_shape("z1", z1, "z2", z2)
+  inv = vicreg.invariance(z1, z2)
+  length = (mst_length_loss(z1) + mst_length_loss(z2)) / 2
+  sphere = (sphere_loss(z1) + sphere_loss(z2)) / 2
+  loss = beta * inv + 2 * (gamma * length + lam * sphere)
+  return loss, {"invariance": inv, "mst_length": -length, "sphere": sphere}

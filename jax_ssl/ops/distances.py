@@ -1,0 +1,60 @@
+"""Dense pairwise geometry of a batch: norms, distances, k nearest neighbours."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+# Norms below this are treated as this, so a zero vector has cosine 0 to everything.
+_NORM_FLOOR = 1e-8
+
+
+def safe_norm(x: jax.Array, axis: int = -1) -> jax.Array:
+  """Euclidean norm along `axis` whose gradient at the zero vector is 0, not NaN.
+
+  Collapsed embeddings and duplicate points make zero-length vectors common in
+  SSL losses; there the norm is not differentiable and we take the zero
+  subgradient.
+  """
+  sq = jnp.sum(jnp.square(x), axis=axis)
+  positive = sq > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def cosine_similarities(x: jax.Array, y: jax.Array) -> jax.Array:
+  """(N, M) matrix of `cos(x_i, y_j)`.
+
+  The inverse norms are applied after the matmul rather than to its inputs: an
+  elementwise op fused into a dot slows XLA:CPU's dot several times.
+  """
+  gram = jnp.matmul(x, y.T, precision=lax.Precision.HIGHEST)
+  inv_x = 1.0 / jnp.maximum(jnp.linalg.norm(x, axis=1), _NORM_FLOOR)
+  inv_y = 1.0 / jnp.maximum(jnp.linalg.norm(y, axis=1), _NORM_FLOOR)
+  return gram * inv_x[:, None] * inv_y[None, :]
+
+
+def squared_euclidean_distances(x: jax.Array, y: jax.Array | None = None) -> jax.Array:
+  """(N, M) matrix of `||x_i - y_j||^2` from one matmul, clipped at 0.
+
+  `|x|^2 + |y|^2 - 2 x.y` loses relative precision for near-duplicate points;
+  callers that need exact lengths (the MST) use it only to *rank* distances and
+  recompute the chosen ones from coordinates.
+  """
+  y = x if y is None else y
+  gram = jnp.matmul(x, y.T, precision=lax.Precision.HIGHEST)
+  sq_x = jnp.sum(jnp.square(x), axis=1)
+  sq_y = sq_x if y is x else jnp.sum(jnp.square(y), axis=1)
+  return jnp.maximum(sq_x[:, None] + sq_y[None, :] - 2.0 * gram, 0.0)
+
+
+def knn(distances: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """The k smallest entries of every row of `distances`, ascending.
+
+  Returns:
+    `(values, indices)`, each (N, k); `indices` int32 column indices.
+  """
+  if not 1 <= k <= distances.shape[-1]:
+    raise ValueError(f"k must be in [1, {distances.shape[-1]}] (the number of candidates), got {k}.")
+  neg_values, indices = lax.top_k(-distances, k)
+  return -neg_values, indices.astype(jnp.int32)

@@ -1,0 +1,41 @@
+"""Every public loss as `fn(key, z1, z2) -> scalar`, for tests that sweep all of them."""
+
+import jax.numpy as jnp
+
+from jax_ssl import losses
+
+
+def scalar_losses(k: int = 3, num_slices: int = 16):
+  """name -> fn(key, z1, z2); `k` neighbours for SAG-VICReg, `num_slices` random slices."""
+
+  def directions(key, z):
+    return losses.random_directions(key, z.shape[1], num_slices)
+
+  def mixed(a, b):  # a third view; mixed in float32 so bfloat16 inputs reach the loss unrounded
+    return a.astype(jnp.float32) + b.astype(jnp.float32)
+
+  return {
+      "invariance": lambda key, a, b: losses.invariance(a, b),
+      "invariance_weighted": lambda key, a, b: losses.invariance(a, b, jnp.linspace(0.1, 1.0, a.shape[0])),
+      "variance": lambda key, a, b: losses.variance(a),
+      "covariance": lambda key, a, b: losses.covariance(a),
+      "vicreg_loss": lambda key, a, b: losses.vicreg_loss(a, b)[0],
+      "sag_vicreg_loss": lambda key, a, b: losses.sag_vicreg_loss(key, a, b, k=k)[0],
+      "scale_loss": lambda key, a, b: losses.scale_loss(a),
+      "center_loss": lambda key, a, b: losses.center_loss(a),
+      "shape_loss": lambda key, a, b: losses.shape_loss(a, directions(key, a)),
+      "visreg_regularizer": lambda key, a, b: losses.visreg_regularizer(a, directions(key, a)),
+      "prediction_loss": lambda key, a, b: losses.prediction_loss(jnp.stack([a, b]), jnp.stack([a, b, mixed(a, b)])),
+      "visreg_loss": lambda key, a, b: losses.visreg_loss(
+          key, jnp.stack([a, b]), jnp.stack([mixed(a, b)]), num_slices=num_slices)[0],
+      "swd_gaussian": lambda key, a, b: losses.swd_gaussian(a, directions(key, a)),
+      "sigreg": lambda key, a, b: losses.sigreg(a, directions(key, a)),
+      "mst_length": lambda key, a, b: losses.mst_length(a),
+      "mst_length_loss": lambda key, a, b: losses.mst_length_loss(a),
+      "sphere_loss": lambda key, a, b: losses.sphere_loss(a),
+      "t_reg": lambda key, a, b: losses.t_reg(a),
+      "tregs_loss": lambda key, a, b: losses.tregs_loss(a, b)[0],
+      "barlow_twins_loss": lambda key, a, b: losses.barlow_twins_loss(a, b)[0],
+      "nt_xent": lambda key, a, b: losses.nt_xent(a, b),
+      "byol_loss": lambda key, a, b: losses.byol_loss(a, b),
+  }
