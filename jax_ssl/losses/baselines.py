@@ -12,8 +12,6 @@ from jax_ssl.losses.vicreg import Metrics
 
 # Barlow Twins standardises with a parameter-free BatchNorm, whose epsilon this is.
 _BN_EPS = 1e-5
-# Cosine similarity treats norms below this as this (a zero vector has cosine 0).
-_NORM_FLOOR = 1e-8
 
 
 def _standardise(z: jax.Array) -> jax.Array:
@@ -43,10 +41,6 @@ def barlow_twins_loss(z1: jax.Array, z2: jax.Array, lambd: float = 5e-3) -> tupl
   return on_diagonal + lambd * off_diagonal, {"on_diagonal": on_diagonal, "off_diagonal": off_diagonal}
 
 
-def _unit_rows(z: jax.Array) -> jax.Array:
-  return z / jnp.maximum(jnp.linalg.norm(z, axis=1, keepdims=True), _NORM_FLOOR)
-
-
 def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.1) -> jax.Array:
   """SimCLR's normalised temperature-scaled cross entropy (Chen et al., ICML 2020).
 
@@ -59,8 +53,8 @@ def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.1) -> jax.Array
   z2 = _checks.embeddings("z2", z2, min_rows=1)
   _checks.same_shape("z1", z1, "z2", z2)
   n = z1.shape[0]
-  z = _unit_rows(jnp.concatenate([z1, z2], axis=0))
-  logits = (z @ z.T) / temperature
+  z = jnp.concatenate([z1, z2], axis=0)
+  logits = ops.cosine_similarities(z, z) / temperature
   logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)
   positives = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
   log_prob = jax.nn.log_softmax(logits, axis=1)
@@ -77,5 +71,6 @@ def byol_loss(p: jax.Array, z_target: jax.Array) -> jax.Array:
   p = _checks.embeddings("p", p, min_rows=1)
   z_target = _checks.embeddings("z_target", z_target, min_rows=1)
   _checks.same_shape("p", p, "z_target", z_target)
-  cosine = jnp.sum(_unit_rows(p) * _unit_rows(lax.stop_gradient(z_target)), axis=1)
+  z_target = lax.stop_gradient(z_target)
+  cosine = jnp.sum(p * z_target, axis=1) * ops.inverse_norms(p) * ops.inverse_norms(z_target)
   return jnp.mean(2.0 - 2.0 * cosine)

@@ -5,6 +5,7 @@ slow (float sort) a faster exact path is taken on CPU only.
 """
 
 from jax_ssl.ops.distances import cosine_similarities
+from jax_ssl.ops.distances import inverse_norms
 from jax_ssl.ops.distances import knn
 from jax_ssl.ops.distances import safe_norm
 from jax_ssl.ops.distances import squared_euclidean_distances
@@ -21,6 +22,7 @@ __all__ = [
     "argsort",
     "cosine_similarities",
     "effective_rank",
+    "inverse_norms",
     "gaussian_quantiles",
     "knn",
     "mst_edges",

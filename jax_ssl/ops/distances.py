@@ -22,6 +22,11 @@ def safe_norm(x: jax.Array, axis: int = -1) -> jax.Array:
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
+def inverse_norms(x: jax.Array) -> jax.Array:
+  """`1 / max(||x_i||, 1e-8)` per row: a zero row gets cosine 0 with everything."""
+  return 1.0 / jnp.maximum(jnp.linalg.norm(x, axis=-1), _NORM_FLOOR)
+
+
 def cosine_similarities(x: jax.Array, y: jax.Array) -> jax.Array:
   """(N, M) matrix of `cos(x_i, y_j)`.
 
@@ -29,9 +34,7 @@ def cosine_similarities(x: jax.Array, y: jax.Array) -> jax.Array:
   elementwise op fused into a dot slows XLA:CPU's dot several times.
   """
   gram = jnp.matmul(x, y.T, precision=lax.Precision.HIGHEST)
-  inv_x = 1.0 / jnp.maximum(jnp.linalg.norm(x, axis=1), _NORM_FLOOR)
-  inv_y = 1.0 / jnp.maximum(jnp.linalg.norm(y, axis=1), _NORM_FLOOR)
-  return gram * inv_x[:, None] * inv_y[None, :]
+  return gram * inverse_norms(x)[:, None] * inverse_norms(y)[None, :]
 
 
 def squared_euclidean_distances(x: jax.Array, y: jax.Array | None = None) -> jax.Array:

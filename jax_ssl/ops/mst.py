@@ -17,28 +17,30 @@ from jax import lax
 from jax_ssl.ops import distances
 
 
-def mst_edges(points: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Edges of a Euclidean minimum spanning tree of the rows of `points`.
+def mst_edges(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Edges of a Euclidean minimum spanning tree of the rows of `z`.
 
   Args:
-    points: (N, D) array, N >= 2.
+    z: (N, D) points, N >= 2.
 
   Returns:
     `(src, dst)`: int32 arrays of shape (N - 1,). Edge e joins points `src[e]`
     and `dst[e]`; `src[e]` was already in the tree when `dst[e]` joined it
     (the tree is grown from point 0). Not differentiable (integer output).
   """
-  if points.ndim != 2:
-    raise ValueError(f"mst_edges: points must be 2-D (N, D), got shape {points.shape}.")
-  n = points.shape[0]
+  if z.ndim != 2:
+    raise ValueError(f"mst_edges: z must be 2-D (N, D), got shape {z.shape}.")
+  n = z.shape[0]
   if n < 2:
     raise ValueError(f"mst_edges: a spanning tree needs at least 2 points, got N={n}.")
-  points = lax.stop_gradient(points.astype(jnp.float32))
-  # Squared distances rank edges exactly as distances do. NaN (from non-finite
-  # points) becomes the largest finite float: such a point still joins the tree
-  # last, so the tree's length comes out NaN instead of silently skipping it.
+  points = lax.stop_gradient(jnp.asarray(z, jnp.float32))
+  # Squared distances rank edges exactly as distances do. NaN and +inf (from
+  # non-finite or huge points) become the largest finite float, keeping +inf
+  # free to mark tree vertices below: such a point still joins the tree, so its
+  # length comes out NaN or inf instead of silently leaving the point out.
   sq_dist = distances.squared_euclidean_distances(points)
-  sq_dist = jnp.where(jnp.isnan(sq_dist), jnp.finfo(jnp.float32).max, sq_dist)
+  largest = jnp.finfo(jnp.float32).max
+  sq_dist = jnp.where(sq_dist < largest, sq_dist, largest)
 
   iota = jnp.arange(n, dtype=jnp.int32)
   # best[j]: squared distance from j to the tree, +inf once j is in it (and only

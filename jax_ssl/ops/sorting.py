@@ -1,8 +1,8 @@
 """Exact sorting along one axis, fast on every backend.
 
 Sliced-Wasserstein losses sort every projection of the batch. XLA:CPU sorts
-floats through a generic comparator and is 20-75x slower than numpy there, so on
-CPU the permutation is computed on the host with numpy (vectorised argsort, one
+floats through a generic comparator, about 20x slower than numpy's vectorised
+sort on the same machine (jax issue 10434), so on CPU the permutation is computed on the host with numpy (vectorised argsort, one
 thread per core); GPU and TPU use `lax.sort`. Only the *permutation* leaves XLA:
 values and gradients are always formed inside the program from it, so both are
 exact on every backend: the gradient of a sort is the gradient routed back
@@ -29,7 +29,9 @@ _MIN_ELEMENTS_PER_THREAD = 1 << 16
 
 
 @functools.cache
-def _host_threads() -> tuple[int, concurrent.futures.ThreadPoolExecutor]:
+def _host_threads(pid: int) -> tuple[int, concurrent.futures.ThreadPoolExecutor]:
+  """A pool per process: a forked child (data-loading workers) must not reuse its parent's threads."""
+  del pid  # only the cache key
   count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
   return count, concurrent.futures.ThreadPoolExecutor(count, thread_name_prefix="jax_ssl_sort")
 
@@ -52,7 +54,7 @@ def _host_permutation(x: np.ndarray, inverse: bool) -> np.ndarray:
     else:
       out[block] = perm
 
-  num_threads, pool = _host_threads()
+  num_threads, pool = _host_threads(os.getpid())
   num_blocks = max(1, min(num_threads, rows.size // _MIN_ELEMENTS_PER_THREAD, rows.shape[0]))
   bounds = np.linspace(0, rows.shape[0], num_blocks + 1).astype(int)
   blocks = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]

@@ -82,15 +82,18 @@ def ref_sag_vicreg(z1, z2, partners, k=5, percentile=20.0, sim=25.0, std=25.0, c
           + cov * (ref_covariance(z1) + ref_covariance(walked)))
 
 
-def test_loss_matches_reference_with_the_same_walk():
-  z1, z2 = _views(48, 12, seed=3)
+# With k = 2 at the 20th percentile the second neighbour weighs exp(-25): the small
+# case takes the 100th so that its walk leaves home.
+@pytest.mark.parametrize("n,d,k,percentile", [(6, 3, 2, 100.0), (48, 12, 5, 20.0), (128, 64, 5, 20.0)])
+def test_loss_matches_reference_with_the_same_walk(n, d, k, percentile):
+  z1, z2 = _views(n, d, seed=n)
   key = jax.random.key(5)
-  partners = np.asarray(losses.random_walk_pairs(key, losses.knn_affinity(z1, z2)))
-  assert np.any(partners != np.arange(48)), "the walk should leave some images"
-  loss, metrics = jax.jit(losses.sag_vicreg_loss)(key, z1, z2)
-  expected = ref_sag_vicreg(z1.astype(np.float64), z2.astype(np.float64), partners)
+  partners = np.asarray(losses.random_walk_pairs(key, losses.knn_affinity(z1, z2, k=k, percentile=percentile)))
+  assert np.any(partners != np.arange(n)), "the walk should leave some images"
+  loss, metrics = jax.jit(losses.sag_vicreg_loss, static_argnums=(3, 4))(key, z1, z2, k, percentile)
+  expected = ref_sag_vicreg(z1.astype(np.float64), z2.astype(np.float64), partners, k=k, percentile=percentile)
   np.testing.assert_allclose(loss, expected, rtol=1e-4)
-  np.testing.assert_allclose(metrics["self_pair_rate"], np.mean(partners == np.arange(48)), rtol=1e-6)
+  np.testing.assert_allclose(metrics["self_pair_rate"], np.mean(partners == np.arange(n)), rtol=1e-6)
 
 
 def test_gradients_match_finite_differences():

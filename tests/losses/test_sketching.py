@@ -87,10 +87,11 @@ def test_sigreg_is_small_for_gaussian_and_large_for_collapsed():
   assert losses.sigreg(gaussian, w) < 0.05 * losses.sigreg(0.05 * gaussian, w)
 
 
-def test_prediction_loss_matches_reference():
-  rng = np.random.default_rng(0)
-  global_views = rng.standard_normal((2, 10, 6)).astype(np.float32)
-  all_views = np.concatenate([global_views, rng.standard_normal((3, 10, 6)).astype(np.float32)])
+@pytest.mark.parametrize("num_global,num_local,n,d", [(1, 0, 2, 1), (2, 3, 10, 6), (4, 6, 32, 16)])
+def test_prediction_loss_matches_reference(num_global, num_local, n, d):
+  rng = np.random.default_rng(n)
+  global_views = rng.standard_normal((num_global, n, d)).astype(np.float32)
+  all_views = np.concatenate([global_views, rng.standard_normal((num_local, n, d)).astype(np.float32)])
   center = global_views.astype(np.float64).mean(axis=0)
   expected = np.mean([((center - view) ** 2).mean() for view in all_views.astype(np.float64)])
   np.testing.assert_allclose(jax.jit(losses.prediction_loss)(global_views, all_views), expected, rtol=1e-5)
@@ -132,10 +133,31 @@ def test_gradients_match_finite_differences():
       lambda v: losses.shape_loss(v, w), lambda v: ref_visreg_terms(v, w, frozen_std)["shape"], z)
   assert_grad_matches_reference(lambda v: losses.swd_gaussian(v, w), lambda v: ref_swd(v, w), z)
   assert_grad_matches_reference(lambda v: losses.sigreg(v, w), lambda v: ref_sigreg(v, w), z)
+  assert_grad_matches_reference(
+      lambda v: losses.visreg_regularizer(v, w, 0.5, 2.0, 3.0),
+      lambda v: np.dot([0.5, 2.0, 3.0], list(ref_visreg_terms(v, w, frozen_std).values())), z)
   global_views = np.stack([z, z[::-1]])
   assert_grad_matches_reference(
       lambda g: losses.prediction_loss(g, g),
       lambda g: np.mean((g.mean(axis=0, keepdims=True) - g) ** 2), global_views)
+
+
+def test_visreg_loss_gradient_matches_finite_differences():
+  rng = np.random.default_rng(12)
+  global_views = rng.standard_normal((2, 6, 3)).astype(np.float32)
+  local_views = rng.standard_normal((1, 6, 3)).astype(np.float32)
+  key = jax.random.key(4)
+  w = np.asarray(losses.random_directions(key, 3, 5))
+  frozen = [v.astype(np.float64).std(axis=0) + 1e-6 for v in np.concatenate([global_views, local_views])]
+
+  def reference(g):
+    views = np.concatenate([g, local_views.astype(np.float64)])
+    prediction = np.mean((g.mean(axis=0, keepdims=True) - views) ** 2)
+    regularizer = np.mean([sum(ref_visreg_terms(v, w, std).values()) for v, std in zip(views, frozen)])
+    return 0.3 * prediction + 0.7 * regularizer
+
+  assert_grad_matches_reference(
+      lambda g: losses.visreg_loss(key, g, local_views, lam=0.7, num_slices=5)[0], reference, global_views)
 
 
 def test_shape_loss_ignores_the_scale():

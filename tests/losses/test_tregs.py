@@ -39,15 +39,16 @@ def test_mst_length_in_one_dimension_is_the_range():
   np.testing.assert_allclose(losses.mst_length(z), z.max() - z.min(), rtol=1e-6)
 
 
-def test_terms_match_reference():
-  z1 = _points(40, 8, seed=1)
-  z2 = z1 + 0.1 * _points(40, 8, seed=2)
+@pytest.mark.parametrize("n,d", [(2, 1), (40, 8), (256, 32)])
+def test_terms_match_reference(n, d):
+  z1 = _points(n, d, seed=1)
+  z2 = z1 + 0.1 * _points(n, d, seed=2)
   np.testing.assert_allclose(losses.sphere_loss(z1), ref_sphere(z1), rtol=1e-5)
   np.testing.assert_allclose(losses.t_reg(z1, gamma=0.5, lam=0.1), ref_t_reg(z1, 0.5, 0.1), rtol=1e-5)
   loss, metrics = jax.jit(losses.tregs_loss)(z1, z2)
   invariance = ((z1.astype(np.float64) - z2) ** 2).mean()
   np.testing.assert_allclose(loss, 10.0 * invariance + ref_t_reg(z1) + ref_t_reg(z2), rtol=1e-5)
-  np.testing.assert_allclose(metrics["mst_length"], (ref_mst_length(z1) + ref_mst_length(z2)) / 80, rtol=1e-5)
+  np.testing.assert_allclose(metrics["mst_length"], (ref_mst_length(z1) + ref_mst_length(z2)) / (2 * n), rtol=1e-5)
 
 
 def test_gradient_of_two_points_is_the_unit_vector_between_them():

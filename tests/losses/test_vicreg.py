@@ -73,6 +73,8 @@ def test_gradients_match_finite_differences():
   z2_64 = z2.astype(np.float64)
   assert_grad_matches_reference(
       lambda z: losses.vicreg_loss(z, z2)[0], lambda z: ref_vicreg(z, z2_64), 0.4 * z1)
+  assert_grad_matches_reference(losses.variance, ref_variance, 0.5 * z1)
+  assert_grad_matches_reference(losses.covariance, ref_covariance, z1)
   weights = np.linspace(0.2, 1.0, 6)
   assert_grad_matches_reference(
       lambda z: losses.invariance(z, z2, weights.astype(np.float32)),

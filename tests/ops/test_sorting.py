@@ -96,3 +96,25 @@ def test_squared_w2_1d_value_and_gradient():
 def test_squared_w2_1d_rejects_mismatched_targets():
   with pytest.raises(ValueError, match="sorted_targets"):
     ops.squared_w2_1d(np.zeros((3, 5), np.float32), np.zeros(4, np.float32))
+
+
+def _sort_in_child(x, result_queue):
+  result_queue.put(np.array_equal(sorting._host_permutation(x, inverse=False), np.argsort(x, axis=-1)))
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_host_sort_works_in_a_forked_child():
+  # Data-loading workers fork; a pool inherited from the parent has no threads and would hang.
+  import multiprocessing
+  x = _random((64, 4096), seed=8)
+  sorting._host_permutation(x, inverse=True)  # the parent's pool exists now
+  context = multiprocessing.get_context("fork")
+  results = context.Queue()
+  child = context.Process(target=_sort_in_child, args=(x, results))
+  child.start()
+  child.join(timeout=60)
+  if child.is_alive():
+    child.kill()
+    pytest.fail("the host sort hung in a forked child")
+  assert results.get(timeout=5)
