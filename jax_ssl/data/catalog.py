@@ -1,0 +1,157 @@
+"""The datasets jax_ssl knows by name, and what each one provides.
+
+Two are bundled and need no network (`digits`, `shapes`: prepared on first use
+into a cache directory). The others are read from a tfds `data_dir` that the
+user prepared once, on a machine with network (and TensorFlow, which tfds
+needs to *write* image datasets, though not to read them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """How to read one dataset and what it contains.
+
+  Attributes:
+    name: the name users type (`--config.data.name=cifar100`).
+    tfds_name: the tfds builder name (with config/version where it matters).
+    splits: our split names (`train`, `test`) -> tfds split names.
+    label_keys: output label key -> tfds feature, finest level first
+      (`label`, then `label_coarse`, ...).
+    num_classes: classes per output label key.
+    image_size: side of the square uint8 images the pipeline yields; records
+      of another size are resized (shorter side) and centre-cropped on the host.
+    mean, std: per-channel statistics of the train split, in [0, 1] units.
+    variable_size: records come in assorted sizes (resized on the host).
+    bundled: prepared by jax_ssl itself on first use (no network).
+    prepare: how to prepare it when it is missing (shown in the error).
+  """
+
+  name: str
+  tfds_name: str
+  splits: dict[str, str]
+  label_keys: dict[str, str]
+  num_classes: dict[str, int]
+  image_size: int
+  mean: tuple[float, float, float]
+  std: tuple[float, float, float]
+  variable_size: bool = False
+  bundled: bool = False
+  prepare: str = ""
+
+  @property
+  def label_levels(self) -> tuple[str, ...]:
+    """Output label keys from the finest level to the coarsest."""
+    return tuple(self.label_keys)
+
+
+_TFDS_BUILD = ("pip install tensorflow && tfds build {tfds} --data_dir=DATA_DIR --file_format=array_record"
+               "{manual}; then pass that DATA_DIR as data_dir (config: data.data_dir)")
+
+
+def _catalog_prepare(tfds_name: str, manual: str = "") -> str:
+  return _TFDS_BUILD.format(tfds=tfds_name, manual=manual)
+
+
+CATALOG: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        DatasetSpec(
+            name="digits",
+            tfds_name="jax_ssl_digits",
+            splits={"train": "train", "test": "test"},
+            label_keys={"label": "label"},
+            num_classes={"label": 10},
+            image_size=8,
+            mean=(0.3054, 0.3054, 0.3054),
+            std=(0.3760, 0.3760, 0.3760),
+            bundled=True,
+            prepare="prepared automatically from scikit-learn's bundled copy",
+        ),
+        DatasetSpec(
+            name="shapes",
+            tfds_name="jax_ssl_shapes",
+            splits={"train": "train", "test": "test"},
+            label_keys={"label": "variant", "label_coarse": "shape", "label_family": "family"},
+            num_classes={"label": 36, "label_coarse": 9, "label_family": 3},
+            image_size=32,
+            mean=(0.4828, 0.4753, 0.4821),
+            std=(0.1909, 0.1735, 0.1883),
+            bundled=True,
+            prepare="generated automatically",
+        ),
+        DatasetSpec(
+            name="cifar10",
+            tfds_name="cifar10",
+            splits={"train": "train", "test": "test"},
+            label_keys={"label": "label"},
+            num_classes={"label": 10},
+            image_size=32,
+            mean=(0.4914, 0.4822, 0.4465),
+            std=(0.2470, 0.2435, 0.2616),
+            prepare=_catalog_prepare("cifar10"),
+        ),
+        DatasetSpec(
+            name="cifar100",
+            tfds_name="cifar100",
+            splits={"train": "train", "test": "test"},
+            label_keys={"label": "label", "label_coarse": "coarse_label"},
+            num_classes={"label": 100, "label_coarse": 20},
+            image_size=32,
+            mean=(0.5071, 0.4865, 0.4409),
+            std=(0.2673, 0.2564, 0.2762),
+            prepare=_catalog_prepare("cifar100"),
+        ),
+        DatasetSpec(
+            name="imagenette",
+            tfds_name="imagenette/160px-v2",
+            splits={"train": "train", "test": "validation"},
+            label_keys={"label": "label"},
+            num_classes={"label": 10},
+            image_size=160,
+            variable_size=True,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            prepare=_catalog_prepare("imagenette/160px-v2"),
+        ),
+        DatasetSpec(
+            name="imagenet2012",
+            tfds_name="imagenet2012",
+            splits={"train": "train", "test": "validation"},
+            label_keys={"label": "label"},
+            num_classes={"label": 1000},
+            image_size=256,
+            variable_size=True,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            prepare=_catalog_prepare("imagenet2012", " --manual_dir=DIR_WITH_ILSVRC2012_TARS"),
+        ),
+        DatasetSpec(
+            name="caltech256",
+            tfds_name="jax_ssl_caltech256",
+            splits={"train": "train", "test": "test"},
+            label_keys={"label": "label"},
+            num_classes={"label": 256},
+            image_size=256,
+            variable_size=True,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            prepare=("download and extract 256_ObjectCategories, then: python -m jax_ssl.data.prepare caltech256 "
+                     "--manual_dir=PATH/256_ObjectCategories --data_dir=DATA_DIR"),
+        ),
+    ]
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+  """The spec of dataset `name`; ValueError listing the known names otherwise."""
+  try:
+    return CATALOG[name]
+  except KeyError:
+    raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(CATALOG))}.") from None

@@ -1,0 +1,294 @@
+"""View recipes: what augmentations each view of an image gets, and batched multi-crop.
+
+A `ViewSpec` is a frozen, hashable record of one view's augmentation
+parameters, so it can be a static argument of `jit`. Presets return the
+published recipes as tuples of specs; `views_from_config` builds the same from
+a config, so a recipe is data rather than code. `augment_batch` and
+`multi_crop` run `augment.augment_view` over a batch on device, one key per
+image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jax_ssl.data import augment
+from jax_ssl.data.catalog import IMAGENET_MEAN
+from jax_ssl.data.catalog import IMAGENET_STD
+
+Range = tuple[float, float]
+
+# At or below this side, presets switch to the small-image (CIFAR/STL) recipe.
+SMALL_IMAGE_SIZE = 64
+
+_PROBABILITY_FIELDS = ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob")
+_STRENGTH_FIELDS = ("brightness", "contrast", "saturation", "hue")
+_RANGE_FIELDS = ("crop_scale", "crop_ratio", "blur_sigma")
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewSpec:
+  """Augmentation parameters of one view; see `augment.augment_view` for the pipeline.
+
+  Defaults are the BYOL/VICReg colour recipe without blur or solarisation.
+  Sequences are stored as tuples of floats, so specs compare and hash by value.
+  """
+
+  size: int
+  crop_scale: Range = (0.08, 1.0)
+  crop_ratio: Range = (3 / 4, 4 / 3)
+  flip_prob: float = 0.5
+  jitter_prob: float = 0.8
+  brightness: float = 0.4
+  contrast: float = 0.4
+  saturation: float = 0.2
+  hue: float = 0.1
+  grayscale_prob: float = 0.2
+  blur_prob: float = 0.0
+  blur_sigma: Range = (0.1, 2.0)
+  solarize_prob: float = 0.0
+  mean: tuple[float, ...] = IMAGENET_MEAN
+  std: tuple[float, ...] = IMAGENET_STD
+
+  def __post_init__(self):
+    # Normalise containers (configs give lists) so equal specs hash equally.
+    for name in _RANGE_FIELDS + ("mean", "std"):
+      try:
+        object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+      except TypeError as error:
+        raise ValueError(f"ViewSpec.{name} must be a sequence of numbers, got {getattr(self, name)!r}.") from error
+    for name in _PROBABILITY_FIELDS + _STRENGTH_FIELDS:
+      try:
+        object.__setattr__(self, name, float(getattr(self, name)))
+      except (TypeError, ValueError) as error:
+        raise ValueError(f"ViewSpec.{name} must be a number, got {getattr(self, name)!r}.") from error
+    if isinstance(self.size, bool) or not isinstance(self.size, numbers.Integral) or self.size < 1:
+      raise ValueError(f"ViewSpec.size must be an integer >= 1, got {self.size!r}.")
+    object.__setattr__(self, "size", int(self.size))
+    for name in _PROBABILITY_FIELDS:
+      value = getattr(self, name)
+      if not 0.0 <= value <= 1.0:
+        raise ValueError(f"ViewSpec.{name} must be a probability in [0, 1], got {value!r}.")
+    for name in _STRENGTH_FIELDS[:3]:
+      if not getattr(self, name) >= 0.0:
+        raise ValueError(f"ViewSpec.{name} must be >= 0, got {getattr(self, name)!r}.")
+    if not 0.0 <= self.hue <= 0.5:
+      raise ValueError(f"ViewSpec.hue must be in [0, 0.5] (a fraction of a turn), got {self.hue!r}.")
+    for name in _RANGE_FIELDS:
+      low_high = getattr(self, name)
+      if len(low_high) != 2 or not 0.0 < low_high[0] <= low_high[1]:
+        raise ValueError(f"ViewSpec.{name} must be (low, high) with 0 < low <= high, got {low_high}.")
+    if self.crop_scale[1] > 1.0:
+      raise ValueError(f"ViewSpec.crop_scale is a fraction of the image area, at most 1, got {self.crop_scale}.")
+    if len(self.mean) < 1 or len(self.std) != len(self.mean):
+      raise ValueError(f"ViewSpec.std must have as many entries as ViewSpec.mean, got {self.mean} and {self.std}.")
+    if min(self.std) <= 0.0:
+      raise ValueError(f"ViewSpec.std must be positive, got {self.std}.")
+
+
+# ---------------------------------------------------------------------------
+# Batched views.
+
+
+def _views_of_batch(keys: jax.Array, images: jax.Array, spec: ViewSpec) -> jax.Array:
+  return jax.vmap(functools.partial(augment.augment_view, spec=spec))(keys, images)
+
+
+def _check_batch(images: jax.Array) -> None:
+  if images.ndim != 4:
+    raise ValueError(f"images must be a (B, H, W, C) batch, got shape {images.shape}.")
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def augment_batch(key: jax.Array, images: jax.Array, spec: ViewSpec) -> jax.Array:
+  """One view of every image: uint8 `(B, H, W, C)` -> float32 `(B, spec.size, spec.size, C)`.
+
+  Image i gets key i of `jax.random.split(key, B)`.
+  """
+  _check_batch(images)
+  return _views_of_batch(jax.random.split(key, images.shape[0]), images, spec)
+
+
+@functools.partial(jax.jit, static_argnames="specs")
+def _multi_crop(key: jax.Array, images: jax.Array, specs: tuple[ViewSpec, ...]) -> list[jax.Array]:
+  _check_batch(images)
+  batch = images.shape[0]
+  # Views sharing a spec (the local crops) run as one vmap over k * B images,
+  # so the program holds one copy of the pipeline per distinct spec, not per
+  # view. Each view's keys are the ones augment_batch would split, so view v
+  # is exactly augment_batch(fold_in(key, v), images, specs[v]).
+  views: list[jax.Array] = [None] * len(specs)
+  for spec in dict.fromkeys(specs):
+    indices = [index for index, other in enumerate(specs) if other == spec]
+    keys = jnp.concatenate([jax.random.split(jax.random.fold_in(key, index), batch) for index in indices])
+    repeated = jnp.concatenate([images] * len(indices)) if len(indices) > 1 else images
+    outputs = _views_of_batch(keys, repeated, spec)
+    for position, index in enumerate(indices):
+      views[index] = outputs[position * batch:(position + 1) * batch]
+  return views
+
+
+def multi_crop(key: jax.Array, images: jax.Array, specs: Sequence[ViewSpec]) -> list[jax.Array]:
+  """One augmented batch per spec, in spec order; view v is `augment_batch(fold_in(key, v), images, specs[v])`.
+
+  Views of different sizes cannot share an array; `stack_by_size` groups them.
+  """
+  return _multi_crop(key, images, tuple(specs))
+
+
+def stack_by_size(views: Sequence[jax.Array], specs: Sequence[ViewSpec]) -> dict[int, jax.Array]:
+  """Views grouped by output size: `{size: (V_size, B, size, size, C)}`.
+
+  Within a group views keep their spec order; groups appear in the order of
+  their first view, so for `multicrop_views` the dict is `{global_size:
+  globals, local_size: locals}` (one group if the two sizes are equal).
+  """
+  if len(views) != len(specs):
+    raise ValueError(f"got {len(views)} views for {len(specs)} specs.")
+  groups: dict[int, list[jax.Array]] = {}
+  for index, (view, spec) in enumerate(zip(views, specs)):
+    if view.shape[1:3] != (spec.size, spec.size):
+      raise ValueError(f"view {index} has shape {view.shape}, but its spec has size {spec.size}.")
+    groups.setdefault(spec.size, []).append(view)
+  return {size: jnp.stack(group) for size, group in groups.items()}
+
+
+# ---------------------------------------------------------------------------
+# Presets.
+
+
+def _is_small(size: int, small_images: bool | None) -> bool:
+  return size <= SMALL_IMAGE_SIZE if small_images is None else small_images
+
+
+def vicreg_views(
+    size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    small_images: bool | None = None,
+) -> tuple[ViewSpec, ViewSpec]:
+  """The asymmetric pair of VICReg (Bardes et al., 2022) and Barlow Twins (Zbontar et al., 2021).
+
+  Both views: crop scale (0.08, 1), flip 0.5, colour jitter with p 0.8 and
+  strengths 0.4/0.4/0.2/0.1, grayscale 0.2. View 1 is always blurred and never
+  solarised; view 2 is blurred with p 0.1 and solarised with p 0.2.
+
+  `small_images` (default: `size <= 64`) selects the usual CIFAR/STL variant
+  (as in solo-learn): crop scale (0.2, 1) and no blur, since blurring a 32 px
+  image destroys most of its content; solarisation is kept.
+  """
+  small = _is_small(size, small_images)
+  common = dict(
+      size=size, crop_scale=(0.2, 1.0) if small else (0.08, 1.0), flip_prob=0.5, jitter_prob=0.8,
+      brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, grayscale_prob=0.2, mean=mean, std=std)
+  first = ViewSpec(blur_prob=0.0 if small else 1.0, solarize_prob=0.0, **common)
+  second = ViewSpec(blur_prob=0.0 if small else 0.1, solarize_prob=0.2, **common)
+  return first, second
+
+
+def byol_views(
+    size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    small_images: bool | None = None,
+) -> tuple[ViewSpec, ViewSpec]:
+  """BYOL's pair (Grill et al., 2020, table 6): the recipe VICReg later reused, so `vicreg_views`."""
+  return vicreg_views(size, mean, std, small_images)
+
+
+def multicrop_views(
+    global_size: int = 224,
+    local_size: int = 96,
+    num_global: int = 2,
+    num_local: int = 6,
+    global_scale: Range = (0.3, 1.0),
+    local_scale: Range = (0.05, 0.3),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> tuple[ViewSpec, ...]:
+  """Multi-crop as in DINO (Caron et al., 2021), LeJEPA and VISReg: global views first, then local.
+
+  Global views alternate the two views of the asymmetric pair (even index:
+  blur p 1.0, no solarisation; odd: blur p 0.1, solarisation p 0.2) with crop
+  scale `global_scale`; local views use `local_scale`, blur p 0.5 and no
+  solarisation. All share flip 0.5, jitter p 0.8 (0.4/0.4/0.2/0.1) and
+  grayscale 0.2. DINO's own scales are (0.4, 1) and (0.05, 0.4); the defaults
+  here are LeJEPA's.
+  """
+  if num_global < 1 or num_local < 0:
+    raise ValueError(f"need num_global >= 1 and num_local >= 0, got {num_global} and {num_local}.")
+  common = dict(
+      flip_prob=0.5, jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+      grayscale_prob=0.2, mean=mean, std=std)
+  global_views = tuple(
+      ViewSpec(size=global_size, crop_scale=global_scale, blur_prob=1.0 if index % 2 == 0 else 0.1,
+               solarize_prob=0.0 if index % 2 == 0 else 0.2, **common)
+      for index in range(num_global))
+  local_view = ViewSpec(size=local_size, crop_scale=local_scale, blur_prob=0.5, solarize_prob=0.0, **common)
+  return global_views + (local_view,) * num_local
+
+
+def simclr_views(
+    size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    strength: float = 1.0,
+    small_images: bool | None = None,
+) -> tuple[ViewSpec, ViewSpec]:
+  """SimCLR's symmetric pair (Chen et al., 2020, appendix A).
+
+  Crop scale (0.08, 1), flip 0.5, colour jitter with p 0.8 and strengths
+  0.8 s for brightness, contrast and saturation and 0.2 s for hue (s =
+  `strength`, 1 for ImageNet, 0.5 in the paper's CIFAR runs), grayscale 0.2,
+  blur p 0.5 with sigma in (0.1, 2). Small images (`size <= 64` by default)
+  drop the blur, as the paper does for CIFAR-10.
+  """
+  spec = ViewSpec(
+      size=size, crop_scale=(0.08, 1.0), flip_prob=0.5, jitter_prob=0.8, brightness=0.8 * strength,
+      contrast=0.8 * strength, saturation=0.8 * strength, hue=0.2 * strength, grayscale_prob=0.2,
+      blur_prob=0.0 if _is_small(size, small_images) else 0.5, solarize_prob=0.0, mean=mean, std=std)
+  return spec, spec
+
+
+# ---------------------------------------------------------------------------
+# Configs.
+
+VIEW_SPEC_FIELDS = tuple(field.name for field in dataclasses.fields(ViewSpec))
+
+
+def _as_dict(entry: Any) -> dict[str, Any]:
+  """A plain dict from a dict, an ml_collections (Frozen)ConfigDict or a ViewSpec."""
+  if isinstance(entry, ViewSpec):
+    return dataclasses.asdict(entry)
+  if isinstance(entry, Mapping) or hasattr(entry, "items"):
+    return dict(entry.items())
+  raise TypeError(f"each view must be a dict, ConfigDict or ViewSpec, got {type(entry).__name__}.")
+
+
+def views_from_config(cfg: Sequence[Any]) -> tuple[ViewSpec, ...]:
+  """ViewSpecs from a list of dicts / ConfigDicts keyed by ViewSpec field names.
+
+  Missing fields take ViewSpec's defaults (except `size`, which is required);
+  an unknown key raises ValueError naming it and listing the valid ones.
+  `views_from_config([dataclasses.asdict(s) for s in specs]) == tuple(specs)`.
+  """
+  if isinstance(cfg, (str, bytes, Mapping)) or not isinstance(cfg, Sequence):
+    raise TypeError(f"cfg must be a list of views, got {type(cfg).__name__}.")
+  specs = []
+  for index, entry in enumerate(cfg):
+    fields = _as_dict(entry)
+    unknown = sorted(set(fields) - set(VIEW_SPEC_FIELDS))
+    if unknown:
+      raise ValueError(
+          f"view {index}: unknown key {unknown[0]!r}; valid keys are {', '.join(VIEW_SPEC_FIELDS)}.")
+    if "size" not in fields:
+      raise ValueError(f"view {index}: missing required key 'size'.")
+    specs.append(ViewSpec(**fields))
+  return tuple(specs)

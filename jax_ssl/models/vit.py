@@ -1,0 +1,189 @@
+"""Vision Transformer backbones (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021).
+
+Patch embedding (a conv with kernel = stride = patch size), a learned CLS
+token, a learned position embedding for the CLS token plus the patch grid of
+`image_size`, pre-norm transformer blocks, a final LayerNorm, no head.
+`__call__` returns the normalised CLS token, (B, width); `tokens` returns
+every normalised token for methods that need the patch features.
+
+Inputs of another size than `image_size` (multi-crop local views) get the grid
+part of the position embedding resized bicubically to their own patch grid.
+Shapes are static under `jit`, so each input size compiles once.
+
+Init: trunc-normal(0.02) for the CLS token and position embedding, Xavier
+uniform for every Linear and for the patch projection (seen as a
+(patch * patch * C, width) matrix), zero biases, LayerNorms at (1, 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+LAYER_NORM_EPSILON = 1e-6
+
+# (width, depth, heads) of the standard sizes; Tiny is DeiT's.
+VIT_SIZES = {
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+    "large": (1024, 24, 16),
+}
+
+_xavier = jax.nn.initializers.xavier_uniform()
+_trunc_normal_002 = jax.nn.initializers.truncated_normal(0.02)
+
+
+def _linear(in_features: int, out_features: int, *, dtype: Any, rngs: nnx.Rngs) -> nnx.Linear:
+  return nnx.Linear(in_features, out_features, kernel_init=_xavier, dtype=dtype, rngs=rngs)
+
+
+def _layer_norm(width: int, *, dtype: Any, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  return nnx.LayerNorm(width, epsilon=LAYER_NORM_EPSILON, dtype=dtype, rngs=rngs)
+
+
+class SelfAttention(nnx.Module):
+  """Multi-head self-attention with one fused qkv projection (with bias) and an output projection.
+
+  (B, N, width) -> (B, N, width). Per head h with size d = width / heads:
+  `softmax(q_h k_h^T / sqrt(d)) v_h`. The qkv output columns are
+  [queries | keys | values], each laid out head after head. Logits and softmax
+  are float32 even for bfloat16 activations (`jax.nn.dot_product_attention`).
+  """
+
+  def __init__(self, width: int, num_heads: int, *, dtype: Any, rngs: nnx.Rngs):
+    if width % num_heads:
+      raise ValueError(f"width ({width}) must be divisible by num_heads ({num_heads}).")
+    self.num_heads = num_heads
+    self.qkv = _linear(width, 3 * width, dtype=dtype, rngs=rngs)
+    self.proj = _linear(width, width, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    batch, length, width = x.shape
+    qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, width // self.num_heads)
+    query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    attended = jax.nn.dot_product_attention(query, key, value)
+    return self.proj(attended.reshape(batch, length, width))
+
+
+class MlpBlock(nnx.Module):
+  """The transformer feed-forward: Linear(width, ratio * width), exact GELU, Linear back to width."""
+
+  def __init__(self, width: int, hidden: int, *, dtype: Any, rngs: nnx.Rngs):
+    self.fc1 = _linear(width, hidden, dtype=dtype, rngs=rngs)
+    self.fc2 = _linear(hidden, width, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+
+
+class EncoderBlock(nnx.Module):
+  """Pre-norm transformer block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`. (B, N, width) -> same."""
+
+  def __init__(self, width: int, num_heads: int, mlp_ratio: float, *, dtype: Any, rngs: nnx.Rngs):
+    self.norm1 = _layer_norm(width, dtype=dtype, rngs=rngs)
+    self.attn = SelfAttention(width, num_heads, dtype=dtype, rngs=rngs)
+    self.norm2 = _layer_norm(width, dtype=dtype, rngs=rngs)
+    self.mlp = MlpBlock(width, int(width * mlp_ratio), dtype=dtype, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = x + self.attn(self.norm1(x))
+    return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nnx.Module):
+  """ViT trunk without head. (B, H, W, C) images -> (B, width) normalised CLS tokens.
+
+  H and W must be multiples of `patch_size`; they need not equal `image_size`,
+  which only sets the grid the position embedding is stored for,
+  `(image_size / patch_size)^2` patches plus one CLS slot.
+
+  Args:
+    width, depth, num_heads: embedding width, number of blocks, attention heads.
+    patch_size: side of the square patches.
+    image_size: side of the square images the position embedding is made for.
+    in_channels: channels of the input images.
+    mlp_ratio: hidden width of the feed-forward as a multiple of `width`.
+    dtype: computation dtype (activations); parameters stay float32.
+    rngs: `nnx.Rngs` with a `params` stream.
+  """
+
+  def __init__(self, *, width: int, depth: int, num_heads: int, patch_size: int = 16,
+               image_size: int = 224, in_channels: int = 3, mlp_ratio: float = 4.0,
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    if patch_size < 1 or image_size % patch_size:
+      raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size}), "
+                       "e.g. image_size=224 with patch_size=16.")
+    if width % num_heads:
+      raise ValueError(f"width ({width}) must be divisible by num_heads ({num_heads}).")
+    self.patch_size = patch_size
+    self.grid_size = image_size // patch_size
+    self.num_features: int = width
+    # Xavier on the conv kernel seen as the (patch * patch * C, width) matrix it is.
+    patch_init = jax.nn.initializers.xavier_uniform(in_axis=(0, 1, 2), out_axis=3)
+    self.patch_embed = nnx.Conv(in_channels, width, (patch_size, patch_size), strides=patch_size,
+                                padding="VALID", kernel_init=patch_init, dtype=dtype, rngs=rngs)
+    self.cls_token = nnx.Param(_trunc_normal_002(rngs.params(), (1, 1, width), jnp.float32))
+    self.pos_embed = nnx.Param(
+        _trunc_normal_002(rngs.params(), (1, 1 + self.grid_size**2, width), jnp.float32))
+    self.blocks = nnx.List([
+        EncoderBlock(width, num_heads, mlp_ratio, dtype=dtype, rngs=rngs) for _ in range(depth)])
+    self.norm = _layer_norm(width, dtype=dtype, rngs=rngs)
+
+  def position_embedding(self, grid_height: int, grid_width: int) -> jax.Array:
+    """The position embedding for a (gh, gw) patch grid: (1, 1 + gh * gw, width), float32.
+
+    The stored embedding itself at the stored grid. Otherwise its grid part,
+    seen as a (g, g, width) image, is resized to (gh, gw, width) with
+    `jax.image.resize`'s bicubic (Keys) kernel and no anti-aliasing, so a
+    smaller grid samples the stored one rather than blurring it (as PyTorch's
+    default `interpolate` does); the CLS slot is kept as is.
+    """
+    stored = self.pos_embed[...]
+    if (grid_height, grid_width) == (self.grid_size, self.grid_size):
+      return stored
+    width = stored.shape[-1]
+    grid = stored[:, 1:].reshape(1, self.grid_size, self.grid_size, width)
+    grid = jax.image.resize(grid, (1, grid_height, grid_width, width), "bicubic", antialias=False)
+    return jnp.concatenate([stored[:, :1], grid.reshape(1, grid_height * grid_width, width)], axis=1)
+
+  def tokens(self, x: jax.Array) -> jax.Array:
+    """(B, H, W, C) images -> (B, 1 + (H / p) * (W / p), width): CLS then patch tokens, final-normed."""
+    if x.ndim != 4:
+      raise ValueError(f"VisionTransformer expects (B, H, W, C) images, got shape {x.shape}.")
+    height, width = x.shape[1:3]
+    if height % self.patch_size or width % self.patch_size:
+      raise ValueError(f"image sides ({height}, {width}) must be multiples of patch_size "
+                       f"({self.patch_size}).")
+    patches = self.patch_embed(x)
+    batch, grid_height, grid_width, channels = patches.shape
+    patches = patches.reshape(batch, grid_height * grid_width, channels)
+    cls = jnp.broadcast_to(self.cls_token[...].astype(patches.dtype), (batch, 1, channels))
+    tokens = jnp.concatenate([cls, patches], axis=1)
+    tokens = tokens + self.position_embedding(grid_height, grid_width).astype(tokens.dtype)
+    for block in self.blocks:
+      tokens = block(tokens)
+    return self.norm(tokens)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """(B, H, W, C) images -> (B, width): the final-normed CLS token."""
+    return self.tokens(x)[:, 0]
+
+
+def vision_transformer(size: str, *, patch_size: int = 16, image_size: int = 224,
+                       in_channels: int = 3, dtype: Any = jnp.float32,
+                       rngs: nnx.Rngs) -> VisionTransformer:
+  """A standard-size ViT: `size` in `VIT_SIZES` ("tiny", "small", "base", "large").
+
+  ViT-B/16 at 224 has 85,798,656 parameters: patch projection 16*16*3*768 + 768,
+  CLS token 768, position embedding 197*768, 12 blocks of 7,087,872, final
+  LayerNorm 2*768.
+  """
+  if size not in VIT_SIZES:
+    raise ValueError(f"size must be one of {tuple(VIT_SIZES)}, got {size!r}.")
+  width, depth, num_heads = VIT_SIZES[size]
+  return VisionTransformer(width=width, depth=depth, num_heads=num_heads, patch_size=patch_size,
+                           image_size=image_size, in_channels=in_channels, dtype=dtype, rngs=rngs)

@@ -1,0 +1,36 @@
+"""The benchmark scripts run end to end at tiny sizes and write the results they promise."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(script, output):
+  env = {**os.environ, "PYTHONPATH": os.getcwd(), "XLA_FLAGS": ""}
+  result = subprocess.run([sys.executable, script, "--small", "--output", str(output)], capture_output=True,
+                          text=True, env=env, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(output.read_text())
+
+
+def test_losses_benchmark(tmp_path):
+  result = _run("experiments/bench/losses.py", tmp_path / "losses.json")
+  names = [row["name"] for row in result["rows"]]
+  assert any(name.startswith("mst_length") for name in names)
+  assert "visreg_regularizer fwd+grad" in names and "sigreg fwd+grad" in names
+  for row in result["rows"]:
+    assert row["time_s"] > 0 and row["reference_time_s"] > 0 and row["ratio"] > 0
+    assert row["meets_goal"] is None  # goals are graded at the issue's sizes only
+  assert result["device"] == "cpu" and result["small"] is True
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_data_benchmark(tmp_path):
+  result = _run("experiments/bench/data.py", tmp_path / "data.json")
+  for key in ("load_images_per_s", "augment_images_per_s", "pipeline_images_per_s"):
+    assert result[key] > 0
+  step = result["train_step"]
+  assert 0 < step["fraction_2_views"] < step["fraction_2_global_6_local"] < 1
