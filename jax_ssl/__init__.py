@@ -1,1 +1,21 @@
-"""jax_ssl: self-supervised pretraining with explicit embedding regularizers."""
+"""jax_ssl: self-supervised pretraining with explicit embedding regularizers.
+
+  jax_ssl.losses        the losses of VICReg, SAG-VICReg, VISReg, LeJEPA, T-REG(S) and the baselines
+  jax_ssl.ops           kernels under them (exact fast sort, MST, kNN, random slices)
+  jax_ssl.data          datasets by name, grain pipeline, on-device augmentation
+  jax_ssl.models        ResNet, ViT, projector heads (Flax NNX)
+  jax_ssl.methods       methods by name: losses composed over views
+  jax_ssl.eval          probes and the label-free structure metrics
+  python -m jax_ssl.main --config configs/<x>.py   pretraining runs
+"""
+
+
+def load_encoder(workdir, step=None):
+  """A trained backbone from a run's workdir: `encoder(images) -> (N, F)` numpy features.
+
+  Images are uint8 or [0, 1] float (N, H, W, C); they are resized to the
+  training view size and normalised as in training. `step` picks a
+  checkpoint (default: the newest readable one).
+  """
+  from jax_ssl.train.encoder import load_encoder as _load_encoder
+  return _load_encoder(workdir, step)

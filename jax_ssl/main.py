@@ -1,97 +1,132 @@
-"""`python -m jax_ssl.main`: a demonstration of the regularizers, until the trainer lands.
+"""`python -m jax_ssl.main --config configs/<x>.py[:arg] [--workdir DIR] [--config.<field>=<value> ...]`
 
-Each regularizer of `jax_ssl.losses` alone optimises a free point cloud (no
-network, no data) that starts almost collapsed: N points in R^D drawn at scale
-1e-3 around a common offset. The table shows how far each one spreads the
-cloud: per-dimension std, effective rank (RankMe, at most min(N, D)) and the
-mean cosine between points (0 for an isotropic cloud, 1 when collapsed).
+Pretrains an encoder as the config says, in `--workdir` (default
+`workdirs/<config name>[-<arg>]`). Rerunning the same command resumes from
+the newest checkpoint there. Exit codes: 0 done (or preempted with a
+checkpoint saved), 1 training failed (a NaN or inf loss, named), 2 the config
+or the data cannot run (one line says why; nothing was compiled).
+
+Multi-host: set JAX_SSL_COORDINATOR=host:port, JAX_SSL_NUM_PROCESSES and
+JAX_SSL_PROCESS_ID (or run where `jax.distributed.initialize()` detects the
+cluster on its own, with JAX_SSL_DISTRIBUTED=auto); every process runs the same command.
 """
 
 from __future__ import annotations
 
-import time
+import os
+import pathlib
+import re
+import sys
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
 from absl import app
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
 
-from jax_ssl import losses
-from jax_ssl import ops
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file: configs/<x>.py[:arg].", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the report go.")
 
-_STEPS = flags.DEFINE_integer("steps", 300, "Adam steps per regularizer.")
-_POINTS = flags.DEFINE_integer("points", 256, "Points in the cloud (N).")
-_DIM = flags.DEFINE_integer("dim", 32, "Dimension of the cloud (D).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the initial cloud and the random slices.")
-
-NUM_SLICES = 256
+EXIT_FAILED = 1
+EXIT_BAD_CONFIG = 2
 
 
-def regularizers() -> dict:
-  """name -> loss(z, key): each alone, with its paper's default weights."""
-
-  def directions(key, z):
-    return losses.random_directions(key, z.shape[1], NUM_SLICES)
-
-  return {
-      "none (control)": lambda z, key: jnp.float32(0.0) * jnp.sum(z),
-      "VICReg variance + covariance": lambda z, key: 25.0 * losses.variance(z) + losses.covariance(z),
-      "VISReg regularizer": lambda z, key: losses.visreg_regularizer(z, directions(key, z)),
-      "SIGReg (LeJEPA)": lambda z, key: losses.sigreg(z, directions(key, z)),
-      "sliced W2 to N(0, I)": lambda z, key: losses.swd_gaussian(z, directions(key, z)),
-      "T-REG": lambda z, key: losses.t_reg(z, gamma=1.0, lam=1.0),
-  }
+def _fail(code: int, message: str):
+  print(f"jax_ssl: {message}", file=sys.stderr)
+  sys.exit(code)
 
 
-def spread(z: jax.Array) -> dict[str, float]:
-  unit = z / jnp.linalg.norm(z, axis=1, keepdims=True)
-  n = z.shape[0]
-  mean_cosine = (jnp.sum(unit @ unit.T) - n) / (n * (n - 1))
-  return {
-      "std": float(jnp.mean(jnp.std(z, axis=0))),
-      "effective_rank": float(ops.effective_rank(z - jnp.mean(z, axis=0))),
-      "mean_cosine": float(mean_cosine),
-  }
+def _one_line(error: BaseException) -> str:
+  text = " ".join(str(error).split())
+  text = text.strip("'\"").replace("\\n", " ").replace("\\'", "'")
+  return re.sub(r"\s+", " ", text)
 
 
-def optimise(loss_fn, z0: jax.Array, key: jax.Array, steps: int) -> jax.Array:
-  optimizer = optax.adam(1e-2)
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing whose every failure (unknown key, wrong type, bad file) is exit code 2, one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    _fail(EXIT_BAD_CONFIG, f"bad flag: {_one_line(error)}")
+  except (AttributeError, KeyError) as error:
+    # ml_collections raises these for `--config.<key>=...` naming a key the config lacks.
+    message = _one_line(error)
+    key = next((a.split("=")[0].removeprefix("--config.") for a in argv[1:] if a.startswith("--config.")
+                and a.split("=")[0].removeprefix("--config.").split(".")[-1] in message), None)
+    _fail(EXIT_BAD_CONFIG, f"unknown config key {key or '?'!r} on the command line: {message}")
+  except Exception as error:  # noqa: BLE001 - a config file that fails to load or to apply overrides
+    _fail(EXIT_BAD_CONFIG, f"cannot load the config: {type(error).__name__}: {_one_line(error)}")
 
-  @jax.jit
-  def step(z, opt_state, key):
-    grads = jax.grad(loss_fn)(z, key)
-    updates, opt_state = optimizer.update(grads, opt_state)
-    return optax.apply_updates(z, updates), opt_state
 
-  z, opt_state = z0, optimizer.init(z0)
-  for key in jax.random.split(key, steps):
-    z, opt_state = step(z, opt_state, key)
-  return z
+def _load_config():
+  if not flags.FLAGS["config"].present:
+    _fail(EXIT_BAD_CONFIG, "--config is required, e.g. --config configs/default.py")
+  try:
+    config = _CONFIG.value
+    config.to_dict()  # a file that failed to load surfaces its error here
+  except Exception as error:  # noqa: BLE001
+    _fail(EXIT_BAD_CONFIG, f"cannot load the config {flags.FLAGS['config'].config_filename!r}: "
+                           f"{type(error).__name__}: {_one_line(error)}")
+  return config
 
 
-def main(argv) -> None:
-  del argv
-  logging.set_verbosity(logging.WARNING)  # absl's INFO default would echo JAX's backend probing
-  init_key, slice_key = jax.random.split(jax.random.key(_SEED.value))
-  offset = jnp.ones(_DIM.value) / np.sqrt(_DIM.value)
-  z0 = offset + 1e-3 * jax.random.normal(init_key, (_POINTS.value, _DIM.value))
-  print(f"jax_ssl regularizer demo: {_POINTS.value} points in R^{_DIM.value}, start at scale 1e-3 "
-        f"around a common offset, {_STEPS.value} Adam steps (lr 1e-2) on {jax.devices()[0].platform}.")
-  print("The trainer (`python -m jax_ssl.main --config configs/<x>.py`) replaces this demo.\n")
-  start = spread(z0)
-  print(f"{'regularizer':32s} {'std/dim':>9s} {'eff. rank':>10s} {'mean cos':>9s} {'time':>7s}")
-  print(f"{'(initial cloud)':32s} {start['std']:9.4f} {start['effective_rank']:10.2f} {start['mean_cosine']:9.3f}")
-  for name, loss_fn in regularizers().items():
-    began = time.perf_counter()
-    z = optimise(loss_fn, z0, slice_key, _STEPS.value)
-    result = spread(z)
-    elapsed = time.perf_counter() - began
-    print(f"{name:32s} {result['std']:9.4f} {result['effective_rank']:10.2f} {result['mean_cosine']:9.3f} "
-          f"{elapsed:6.1f}s")
+def _config_argument(argv: list[str]) -> str:
+  """The value given to --config (`path[:arg]`)."""
+  for index, argument in enumerate(argv):
+    if argument.startswith("--config="):
+      return argument.split("=", 1)[1]
+    if argument == "--config" and index + 1 < len(argv):
+      return argv[index + 1]
+  return ""
+
+
+def _default_workdir(argv: list[str]) -> pathlib.Path:
+  """workdirs/<config file stem>[-<arg>]."""
+  path, _, arg = _config_argument(argv).partition(":")
+  name = pathlib.Path(path).stem
+  return pathlib.Path("workdirs") / (f"{name}-{arg}" if arg else name)
+
+
+def initialize_distributed() -> None:
+  """`jax.distributed.initialize` when the environment asks for several processes."""
+  import jax
+  coordinator = os.environ.get("JAX_SSL_COORDINATOR")
+  if coordinator:
+    # Collectives between CPU processes (only the CPU backend reads this; asking which
+    # backend runs would start it, which must come after initialize).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, int(os.environ["JAX_SSL_NUM_PROCESSES"]),
+                               int(os.environ["JAX_SSL_PROCESS_ID"]))
+  elif os.environ.get("JAX_SSL_DISTRIBUTED") == "auto":
+    jax.distributed.initialize()
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    _fail(EXIT_BAD_CONFIG, f"unexpected arguments {argv[1:]}; flags only (see --helpshort).")
+  logging.set_verbosity(logging.WARNING)
+  config = _load_config()
+  initialize_distributed()
+  import jax
+
+  from jax_ssl.data import sources
+  from jax_ssl.train import config as config_lib
+  from jax_ssl.train import loop
+
+  try:
+    config_lib.validate(config, num_devices=jax.device_count())
+    loop.open_training_source(config)  # the dataset exists (and bundled ones are prepared) before compiling
+  except config_lib.ConfigError as error:
+    _fail(EXIT_BAD_CONFIG, f"config error: {error}")
+  except (sources.DatasetNotFoundError, ValueError) as error:
+    _fail(EXIT_BAD_CONFIG, f"data error: {_one_line(error)}")
+  workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else _default_workdir(sys.argv)
+  try:
+    summary = loop.train(config, workdir)
+  except loop.NonFiniteLossError as error:
+    _fail(EXIT_FAILED, f"training stopped: {error}")
+  if jax.process_index() == 0:
+    print(f"jax_ssl: {summary['status']} at step {summary['step']}/{summary['total_steps']}; workdir {workdir}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -25,7 +25,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
@@ -112,6 +111,7 @@ def bench_step_fraction(images, batch_size: int, repeats: int, spec: str, width:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--small", action="store_true", help="tiny sizes, for a quick check")
+  parser.add_argument("--data_dir", default=None, help="where bundled datasets are (default: prepared afresh)")
   parser.add_argument("--output", type=pathlib.Path, default=None)
   args = parser.parse_args()
   if args.small:
@@ -119,7 +119,7 @@ def main() -> None:
   else:
     batch_size, batches, repeats, step_batch, spec, width = 256, 20, 3, 256, "2048-2048-2048", 64
 
-  data_dir = tempfile.mkdtemp(prefix="jax_ssl_bench_")  # a fresh preparation: nothing cached from elsewhere
+  data_dir = args.data_dir or tempfile.mkdtemp(prefix="jax_ssl_bench_")
   source = sources.open_source("shapes", "train", data_dir)
   shapes_spec = catalog.get_spec("shapes")
   multi = views.multicrop_views(32, 16, 2, 6, mean=shapes_spec.mean, std=shapes_spec.std)

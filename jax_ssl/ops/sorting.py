@@ -66,12 +66,24 @@ def _host_permutation(x: np.ndarray, inverse: bool) -> np.ndarray:
 
 
 def _permutation_on_host(x: jax.Array, inverse: bool) -> jax.Array:
-  return jax.pure_callback(
+  perm = jax.pure_callback(
       functools.partial(_host_permutation, inverse=inverse),
       jax.ShapeDtypeStruct(x.shape, jnp.int32),
       x,
       vmap_method="expand_dims",  # leading batch axes are fine: we sort the last one
   )
+  # Inside shard_map the permutation varies over the same mesh axes as x (as lax.sort's would).
+  varying = _varying_mesh_axes(x)
+  return lax.pcast(perm, varying, to="varying") if varying else perm
+
+
+def _varying_mesh_axes(x: jax.Array) -> tuple[str, ...]:
+  """The shard_map axes `x` varies over (empty outside shard_map)."""
+  aval = jax.typeof(x)
+  manual = getattr(aval, "manual_axis_type", None)  # jax >= 0.10
+  if manual is not None:
+    return tuple(sorted(manual.varying))
+  return tuple(sorted(getattr(aval, "vma", ())))
 
 
 def _permutation_with_lax(x: jax.Array, inverse: bool) -> jax.Array:

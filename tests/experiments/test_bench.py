@@ -8,9 +8,9 @@ import sys
 import pytest
 
 
-def _run(script, output):
+def _run(script, output, *extra):
   env = {**os.environ, "PYTHONPATH": os.getcwd(), "XLA_FLAGS": ""}
-  result = subprocess.run([sys.executable, script, "--small", "--output", str(output)], capture_output=True,
+  result = subprocess.run([sys.executable, script, "--small", "--output", str(output), *extra], capture_output=True,
                           text=True, env=env, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(output.read_text())
@@ -28,9 +28,19 @@ def test_losses_benchmark(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_data_benchmark(tmp_path):
-  result = _run("experiments/bench/data.py", tmp_path / "data.json")
+def test_data_benchmark(tmp_path, bundled_dir):
+  result = _run("experiments/bench/data.py", tmp_path / "data.json", f"--data_dir={bundled_dir}")
   for key in ("load_images_per_s", "augment_images_per_s", "pipeline_images_per_s"):
     assert result[key] > 0
   step = result["train_step"]
   assert 0 < step["fraction_2_views"] < step["fraction_2_global_6_local"] < 1
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_train_benchmark(tmp_path, bundled_dir):
+  result = _run("experiments/bench/train.py", tmp_path / "train.json", f"--data_dir={bundled_dir}")
+  assert [row["method"] for row in result["rows"]] == ["vicreg", "sag_vicreg", "visreg", "lejepa", "tregs"]
+  assert result["vicreg_images_per_s"] > 0
+  for row in result["rows"]:
+    assert row["step_s"] > 0 and row["meets_goal"] is None
+  assert result["rows"][0]["overhead_vs_vicreg"] == 0.0

@@ -1,0 +1,19 @@
+"""BYOL (Grill et al., 2020): predictor, EMA target with momentum 0.99 -> 1, on the bundled `digits`, on a CPU.
+
+  python -m jax_ssl.main --config configs/byol.py --workdir workdirs/byol
+
+A few minutes on 2 CPU cores; report.md compares the trained encoder with its
+initialisation. Arguments: `:smoke`, `:first_half` / `:second_half`.
+"""
+
+from jax_ssl.train.config import apply_arg
+from jax_ssl.train.config import bundled_base
+
+
+def get_config(arg=None):
+  config = bundled_base("byol")
+  config.method.byol_momentum = 0.99
+  config.views.recipe = "byol"
+  config.views.overrides.update(flip_prob=0.0, crop_scale=(0.4, 1.0))
+  config.model.update(projector="512-128", predictor="512-128")
+  return apply_arg(config, arg)

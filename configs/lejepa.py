@@ -1,0 +1,19 @@
+"""LeJEPA (Balestriero & LeCun, 2025): prediction + SIGReg over 2 global + 4 local views; lambda 0.02 as in VISReg's comparison, on the bundled `digits`, on a CPU.
+
+  python -m jax_ssl.main --config configs/lejepa.py --workdir workdirs/lejepa
+
+A few minutes on 2 CPU cores; report.md compares the trained encoder with its
+initialisation. Arguments: `:smoke`, `:first_half` / `:second_half`.
+"""
+
+from jax_ssl.train.config import apply_arg
+from jax_ssl.train.config import bundled_base
+
+
+def get_config(arg=None):
+  config = bundled_base("lejepa")
+  config.method.update(lam=0.02, num_slices=1024)
+  config.views.update(recipe="multicrop", size=16, local_size=8, num_global=2, num_local=4)
+  config.model.projector = "512-512-128"
+  config.optim.update(name="adamw", base_lr=2e-3, weight_decay=0.05, scale_lr_by_batch=False)
+  return apply_arg(config, arg)

@@ -1,0 +1,16 @@
+"""SAG-VICReg: VICReg with random-walk pairing on a kNN graph (Simai et al., 2025); k=5, 20th percentile, on the bundled `digits`, on a CPU.
+
+  python -m jax_ssl.main --config configs/sag_vicreg.py --workdir workdirs/sag_vicreg
+
+A few minutes on 2 CPU cores; report.md compares the trained encoder with its
+initialisation. Arguments: `:smoke`, `:first_half` / `:second_half`.
+"""
+
+from jax_ssl.train.config import apply_arg
+from jax_ssl.train.config import bundled_base
+
+
+def get_config(arg=None):
+  config = bundled_base("sag_vicreg")
+  config.method.update(k=5, percentile=20.0)
+  return apply_arg(config, arg)

@@ -1,0 +1,19 @@
+"""plain sliced-Wasserstein to N(0, I) with LeJEPA's prediction loss (the SWD baseline of VISReg, lambda 0.6), on the bundled `digits`, on a CPU.
+
+  python -m jax_ssl.main --config configs/swd.py --workdir workdirs/swd
+
+A few minutes on 2 CPU cores; report.md compares the trained encoder with its
+initialisation. Arguments: `:smoke`, `:first_half` / `:second_half`.
+"""
+
+from jax_ssl.train.config import apply_arg
+from jax_ssl.train.config import bundled_base
+
+
+def get_config(arg=None):
+  config = bundled_base("swd")
+  config.method.update(lam=0.6, num_slices=1024)
+  config.views.update(recipe="multicrop", size=16, local_size=8, num_global=2, num_local=4)
+  config.model.projector = "512-512-128"
+  config.optim.update(name="adamw", base_lr=2e-3, weight_decay=0.05, scale_lr_by_batch=False)
+  return apply_arg(config, arg)

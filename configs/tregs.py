@@ -1,0 +1,16 @@
+"""T-REGS with the MSE invariance (Mordacq et al.): beta 10, gamma 0.2, lambda 8e-4, on the bundled `digits`, on a CPU.
+
+  python -m jax_ssl.main --config configs/tregs.py --workdir workdirs/tregs
+
+A few minutes on 2 CPU cores; report.md compares the trained encoder with its
+initialisation. Arguments: `:smoke`, `:first_half` / `:second_half`.
+"""
+
+from jax_ssl.train.config import apply_arg
+from jax_ssl.train.config import bundled_base
+
+
+def get_config(arg=None):
+  config = bundled_base("tregs")
+  config.method.update(tregs_beta=10.0, tregs_gamma=0.2, tregs_lam=8e-4)
+  return apply_arg(config, arg)

@@ -1,0 +1,19 @@
+"""VISReg (Wu et al., 2026): LeJEPA prediction + scale/shape/center regularizer over 2 global + 4 local views, on the bundled `digits`, on a CPU.
+
+  python -m jax_ssl.main --config configs/visreg.py --workdir workdirs/visreg
+
+A few minutes on 2 CPU cores; report.md compares the trained encoder with its
+initialisation. Arguments: `:smoke`, `:first_half` / `:second_half`.
+"""
+
+from jax_ssl.train.config import apply_arg
+from jax_ssl.train.config import bundled_base
+
+
+def get_config(arg=None):
+  config = bundled_base("visreg")
+  config.method.update(lam=0.6, num_slices=1024)
+  config.views.update(recipe="multicrop", size=16, local_size=8, num_global=2, num_local=4)
+  config.model.projector = "512-512-128"
+  config.optim.update(name="adamw", base_lr=2e-3, weight_decay=0.05, scale_lr_by_batch=False)
+  return apply_arg(config, arg)

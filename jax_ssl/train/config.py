@@ -1,0 +1,329 @@
+"""The config schema of a pretraining run, and its validation.
+
+Every config file starts from `base_config()` and changes what its recipe
+needs; `validate` then checks the result before anything compiles: unknown
+keys (a typo in a file or on the command line), unknown methods, backbones or
+datasets, values of the wrong kind or out of range, and a global batch that
+does not divide over the devices. Each problem is one `ConfigError` line,
+which `python -m jax_ssl.main` prints before exiting with code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+
+class ConfigError(ValueError):
+  """A config that cannot run; the message is one line telling the user what to change."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key a run understands, with its default."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # The objective: a method of jax_ssl.methods, optionally "+tregs" (T-REG on every view).
+  config.method = ml_collections.ConfigDict(dict(
+      name="vicreg",
+      # VICReg and SAG-VICReg (coefficients of invariance, variance, covariance).
+      sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0,
+      # SAG-VICReg's affinity graph.
+      k=5, percentile=20.0,
+      # VISReg / LeJEPA / plain SWD: regularizer weight, slices (split over devices), VISReg's inner weights.
+      lam=0.9, num_slices=1024, lambda_scale=1.0, lambda_shape=1.0, lambda_center=1.0,
+      sigreg_knots=17,
+      # T-REGS (beta on the MSE invariance), and T-REG as an add-on (gamma on length, lam on the sphere).
+      tregs_beta=10.0, tregs_gamma=0.2, tregs_lam=8e-4,
+      # Barlow Twins, SimCLR.
+      barlow_lambda=5e-3, temperature=0.1,
+      # BYOL: target momentum goes from base to 1 with a cosine schedule.
+      byol_momentum=0.996,
+  ))
+
+  config.data = ml_collections.ConfigDict(dict(
+      name="shapes",
+      data_dir="",  # empty: the default location (see jax_ssl.data)
+      classes="",  # e.g. "0-49": train on a subset of the fine classes (two-model protocol)
+      worker_count=0,
+  ))
+
+  # Augmented views: a preset recipe (see jax_ssl.data.views).
+  config.views = ml_collections.ConfigDict(dict(
+      recipe="vicreg",  # vicreg | byol | simclr | multicrop
+      size=32,  # global view side
+      local_size=16,  # multicrop: local view side
+      num_global=2,
+      num_local=0,
+      global_scale=(0.3, 1.0),  # multicrop only
+      local_scale=(0.05, 0.3),  # multicrop only
+      small_images=True,  # small-image variants of the presets (no blur; crop scale 0.2-1)
+      # ViewSpec fields set on every view after the recipe, e.g. flip_prob=0.0 for digits.
+      overrides=ml_collections.ConfigDict(),
+  ))
+
+  config.model = ml_collections.ConfigDict(dict(
+      backbone="resnet18",
+      stem="cifar",  # resnets: cifar | imagenet
+      width=64,  # resnets and small_cnn: base width
+      patch_size=16,  # vits
+      projector="2048-2048-2048",
+      projector_activation="relu",
+      predictor="4096-256",  # byol only
+      dtype="float32",  # computation dtype: float32 | bfloat16
+  ))
+
+  config.optim = ml_collections.ConfigDict(dict(
+      name="lars",  # lars | adamw
+      base_lr=0.3,  # scaled by global_batch / 256 when scale_lr_by_batch
+      scale_lr_by_batch=True,
+      weight_decay=1e-6,
+      momentum=0.9,  # lars
+      b1=0.9, b2=0.999,  # adamw
+      trust_coefficient=1e-3,  # lars
+      warmup_epochs=10.0,
+      end_lr_fraction=0.0,  # cosine decays to end_lr_fraction * peak
+      grad_clip_norm=0.0,  # 0: no clipping
+  ))
+
+  config.train = ml_collections.ConfigDict(dict(
+      global_batch_size=256,
+      num_epochs=100.0,
+      num_steps=0,  # > 0 overrides num_epochs
+      log_every=20,
+      checkpoint_every=500,
+      keep_checkpoints=3,
+      eval_every=0,  # kNN monitor every this many steps; 0: only at the end
+      probe_lr=1e-3,  # online linear probe (Adam on stop-gradient features)
+  ))
+
+  config.eval = ml_collections.ConfigDict(dict(
+      knn_k=20,
+      knn_temperature=0.07,
+      max_train_examples=10_000,  # features embedded for the kNN monitor and the final probes
+      probe_epochs=100,
+      report=True,  # final report.md + plots, comparing with the encoder at initialisation
+  ))
+
+  config.mesh = ml_collections.ConfigDict(dict(
+      fsdp=False,  # shard parameters and optimizer state over the data axis
+  ))
+
+  # Test hooks.
+  config.debug = ml_collections.ConfigDict(dict(
+      pause_after_step=-1,  # >= 0: stop making progress after this step (its checkpoint written)
+  ))
+  return config
+
+
+# Values each string option may take.
+CHOICES = {
+    "views.recipe": ("vicreg", "byol", "simclr", "multicrop"),
+    "model.stem": ("cifar", "imagenet"),
+    "model.projector_activation": ("relu", "gelu"),
+    "model.dtype": ("float32", "bfloat16"),
+    "optim.name": ("lars", "adamw"),
+}
+POSITIVE = ("train.global_batch_size", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+            "method.num_slices", "method.k", "views.size", "views.num_global", "eval.knn_k",
+            "eval.max_train_examples", "eval.probe_epochs", "model.width", "model.patch_size")
+NON_NEGATIVE = ("train.num_epochs", "train.num_steps", "train.eval_every", "optim.base_lr", "optim.weight_decay",
+                "optim.warmup_epochs", "optim.grad_clip_norm", "views.num_local", "data.worker_count",
+                "method.temperature")
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in config.items():
+    path = f"{prefix}{key}"
+    if isinstance(value, (ml_collections.ConfigDict, config_dict.FrozenConfigDict)):
+      flat.update(_flatten(value, path + "."))
+    else:
+      flat[path] = value
+  return flat
+
+
+def _unknown_key_error(key: str, known: list[str]) -> ConfigError:
+  close = difflib.get_close_matches(key, known, n=1)
+  hint = f" (did you mean {close[0]!r}?)" if close else ""
+  return ConfigError(f"unknown config key {key!r}{hint}; see jax_ssl/train/config.py for the keys a run takes.")
+
+
+def parse_classes(spec: str) -> list[int] | None:
+  """`"0-49,60"` -> [0, ..., 49, 60]; empty -> None (all classes)."""
+  if not spec.strip():
+    return None
+  classes = []
+  for part in spec.split(","):
+    bounds = part.strip().split("-")
+    try:
+      if len(bounds) == 1:
+        classes.append(int(bounds[0]))
+      elif len(bounds) == 2:
+        classes.extend(range(int(bounds[0]), int(bounds[1]) + 1))
+      else:
+        raise ValueError
+    except ValueError:
+      raise ConfigError(f"data.classes {spec!r}: {part!r} is not a class or a range like 0-49.") from None
+  return classes
+
+
+def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
+  """Raise `ConfigError` (one line) for the first problem found in `config`."""
+  from jax_ssl import methods
+  from jax_ssl import models
+  from jax_ssl.data import catalog
+
+  from jax_ssl.data import views as views_lib
+  schema = _flatten(base_config())
+  given = _flatten(config)
+  overridable = [field for field in views_lib.VIEW_SPEC_FIELDS if field != "size"]
+  for key in given:
+    if key.startswith("views.overrides."):
+      field = key.removeprefix("views.overrides.")
+      if field not in overridable:
+        raise ConfigError(f"views.overrides.{field} is not a view field; fields: {', '.join(overridable)}.")
+    elif key not in schema:
+      raise _unknown_key_error(key, list(schema))
+  try:
+    overrides = dict(config.views.overrides)
+    for spec in views_lib.multicrop_views(32, 16, 1, 1):
+      views_lib.ViewSpec(**{**dataclasses.asdict(spec), **overrides})
+  except (TypeError, ValueError) as error:
+    raise ConfigError(f"views.overrides: {error}") from None
+  for key, default in schema.items():
+    if key not in given:
+      raise ConfigError(f"config key {key!r} is missing; start config files from jax_ssl.train.config.base_config().")
+    value = given[key]
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+      continue
+    if expected is tuple and isinstance(value, list):
+      continue
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+      raise ConfigError(f"config key {key!r} must be a {expected.__name__}, got {value!r}.")
+  for key, allowed in CHOICES.items():
+    if given[key] not in allowed:
+      raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {given[key]!r}.")
+  for key in POSITIVE:
+    if not given[key] > 0:
+      raise ConfigError(f"{key} must be positive, got {given[key]!r}.")
+  for key in NON_NEGATIVE:
+    if not given[key] >= 0:
+      raise ConfigError(f"{key} must not be negative, got {given[key]!r}.")
+  if not 0.0 <= config.method.lam <= 1.0:
+    raise ConfigError(f"method.lam weighs the regularizer against the prediction loss, in [0, 1]; got {config.method.lam}.")
+  if config.train.num_steps == 0 and config.train.num_epochs == 0:
+    raise ConfigError("set train.num_steps or train.num_epochs to a positive value.")
+
+  try:
+    method = methods.get_method(config.method.name)
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
+  if config.model.backbone not in models.BACKBONES:
+    raise ConfigError(f"model.backbone {config.model.backbone!r} is unknown; backbones: {', '.join(models.BACKBONES)}.")
+  if config.data.name not in catalog.CATALOG:
+    raise ConfigError(f"data.name {config.data.name!r} is unknown; datasets: {', '.join(sorted(catalog.CATALOG))}.")
+  classes = parse_classes(config.data.classes)
+  num_classes = catalog.get_spec(config.data.name).num_classes["label"]
+  if classes is not None and (min(classes) < 0 or max(classes) >= num_classes):
+    raise ConfigError(f"data.classes {config.data.classes!r} must lie in 0..{num_classes - 1} for {config.data.name}.")
+  if config.views.recipe != "multicrop" and (config.views.num_global != 2 or config.views.num_local != 0):
+    raise ConfigError(f"views.recipe {config.views.recipe!r} makes 2 global views and no local ones; "
+                      "use views.recipe='multicrop' for other counts.")
+  if method.multi_crop is False and (config.views.num_global != 2 or config.views.num_local != 0):
+    raise ConfigError(f"method {config.method.name!r} compares two views; it cannot take "
+                      f"{config.views.num_global} global and {config.views.num_local} local views.")
+  if config.model.backbone.startswith("vit"):
+    for key in ("views.size", "views.local_size"):
+      side = given[key]
+      if side % config.model.patch_size:
+        raise ConfigError(f"{key} = {side} must be a multiple of model.patch_size = {config.model.patch_size}.")
+  batch = config.train.global_batch_size
+  if batch % num_devices:
+    raise ConfigError(f"train.global_batch_size = {batch} does not divide over the {num_devices} devices; "
+                      f"use a multiple of {num_devices}.")
+  if config.method.name.startswith("sag_vicreg") and config.method.k >= batch:
+    raise ConfigError(f"method.k = {config.method.k} neighbours needs a global batch larger than k; got {batch}.")
+  if method.sliced and config.method.num_slices % num_devices:
+    raise ConfigError(f"method.num_slices = {config.method.num_slices} is split over {num_devices} devices; "
+                      f"use a multiple of {num_devices}.")
+
+
+def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrink any config to seconds on a CPU, keeping its method, views recipe and optimizer.
+
+  Bundled data (`shapes` replaces a dataset that needs preparing), a tiny CNN,
+  16 px views, a global batch of 16 (it divides over 1, 2, 4, 8 or 16 devices),
+  two steps, small probes.
+  """
+  from jax_ssl.data import catalog
+  config = ml_collections.ConfigDict(config.to_dict())  # a copy, unlocked
+  if not catalog.get_spec(config.data.name).bundled:
+    config.data.name, config.data.data_dir = "shapes", ""
+  config.data.classes = ""
+  config.model.update(backbone="small_cnn", width=8, projector="64-64", predictor="64-64", dtype="float32")
+  config.views.update(size=16, local_size=8)
+  config.train.update(global_batch_size=16, num_steps=2, log_every=1, checkpoint_every=1, eval_every=0)
+  config.method.update(num_slices=min(config.method.num_slices, 64), k=min(config.method.k, 5))
+  config.optim.warmup_epochs = 0.0
+  config.eval.update(max_train_examples=256, probe_epochs=5)
+  return config
+
+
+def bundled_base(method: str) -> ml_collections.ConfigDict:
+  """A run of `method` on the bundled `digits` that trains in minutes on a CPU (configs/<method>.py).
+
+  A narrow ResNet-18 (CIFAR stem, width 8) on 16 px views of the 8x8 digits,
+  without flips (a mirrored digit is another symbol), LARS with the batch-scaled
+  learning rate, about 45 epochs.
+  """
+  config = base_config()
+  config.method.name = method
+  config.data.name = "digits"
+  config.views.update(recipe="vicreg", size=16, small_images=True)
+  config.views.overrides.update(flip_prob=0.0, crop_scale=(0.4, 1.0))
+  config.model.update(backbone="resnet18", stem="cifar", width=8, projector="512-512-512")
+  config.optim.update(name="lars", base_lr=0.3, weight_decay=1e-6, warmup_epochs=2.0)
+  config.train.update(global_batch_size=128, num_epochs=45, log_every=10, checkpoint_every=100)
+  config.eval.update(max_train_examples=10_000, probe_epochs=60)
+  return config
+
+
+def _train_on_half(which: int):
+  """A variant that trains on the first (0) or second (1) half of the fine classes of the config's dataset."""
+
+  def variant(config: ml_collections.ConfigDict) -> None:
+    from jax_ssl.data import catalog
+    total = catalog.get_spec(config.data.name).num_classes["label"]
+    half = total // 2
+    config.data.classes = f"0-{half - 1}" if which == 0 else f"{half}-{total - 1}"
+
+  return variant
+
+
+# Variants every config file accepts: the two halves of the two-model protocol.
+COMMON_VARIANTS = {"first_half": _train_on_half(0), "second_half": _train_on_half(1)}
+
+
+def apply_arg(config: ml_collections.ConfigDict, arg: str | None, variants: dict | None = None):
+  """Apply a config file's `:arg`: comma-separated variant names of that file, and/or `smoke`.
+
+  Variants are applied in order (`first_half` / `second_half`, accepted by
+  every file, split the classes of the dataset chosen by then), then `smoke`
+  shrinks the result. An unknown name raises ConfigError listing the accepted ones.
+  """
+  variants = {**(variants or {}), **COMMON_VARIANTS}
+  names = [name.strip() for name in (arg or "").split(",") if name.strip()]
+  for name in names:
+    if name == "smoke":
+      continue
+    if name not in variants:
+      raise ConfigError(f"unknown config argument {name!r}; this config takes: smoke, {', '.join(variants)}.")
+    variants[name](config)
+  return smoke(config) if "smoke" in names else config

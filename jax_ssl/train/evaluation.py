@@ -1,0 +1,94 @@
+"""Embedding images with a trained backbone, and the probes the trainer runs on them.
+
+Evaluation views are the whole image, resized (bilinear, antialiased) to the
+training view size and normalised with the dataset statistics; the backbone
+runs in eval mode (BatchNorm on its running statistics). Batches are sharded
+over the mesh; every process passes the same full array and gets all features
+back, so this works unchanged on several hosts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jax_ssl.data import augment
+from jax_ssl.data import sources
+from jax_ssl.train.state import DATA_AXIS
+
+
+def preprocess(images: jax.Array, size: int, mean, std) -> jax.Array:
+  """uint8 or [0, 1] float (N, H, W, C) -> normalised float32 (N, size, size, C)."""
+  images = augment.to_float(images)
+  if images.shape[1:3] != (size, size):
+    images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), "linear", antialias=True)
+  return augment.normalize(images, mean, std)
+
+
+@dataclasses.dataclass(frozen=True)
+class Embedder:
+  """Backbone features of image arrays, for one architecture and eval preprocessing."""
+
+  eval_network: nnx.GraphDef
+  size: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  mesh: Mesh
+  chunk: int = 512
+
+  @functools.cached_property
+  def _features(self):
+    replicated = NamedSharding(self.mesh, P())
+
+    @functools.partial(jax.jit, out_shardings=replicated)
+    def features(params, batch_stats, images):
+      network = nnx.merge(self.eval_network, params, batch_stats)
+      return network.backbone(preprocess(images, self.size, self.mean, self.std)).astype(jnp.float32)
+
+    return features
+
+  def __call__(self, params, batch_stats, images: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) images -> (N, num_features) float32 numpy features."""
+    images = np.asarray(images)
+    num_devices = self.mesh.devices.size
+    chunk = max(num_devices, self.chunk // num_devices * num_devices)
+    sharding = NamedSharding(self.mesh, P(DATA_AXIS))
+    outputs = []
+    for start in range(0, len(images), chunk):
+      block = images[start:start + chunk]
+      padded = np.concatenate([block, np.repeat(block[-1:], (-len(block)) % num_devices, axis=0)])
+      global_block = jax.make_array_from_callback(padded.shape, sharding, lambda index, a=padded: a[index])
+      outputs.append(np.asarray(self._features(params, batch_stats, global_block))[:len(block)])
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def sample_split(source: sources.Source, max_examples: int, seed: int) -> dict[str, np.ndarray]:
+  """At most `max_examples` records of `source` (all of them, in order, if it is small enough)."""
+  if len(source) <= max_examples:
+    indices = np.arange(len(source))
+  else:
+    indices = np.sort(np.random.default_rng(seed).choice(len(source), max_examples, replace=False))
+  records = [source[int(i)] for i in indices]
+  return {key: np.stack([record[key] for record in records]) for key in records[0]}
+
+
+def probe_accuracies(train_features, train_labels: dict, test_features, test_labels: dict, *, knn_k: int,
+                     knn_temperature: float, probe_epochs: int | None = None, seed: int = 0) -> dict[str, dict]:
+  """kNN (and, if `probe_epochs`, linear-probe) test accuracy per label level: {"knn": {level: acc}, ...}."""
+  from jax_ssl.eval import probes
+  k = min(knn_k, len(train_features))
+  results = {"knn": probes.knn_accuracy_by_level(train_features, train_labels, test_features, test_labels, k=k,
+                                                 temperature=knn_temperature)}
+  if probe_epochs:
+    linear = probes.linear_probe_by_level(train_features, train_labels, test_features, test_labels,
+                                          epochs=probe_epochs, seed=seed)
+    results["linear"] = {level: result["accuracy"] for level, result in linear.items()}
+  return results

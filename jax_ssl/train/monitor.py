@@ -1,0 +1,105 @@
+"""What a run reports while it trains: a progress line, JSON lines and TensorBoard events.
+
+Only process 0 writes. `metrics.jsonl` in the workdir holds one JSON object
+per logged step (every loss term, embedding std and effective rank, learning
+rate, online-probe accuracy, images/s, kNN accuracy when evaluated);
+`tensorboard/` holds the same scalars as event files (tensorboardX: no
+TensorFlow needed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import sys
+import time
+from collections.abc import Mapping
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _format_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(seconds)
+  hours, rest = divmod(seconds, 3600)
+  return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Monitor:
+  """Writes scalars and draws progress; a no-op on processes other than 0."""
+
+  def __init__(self, workdir: str | pathlib.Path, *, total_steps: int, images_per_step: int, enabled: bool,
+               stream=None):
+    self.enabled = enabled
+    self.total_steps = total_steps
+    self.images_per_step = images_per_step
+    self._stream = stream or sys.stdout
+    self._tty = hasattr(self._stream, "isatty") and self._stream.isatty()
+    self._last_time = None
+    self._last_step = None
+    self._jsonl = None
+    self._tensorboard = None
+    if enabled:
+      workdir = pathlib.Path(workdir)
+      workdir.mkdir(parents=True, exist_ok=True)
+      self._jsonl = open(workdir / METRICS_FILE, "a")
+      from tensorboardX import SummaryWriter
+      self._tensorboard = SummaryWriter(str(workdir / "tensorboard"))
+
+  def start(self, step: int) -> None:
+    """Mark the step training (re)starts from, for throughput and ETA."""
+    self._last_time, self._last_step = time.perf_counter(), step
+
+  def throughput(self, step: int) -> float:
+    """Images per second since the last call (or `start`)."""
+    now = time.perf_counter()
+    elapsed = now - self._last_time
+    rate = (step - self._last_step) * self.images_per_step / elapsed if elapsed > 0 else float("nan")
+    self._last_time, self._last_step = now, step
+    return rate
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self.enabled:
+      return
+    record = {"step": step, **{key: float(value) for key, value in scalars.items()}}
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    for key, value in scalars.items():
+      self._tensorboard.add_scalar(key, float(value), step)
+    self._tensorboard.flush()
+
+  def progress(self, step: int, loss: float, images_per_second: float) -> None:
+    if not self.enabled:
+      return
+    remaining = (self.total_steps - step) * self.images_per_step / images_per_second if images_per_second > 0 else float("nan")
+    width = 24
+    done = int(width * step / self.total_steps)
+    line = (f"[{'#' * done}{'.' * (width - done)}] step {step}/{self.total_steps}  loss {loss:.4g}  "
+            f"{images_per_second:,.0f} img/s  ETA {_format_duration(remaining)}")
+    self._stream.write(("\r" + line) if self._tty else line + "\n")
+    self._stream.flush()
+
+  def message(self, text: str) -> None:
+    if self.enabled:
+      self._stream.write(("\n" if self._tty else "") + text + "\n")
+      self._stream.flush()
+
+  def close(self) -> None:
+    if self.enabled:
+      self._jsonl.close()
+      self._tensorboard.close()
+
+
+def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
+  """The records of `metrics.jsonl` (a resumed run appends; the last record of a step wins)."""
+  path = pathlib.Path(workdir) / METRICS_FILE
+  if not path.exists():
+    return []
+  by_step = {}
+  for line in path.read_text().splitlines():
+    if line.strip():
+      record = json.loads(line)
+      by_step.setdefault(record["step"], {}).update(record)
+  return [by_step[step] for step in sorted(by_step)]

@@ -1,0 +1,97 @@
+"""The end-of-run report: report.md with the probe accuracies, and its figures.
+
+It answers the first question about a pretraining run: did the encoder learn
+anything? The same probes (kNN and linear, per label level) run on the
+trained encoder and on the same architecture at initialisation; the report
+puts them side by side with the training curves.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import ml_collections  # noqa: E402
+
+REPORT_FILE = "report.md"
+CURVES_FIGURE = "report_training.png"
+ACCURACY_FIGURE = "report_accuracy.png"
+
+
+def _plot_curves(records: list[dict], path: pathlib.Path) -> None:
+  panels = [("loss", [k for k in records[0] if k == "loss" or k.startswith("loss/")]),
+            ("embedding std (mean over dimensions)", ["embedding/std"]),
+            ("embedding effective rank", ["embedding/effective_rank"]),
+            ("online probe and kNN accuracy", ["probe/accuracy", "knn_accuracy"]),
+            ("learning rate", ["lr"])]
+  figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
+  for axis, (title, keys) in zip(axes, panels):
+    for key in keys:
+      points = [(r["step"], r[key]) for r in records if key in r]
+      if points:
+        axis.plot(*zip(*points), label=key, marker="." if len(points) < 30 else None)
+    axis.set_title(title)
+    axis.set_xlabel("step")
+    if axis.lines:
+      axis.legend(fontsize=7)
+  figure.tight_layout()
+  figure.savefig(path, dpi=110)
+  plt.close(figure)
+
+
+def _plot_accuracies(results: dict, path: pathlib.Path) -> None:
+  probes = list(results["trained"])
+  levels = list(results["trained"][probes[0]])
+  figure, axes = plt.subplots(1, len(probes), figsize=(4.5 * len(probes), 3.2), squeeze=False)
+  for axis, probe in zip(axes[0], probes):
+    positions = range(len(levels))
+    axis.bar([p - 0.2 for p in positions], [results["initial"][probe][l] for l in levels], 0.4, label="initialisation")
+    axis.bar([p + 0.2 for p in positions], [results["trained"][probe][l] for l in levels], 0.4, label="trained")
+    axis.set_xticks(list(positions), levels, fontsize=8)
+    axis.set_ylim(0, 1)
+    axis.set_title(f"{probe} probe accuracy")
+    axis.legend(fontsize=7)
+  figure.tight_layout()
+  figure.savefig(path, dpi=110)
+  plt.close(figure)
+
+
+def write_report(workdir: str | pathlib.Path, config: ml_collections.ConfigDict, results: dict,
+                 records: list[dict]) -> pathlib.Path:
+  """Write report.md (and its figures) in `workdir`; returns its path.
+
+  results: {"trained": {probe: {level: accuracy}}, "initial": {...}}.
+  records: the logged metrics (`monitor.read_metrics`).
+  """
+  workdir = pathlib.Path(workdir)
+  lines = [
+      f"# Pretraining report: {config.method.name} on {config.data.name}",
+      "",
+      f"Backbone `{config.model.backbone}`, projector `{config.model.projector}`, global batch "
+      f"{config.train.global_batch_size}, {records[-1]['step'] if records else 0} steps, seed {config.seed}.",
+      "",
+      "Accuracy on the test split of probes on frozen backbone features: kNN (k = "
+      f"{config.eval.knn_k}, cosine, weighted) and a linear probe (multinomial logistic regression). "
+      "The same architecture at initialisation is the baseline.",
+      "",
+      "| probe | label level | initialisation | trained | gain |",
+      "| --- | --- | --- | --- | --- |",
+  ]
+  for probe, by_level in results["trained"].items():
+    for level, accuracy in by_level.items():
+      initial = results["initial"][probe][level]
+      lines.append(f"| {probe} | {level} | {initial:.3f} | {accuracy:.3f} | {accuracy - initial:+.3f} |")
+  if records:
+    last = records[-1]
+    lines += ["", "Final training metrics:", ""]
+    lines += [f"- {key}: {value:.4g}" for key, value in last.items() if key != "step"]
+    _plot_curves(records, workdir / CURVES_FIGURE)
+    lines += ["", f"![training curves]({CURVES_FIGURE})"]
+  _plot_accuracies(results, workdir / ACCURACY_FIGURE)
+  lines += ["", f"![probe accuracies]({ACCURACY_FIGURE})", ""]
+  path = workdir / REPORT_FILE
+  path.write_text("\n".join(lines))
+  return path

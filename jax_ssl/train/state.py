@@ -1,0 +1,145 @@
+"""The network of a run and its train state, as pure pytrees.
+
+`Network` (backbone -> projector -> optional predictor) is an NNX module used
+functionally: its graphdef is static, and the `TrainState` pytree holds the
+arrays (parameters, BatchNorm statistics, optimizer state, the online probe,
+the optional EMA target network, the PRNG key as raw uint32 data so Orbax can
+save it). The state is created inside `jit` directly into its shardings:
+replicated, or with FSDP each array split over the data axis along its
+largest divisible dimension.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jax_ssl import models
+from jax_ssl.methods import Method
+
+DATA_AXIS = "data"
+
+
+def backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The keyword arguments `models.build_backbone` takes for the configured backbone."""
+  name = config.model.backbone
+  if name.startswith("resnet"):
+    return {"stem": config.model.stem, "width": config.model.width}
+  if name.startswith("vit"):
+    return {"patch_size": config.model.patch_size, "image_size": config.views.size}
+  return {"width": config.model.width}
+
+
+class Network(nnx.Module):
+  """Backbone, projector and (BYOL) predictor: images -> (features, projections, predictions or None)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, with_predictor: bool, *, rngs: nnx.Rngs):
+    dtype = jnp.dtype(config.model.dtype)
+    self.backbone = models.build_backbone(config.model.backbone, rngs=rngs, dtype=dtype, **backbone_kwargs(config))
+    self.projector = models.projector(self.backbone.num_features, config.model.projector,
+                                      activation=config.model.projector_activation, rngs=rngs, dtype=dtype)
+    self.predictor = (models.byol_predictor(self.projector.out_features, config.model.predictor, rngs=rngs,
+                                            dtype=dtype) if with_predictor else None)
+
+  def __call__(self, images: jax.Array):
+    features = self.backbone(images)
+    projections = self.projector(features)
+    predictions = None if self.predictor is None else self.predictor(projections)
+    return features, projections, predictions
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training; a pytree saved whole by Orbax."""
+
+  step: jax.Array
+  params: nnx.State
+  batch_stats: nnx.State
+  opt_state: optax.OptState
+  probe_params: nnx.State
+  probe_opt_state: optax.OptState
+  target_params: nnx.State | None
+  target_batch_stats: nnx.State | None
+  rng: jax.Array  # raw key data (uint32), wrapped with jax.random.wrap_key_data
+
+
+@dataclasses.dataclass(frozen=True)
+class Definitions:
+  """The static halves of the NNX modules: combine with the state's arrays via `nnx.merge`."""
+
+  network: nnx.GraphDef
+  eval_network: nnx.GraphDef  # the same network with BatchNorm on its running statistics
+  probe: nnx.GraphDef
+  num_features: int
+
+
+def build_modules(config, method: Method, num_classes: int):
+  """The network and the online probe, freshly initialised from `config.seed`."""
+  network = Network(config, method.predictor, rngs=nnx.Rngs(config.seed))
+  probe = nnx.Linear(network.backbone.num_features, num_classes, rngs=nnx.Rngs(config.seed + 1))
+  return network, probe
+
+
+def definitions(config: ml_collections.ConfigDict, method: Method, num_classes: int) -> Definitions:
+  network, probe = nnx.eval_shape(lambda: build_modules(config, method, num_classes))
+  train_graph = nnx.split(network, nnx.Param, ...)[0]
+  network.eval()
+  eval_graph = nnx.split(network, nnx.Param, ...)[0]
+  return Definitions(train_graph, eval_graph, nnx.split(probe)[0], network.backbone.num_features)
+
+
+def initial_state(config, method: Method, num_classes: int, optimizer, probe_optimizer) -> TrainState:
+  """The state at step 0 (call under `jit`): a pure function of `config.seed`."""
+  network, probe = build_modules(config, method, num_classes)
+  _, params, batch_stats = nnx.split(network, nnx.Param, ...)
+  _, probe_params = nnx.split(probe)
+  target_params = jax.tree.map(jnp.copy, params) if method.target else None
+  target_batch_stats = jax.tree.map(jnp.copy, batch_stats) if method.target else None
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=batch_stats,
+      opt_state=optimizer.init(params),
+      probe_params=probe_params,
+      probe_opt_state=probe_optimizer.init(probe_params),
+      target_params=target_params,
+      target_batch_stats=target_batch_stats,
+      rng=jax.random.key_data(jax.random.key(config.seed + 2)),
+  )
+
+
+def _fsdp_spec(shape: tuple[int, ...], num_devices: int) -> P:
+  """Split the largest dimension that divides over the devices; replicate small or indivisible arrays."""
+  candidates = [axis for axis, size in enumerate(shape) if size % num_devices == 0 and size >= num_devices]
+  if not candidates or num_devices == 1:
+    return P()
+  axis = max(candidates, key=lambda a: shape[a])
+  spec = [None] * len(shape)
+  spec[axis] = DATA_AXIS
+  return P(*spec)
+
+
+def state_shardings(abstract_state: TrainState, mesh: Mesh, fsdp: bool) -> TrainState:
+  """Shardings for every array of the state: replicated, or FSDP-split over the data axis."""
+  def sharding(leaf):
+    if not fsdp or leaf.ndim == 0:
+      return NamedSharding(mesh, P())
+    return NamedSharding(mesh, _fsdp_spec(leaf.shape, mesh.shape[DATA_AXIS]))
+  return jax.tree.map(sharding, abstract_state)
+
+
+def create_state(config, method: Method, num_classes: int, optimizer, probe_optimizer, mesh: Mesh):
+  """The initial state placed on `mesh`, and the shardings it lives in."""
+  init = lambda: initial_state(config, method, num_classes, optimizer, probe_optimizer)  # noqa: E731
+  shardings = state_shardings(jax.eval_shape(init), mesh, config.mesh.fsdp)
+  return jax.jit(init, out_shardings=shardings)(), shardings

@@ -1,0 +1,183 @@
+"""The training step: one jitted SPMD program over the device mesh.
+
+Per step, for a global batch of uint8 images sharded over the `data` axis:
+
+  1. augment every view on device (`jax_ssl.data.views.multi_crop`);
+  2. run the online network on each view separately (BatchNorm statistics per
+     view, as in the reference VICReg code; they are global-batch statistics,
+     i.e. synchronised, since the arrays are global);
+  3. gather the (V, N, D) embeddings onto every device and evaluate the
+     method's objective on the global batch (DESIGN.md section 4); random
+     slices are split over the devices inside `shard_map`;
+  4. train an online linear probe on stop-gradient backbone features;
+  5. apply the optimizer, and move BYOL's target network toward the online one.
+
+Parameters are replicated (or FSDP-sharded); the compiler inserts the
+collectives, so no gradient is averaged by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax import lax
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jax_ssl import methods
+from jax_ssl import ops
+from jax_ssl.data import views as views_lib
+from jax_ssl.train.state import DATA_AXIS
+from jax_ssl.train.state import Definitions
+from jax_ssl.train.state import TrainState
+
+
+def mesh_sliced_mean(mesh: Mesh) -> methods.base.SlicedMean:
+  """`SlicedMean` that gives each device its own block of the K random directions.
+
+  All devices draw the same (D, K) matrix from the step's key; device m keeps
+  columns [m K / M, (m + 1) K / M), evaluates the per-slice loss on the whole
+  (replicated) batch of embeddings, and the block means are averaged with
+  `pmean`: the mean over all K slices, at 1/M of the projection and sort cost.
+  The gradient needs no correction: `shard_map` sums the devices'
+  contributions to the replicated input, and each is already divided by M.
+  """
+  num_devices = mesh.shape[DATA_AXIS]
+  if num_devices == 1:
+    return methods.sliced_mean_on_one_device
+
+  def sliced_mean(fn, views: jax.Array, key: jax.Array, num_slices: int) -> jax.Array:
+    block = num_slices // num_devices
+
+    def per_device(views, key):
+      directions = ops.random_directions(key, views.shape[-1], num_slices)
+      mine = lax.dynamic_slice_in_dim(directions, lax.axis_index(DATA_AXIS) * block, block, axis=1)
+      return lax.pmean(fn(views, mine), DATA_AXIS)
+
+    return jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P()), out_specs=P())(views, key)
+
+  return sliced_mean
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """The static pieces of a step (hashable where jit needs it)."""
+
+  definitions: Definitions
+  method: methods.Method
+  view_specs: tuple[views_lib.ViewSpec, ...]
+  num_global: int
+  hparams: dict
+  optimizer: optax.GradientTransformation
+  probe_optimizer: optax.GradientTransformation
+  schedule: optax.Schedule
+  total_steps: int
+  log_every: int
+  mesh: Mesh
+
+
+def _replicated(mesh: Mesh, x):
+  return jax.tree.map(lambda a: lax.with_sharding_constraint(a, NamedSharding(mesh, P())), x)
+
+
+def _non_param_state(module: nnx.Module) -> nnx.State:
+  """What `nnx.split(module, nnx.Param, ...)` puts after the parameters (BatchNorm statistics)."""
+  return nnx.split(module, nnx.Param, ...)[2]
+
+
+def _non_finite_guard(metrics: dict) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+
+
+def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+  """`(state, batch) -> (state, metrics)`; batch: `image` uint8 (N, H, W, C), `label` int32 (N,)."""
+  method = cfg.method
+  sliced_mean = mesh_sliced_mean(cfg.mesh)
+
+  def forward(network, images_by_view):
+    outputs = [network(view) for view in images_by_view]
+    return tuple(None if outputs[0][i] is None else jnp.stack([o[i] for o in outputs]) for i in range(3))
+
+  def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    augment_key, loss_key = jax.random.split(key)
+    crops = views_lib.multi_crop(augment_key, batch["image"], cfg.view_specs)
+    global_crops, local_crops = crops[:cfg.num_global], crops[cfg.num_global:]
+    progress = state.step.astype(jnp.float32) / cfg.total_steps
+
+    targets = target_batch_stats = None
+    if method.target:
+      target = nnx.merge(cfg.definitions.network, state.target_params, state.target_batch_stats, copy=True)
+      targets = lax.stop_gradient(forward(target, global_crops)[1])
+      target_batch_stats = _non_param_state(target)
+
+    def loss_fn(params, probe_params):
+      network = nnx.merge(cfg.definitions.network, params, state.batch_stats, copy=True)
+      features, projections, predictions = forward(network, global_crops)
+      local_projections = forward(network, local_crops)[1] if local_crops else None
+      embeddings = methods.Embeddings(projections, local_projections, predictions, targets)
+      embeddings = _replicated(cfg.mesh, embeddings)  # every loss sees the global batch
+      context = methods.Context(key=loss_key, hparams=cfg.hparams, progress=progress, sliced_mean=sliced_mean)
+      loss, terms = method.objective(embeddings, context)
+      # Online linear probe on the first global view's features, with no gradient into the backbone.
+      probe = nnx.merge(cfg.definitions.probe, probe_params)
+      logits = probe(lax.stop_gradient(features[0]).astype(jnp.float32))
+      probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+      aux = {
+          "terms": terms,
+          "batch_stats": _non_param_state(network),
+          "probe_loss": probe_loss,
+          "probe_accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+          "embedding": embeddings.global_views[0],
+      }
+      return loss + probe_loss, (loss, aux)
+
+    (_, (loss, aux)), (grads, probe_grads) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
+        state.params, state.probe_params)
+    updates, opt_state = cfg.optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    probe_updates, probe_opt_state = cfg.probe_optimizer.update(probe_grads, state.probe_opt_state,
+                                                                 state.probe_params)
+    probe_params = optax.apply_updates(state.probe_params, probe_updates)
+
+    target_params = state.target_params
+    if method.target:
+      momentum = methods.byol_target_momentum(cfg.hparams["byol_momentum"], progress)
+      target_params = jax.tree.map(lambda t, p: momentum * t + (1 - momentum) * p, state.target_params, params)
+
+    embedding = aux["embedding"].astype(jnp.float32)
+    # An SVD of the (N, D) batch: only on the steps that are logged.
+    logged = ((state.step + 1) % cfg.log_every == 0) | (state.step + 1 == cfg.total_steps)
+    effective_rank = lax.cond(logged, lambda z: ops.effective_rank(z - jnp.mean(z, axis=0)),
+                              lambda z: jnp.float32(0.0), embedding)
+    metrics = {
+        "loss": loss,
+        **{f"loss/{name}": value for name, value in aux["terms"].items()},
+        "grad_norm": optax.tree.norm(grads),
+        "probe/loss": aux["probe_loss"],
+        "probe/accuracy": aux["probe_accuracy"],
+        "embedding/std": jnp.mean(jnp.std(embedding, axis=0)),
+        "embedding/effective_rank": effective_rank,
+        "lr": cfg.schedule(state.step),
+    }
+    metrics["finite"] = _non_finite_guard({k: v for k, v in metrics.items() if k != "lr"})
+    new_state = state.replace(
+        step=state.step + 1, params=params, batch_stats=aux["batch_stats"], opt_state=opt_state,
+        probe_params=probe_params, probe_opt_state=probe_opt_state, target_params=target_params,
+        target_batch_stats=target_batch_stats if method.target else state.target_batch_stats)
+    return new_state, metrics
+
+  return train_step
+
+
+def jit_train_step(cfg: StepConfig, state_shardings: TrainState):
+  """The step jitted over the mesh: batch sharded on `data`, state in its shardings (donated)."""
+  batch_sharding = NamedSharding(cfg.mesh, P(DATA_AXIS))
+  return jax.jit(make_train_step(cfg), in_shardings=(state_shardings, batch_sharding),
+                 out_shardings=(state_shardings, NamedSharding(cfg.mesh, P())), donate_argnums=(0,))

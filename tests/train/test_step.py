@@ -1,0 +1,66 @@
+"""The sharded step: 8 devices give the parameters one device gives, on the same global batches."""
+
+import jax
+import numpy as np
+import pytest
+
+from jax_ssl.train import config as config_lib
+from jax_ssl.train import loop
+from jax_ssl.train import optim
+
+
+def _config(method, bundled_dir):
+  config = config_lib.base_config()
+  config.method.name = method
+  config.data.data_dir = str(bundled_dir)
+  config.model.update(backbone="small_cnn", width=8, projector="32-32")
+  config.views.update(size=16, local_size=8)
+  if method == "visreg":
+    config.views.update(recipe="multicrop", num_global=2, num_local=2)
+    config.method.num_slices = 64
+  config.train.update(global_batch_size=16, num_steps=2, log_every=1)
+  config.optim.warmup_epochs = 0.0
+  return config
+
+
+@pytest.mark.parametrize("method", ["vicreg", "sag_vicreg", "visreg", "tregs"])
+def test_two_sharded_steps_equal_two_single_device_steps(method, bundled_dir, tmp_path):
+  config = _config(method, bundled_dir)
+  config_lib.validate(config, num_devices=8)
+  params = {}
+  for num_devices in (1, 8):
+    run = loop.Run(config, tmp_path / str(num_devices), mesh=loop.data_mesh(jax.devices()[:num_devices]))
+    initial = jax.tree.map(np.asarray, run.state.params)
+    for _ in range(2):
+      run.state, metrics = run.train_step(run.state, run.next_batch())
+      assert metrics["finite"]
+    params[num_devices] = jax.tree.map(np.asarray, run.state.params)
+    run.checkpointer.close()
+  # Tolerance: float32 reductions run in another order once the batch is split (a few ulps per step).
+  for single, sharded in zip(jax.tree.leaves(params[1]), jax.tree.leaves(params[8])):
+    np.testing.assert_allclose(sharded, single, rtol=1e-4, atol=1e-6)
+  moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(params[8]), jax.tree.leaves(initial))]
+  assert max(moved) > 1e-3, "the steps should have changed the parameters"
+
+
+def test_optimizer_skips_biases_and_norms():
+  params = {"kernel": np.ones((3, 4), np.float32), "bias": np.ones(4, np.float32), "scale": np.ones(4, np.float32)}
+  assert optim.decay_mask(params) == {"kernel": True, "bias": False, "scale": False}
+  config = config_lib.base_config()
+  config.train.global_batch_size = 512
+  config.optim.base_lr = 0.2
+  assert optim.peak_learning_rate(config) == pytest.approx(0.4)
+  config.optim.scale_lr_by_batch = False
+  assert optim.peak_learning_rate(config) == pytest.approx(0.2)
+
+
+def test_schedule_warms_up_then_decays():
+  config = config_lib.base_config()
+  config.train.global_batch_size = 256
+  config.optim.update(base_lr=1.0, warmup_epochs=2.0, end_lr_fraction=0.1)
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch=10, total_steps=100)
+  assert float(schedule(0)) == 0.0
+  assert float(schedule(10)) == pytest.approx(0.5)
+  assert float(schedule(20)) == pytest.approx(1.0)
+  assert float(schedule(100)) == pytest.approx(0.1)
+  assert float(schedule(60)) < float(schedule(40))
