@@ -23,9 +23,11 @@ def _config(method, bundled_dir):
   return config
 
 
-@pytest.mark.parametrize("method", ["vicreg", "sag_vicreg", "visreg", "tregs"])
-def test_two_sharded_steps_equal_two_single_device_steps(method, bundled_dir, tmp_path):
+@pytest.mark.parametrize("method,fsdp", [("vicreg", False), ("sag_vicreg", False), ("visreg", False), ("tregs", False),
+                                         ("vicreg", True)])
+def test_two_sharded_steps_equal_two_single_device_steps(method, fsdp, bundled_dir, tmp_path):
   config = _config(method, bundled_dir)
+  config.mesh.fsdp = fsdp
   config_lib.validate(config, num_devices=8)
   params = {}
   for num_devices in (1, 8):
@@ -64,3 +66,34 @@ def test_schedule_warms_up_then_decays():
   assert float(schedule(20)) == pytest.approx(1.0)
   assert float(schedule(100)) == pytest.approx(0.1)
   assert float(schedule(60)) < float(schedule(40))
+
+
+def test_fsdp_splits_parameters_over_the_devices(bundled_dir, tmp_path):
+  config = _config("vicreg", bundled_dir)
+  config.mesh.fsdp = True
+  run = loop.Run(config, tmp_path)
+  kernels = [leaf for leaf in jax.tree.leaves(run.state.params) if leaf.ndim >= 2 and max(leaf.shape) % 8 == 0]
+  assert kernels and all(not leaf.sharding.is_fully_replicated for leaf in kernels)
+  run.checkpointer.close()
+
+
+def test_bfloat16_compute_trains_with_float32_parameters(bundled_dir, tmp_path):
+  config = _config("vicreg", bundled_dir)
+  config.model.dtype = "bfloat16"
+  run = loop.Run(config, tmp_path, mesh=loop.data_mesh(jax.devices()[:1]))
+  run.state, metrics = run.train_step(run.state, run.next_batch())
+  assert metrics["finite"] and np.isfinite(metrics["loss"])
+  assert {leaf.dtype for leaf in jax.tree.leaves(run.state.params)} == {np.dtype(np.float32)}
+  run.checkpointer.close()
+
+
+def test_gradient_clipping_bounds_the_update():
+  # Under LARS a bias (1-D) gets neither decay nor trust-ratio scaling: its first update is -lr * g.
+  params = {"bias": np.zeros(4, np.float32)}
+  grads = {"bias": np.full(4, 100.0, np.float32)}  # global norm 200
+  config = config_lib.base_config()
+  for clip, expected_norm in ((0.0, 200.0), (0.5, 0.5)):
+    config.optim.update(name="lars", weight_decay=0.0, grad_clip_norm=clip)
+    optimizer = optim.make_optimizer(config, lambda step: 1.0)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    np.testing.assert_allclose(np.linalg.norm(updates["bias"]), expected_norm, rtol=1e-5)

@@ -1,0 +1,36 @@
+"""What a run leaves in its workdir: metrics.jsonl, TensorBoard events, the kNN monitor, report.md."""
+
+import json
+
+from jax_ssl.train import config as config_lib
+from jax_ssl.train import loop
+from jax_ssl.train import monitor
+
+
+def test_workdir_holds_metrics_events_and_a_report(bundled_dir, tmp_path):
+  config = config_lib.smoke(config_lib.bundled_base("vicreg"))
+  config.data.data_dir = str(bundled_dir)
+  config.train.update(num_steps=4, log_every=2, eval_every=2)
+  config.eval.update(max_train_examples=128, probe_epochs=3)
+  summary = loop.train(config, tmp_path)
+
+  records = monitor.read_metrics(tmp_path)
+  assert [r["step"] for r in records] == [2, 4]
+  for key in ("loss", "loss/invariance", "loss/variance", "loss/covariance", "grad_norm", "lr", "embedding/std",
+              "embedding/effective_rank", "probe/accuracy", "images_per_second", "knn_accuracy"):
+    assert key in records[-1], key
+  assert records[-1]["embedding/effective_rank"] > 1 and 0 <= records[-1]["knn_accuracy"] <= 1
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+  assert json.loads((tmp_path / "config.json").read_text())["method"]["name"] == "vicreg"
+
+  report = (tmp_path / "report.md").read_text()
+  assert "| knn | label |" in report and "| linear | label |" in report and "initialisation" in report
+  assert (tmp_path / "report_training.png").stat().st_size > 0 and (tmp_path / "report_accuracy.png").exists()
+  evaluation = summary["evaluation"]
+  assert set(evaluation) == {"trained", "initial"} and set(evaluation["trained"]) == {"knn", "linear"}
+
+
+def test_read_metrics_merges_a_resumed_runs_records(tmp_path):
+  (tmp_path / monitor.METRICS_FILE).write_text(
+      '{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n{"step": 2, "loss": 2.5, "knn_accuracy": 0.3}\n')
+  assert monitor.read_metrics(tmp_path) == [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5, "knn_accuracy": 0.3}]
