@@ -314,16 +314,22 @@ COMMON_VARIANTS = {"first_half": _train_on_half(0), "second_half": _train_on_hal
 def apply_arg(config: ml_collections.ConfigDict, arg: str | None, variants: dict | None = None):
   """Apply a config file's `:arg`: comma-separated variant names of that file, and/or `smoke`.
 
-  Variants are applied in order (`first_half` / `second_half`, accepted by
-  every file, split the classes of the dataset chosen by then), then `smoke`
-  shrinks the result. An unknown name raises ConfigError listing the accepted ones.
+  The file's own variants are applied in order, then `smoke` shrinks the
+  result, then `first_half` / `second_half` (accepted by every file) split the
+  classes of the dataset chosen by then. An unknown name raises ConfigError listing the accepted ones.
   """
   variants = {**(variants or {}), **COMMON_VARIANTS}
   names = [name.strip() for name in (arg or "").split(",") if name.strip()]
   for name in names:
-    if name == "smoke":
-      continue
-    if name not in variants:
+    if name != "smoke" and name not in variants:
       raise ConfigError(f"unknown config argument {name!r}; this config takes: smoke, {', '.join(variants)}.")
-    variants[name](config)
-  return smoke(config) if "smoke" in names else config
+  for name in names:
+    if name != "smoke" and name not in COMMON_VARIANTS:
+      variants[name](config)
+  if "smoke" in names:
+    config = smoke(config)
+  # The halves last: they split the classes of the dataset that `smoke` may have swapped in.
+  for name in names:
+    if name in COMMON_VARIANTS:
+      COMMON_VARIANTS[name](config)
+  return config

@@ -44,3 +44,11 @@ def test_unknown_argument_is_refused():
 def test_variants_compose():
   config = _module(CONFIG_DIR / "recipes" / "tregs_cifar_resnet18.py").get_config("cifar100,byol,second_half")
   assert config.data.name == "cifar100" and config.data.classes == "50-99" and config.method.name == "byol+tregs"
+
+
+def test_halves_split_the_classes_of_the_smoke_dataset():
+  # smoke may swap the dataset, so the halves are applied after it, whatever the order written.
+  for arg in ("first_half,smoke", "smoke,first_half"):
+    assert _module(CONFIG_DIR / "vicreg.py").get_config(arg).data.classes == "0-4"
+  recipe = _module(CONFIG_DIR / "recipes" / "tregs_cifar_resnet18.py").get_config("cifar100,second_half,smoke")
+  assert recipe.data.name == "shapes" and recipe.data.classes == "18-35"

@@ -1,0 +1,210 @@
+"""`python -m jax_ssl.eval {structure,checkpoint,generalization} ...`: evaluation from the command line.
+
+  structure A.npy B.npy           compare the hierarchies of two sets of the same items
+                                  (embeddings, or raw inputs such as images: rows are flattened)
+  checkpoint --workdir DIR        probes, Rand index and structure-to-pixels of a trained encoder,
+                                  per level of the label hierarchy
+  generalization --config CFG     the two-model protocol: train on each half of the classes,
+                                  compare the two models on the first half's test images
+
+Each writes a JSON file (every number), a Markdown summary where it says so,
+and figures, into --output_dir. Exit codes: 0 done, 2 bad input (one line on
+stderr says what and what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+EXIT_BAD_INPUT = 2
+
+
+def _jsonable(value):
+  if isinstance(value, dict):
+    return {str(k): _jsonable(v) for k, v in value.items() if not isinstance(v, np.ndarray)}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, float) and not np.isfinite(value):
+    return None
+  return value
+
+
+def _write_json(path: pathlib.Path, result: dict) -> None:
+  path.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+
+
+def _structure_table(rows: dict[str, dict[str, float]]) -> list[str]:
+  from jax_ssl.eval.protocols import STRUCTURE_KEYS
+  lines = ["| comparison | " + " | ".join(STRUCTURE_KEYS) + " |", "| --- |" + " --- |" * len(STRUCTURE_KEYS)]
+  for name, scores in rows.items():
+    lines.append(f"| {name} | " + " | ".join(f"{scores[key]:.4f}" for key in STRUCTURE_KEYS) + " |")
+  return lines
+
+
+def _load_rows(path: str) -> np.ndarray:
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} does not exist; give a .npy file with one row per item.")
+  try:
+    return np.load(path, allow_pickle=False)
+  except ValueError as error:
+    raise ValueError(f"{path} is not a numpy .npy array ({error}).") from None
+
+
+def run_structure(args) -> dict:
+  from jax_ssl.eval import figures
+  from jax_ssl.eval import protocols
+  from jax_ssl.eval import trees
+  first, second = _load_rows(args.first), _load_rows(args.second)
+  result = protocols.compare_structure(first, second, max_items=args.max_items, seed=args.seed)
+  result.update(first=str(args.first), second=str(args.second))
+  output = _output_dir(args, f"structure-{pathlib.Path(args.first).stem}-vs-{pathlib.Path(args.second).stem}")
+  items = result["items"]
+  figures.dendrograms({pathlib.Path(args.first).name: trees.ward_linkage(protocols.as_rows(first, "A")[items]),
+                       pathlib.Path(args.second).name: trees.ward_linkage(protocols.as_rows(second, "B")[items])},
+                      output / "dendrograms.png")
+  _write_json(output / "structure.json", result)
+  print("\n".join(_structure_table({f"{args.first} vs {args.second}": result["scores"]})))
+  print(f"{result['num_items']} items; wrote {output / 'structure.json'} and {output / 'dendrograms.png'}")
+  return result
+
+
+def _checkpoint_markdown(result: dict) -> str:
+  levels = result["levels"]
+  lines = [f"# Evaluation of {result['workdir']} (step {result['step']})", "",
+           f"{result['method']} with a {result['backbone']} backbone, evaluated on {result['dataset']} "
+           f"({result['num_train']} train images fit the probes, {result['num_test']} {result['split']} images are "
+           f"scored; the Rand index and the structure use {result['num_items']} of them).", "",
+           "| level | kNN (weighted) | kNN (majority) | linear probe | Rand index |", "| --- | --- | --- | --- | --- |"]
+  for level in levels:
+    lines.append(f"| {level} | {result['knn'][level]:.4f} | {result['knn_majority'][level]:.4f} | "
+                 f"{result['linear'][level]:.4f} | {result['rand_index'][level]:.4f} |")
+  lines += ["", "Structure of the embeddings against the input pixels (label-free):", "",
+            *_structure_table({"pixels vs features": result["structure_to_inputs"]}), "",
+            "![scores by level](scores_by_level.png)", "", "![dendrograms](dendrograms.png)", ""]
+  return "\n".join(lines)
+
+
+def run_checkpoint(args) -> dict:
+  from jax_ssl.data import sources
+  from jax_ssl.eval import figures
+  from jax_ssl.eval import protocols
+  from jax_ssl.eval import trees
+  result = protocols.evaluate_checkpoint(args.workdir, args.dataset, step=args.step, data_dir=args.data_dir,
+                                         split=args.split, hierarchy_file=args.hierarchy, max_train=args.max_train,
+                                         max_items=args.max_items, probe_epochs=args.probe_epochs, seed=args.seed)
+  output = _output_dir(args, str(pathlib.Path(args.workdir) / "eval"))
+  figures.scores_by_level({"kNN": result["knn"], "linear": result["linear"], "Rand index": result["rand_index"]},
+                          output / "scores_by_level.png", title=f"{result['method']} on {result['dataset']}")
+  # The trees behind the structure numbers: pixels and features of the same evaluated items.
+  from jax_ssl.train.encoder import load_encoder
+  images = sources.load_numpy(result["dataset"], args.split, args.data_dir)["image"]
+  items = protocols.subsample(len(images), args.max_items, args.seed)
+  features = load_encoder(args.workdir, args.step)(images[items])
+  figures.dendrograms({"input pixels": trees.ward_linkage(protocols.as_rows(images[items], "images")),
+                       "encoder features": trees.ward_linkage(features)}, output / "dendrograms.png")
+  _write_json(output / "eval.json", result)
+  (output / "eval.md").write_text(_checkpoint_markdown(result))
+  print(_checkpoint_markdown(result).split("\n\n![")[0])
+  print(f"wrote {output / 'eval.json'}, {output / 'eval.md'} and figures")
+  return result
+
+
+def _generalization_markdown(result: dict) -> str:
+  return "\n".join([
+      f"# Two-model generalization: {result['method']} on {result['dataset']}", "",
+      f"Model A trained on classes {result['classes_a']}, model B on classes {result['classes_b']}; both embed "
+      f"{result['num_items']} test images of A's classes. High A-vs-B similarity means B, which never saw these "
+      "classes, organises them the way A does.", "",
+      *_structure_table({"A vs B": result["a_vs_b"], "pixels vs A": result["a_vs_pixels"],
+                         "pixels vs B": result["b_vs_pixels"]}), "",
+      "![dendrograms](dendrograms.png)", ""])
+
+
+def run_generalization(args) -> dict:
+  from jax_ssl.eval import figures
+  from jax_ssl.eval import protocols
+  from jax_ssl.eval import trees
+  config = protocols.load_config_file(args.config)
+  if args.data_dir:
+    config.data.data_dir = args.data_dir
+  path, _, arg = args.config.partition(":")
+  name = f"generalization-{pathlib.Path(path).stem}" + (f"-{arg.replace(',', '-')}" if arg else "")
+  workdir = pathlib.Path(args.workdir or pathlib.Path("workdirs") / name)
+  result = protocols.generalization(config, workdir, max_items=args.max_items, seed=args.seed)
+  output = _output_dir(args, str(workdir / "eval"))
+  np.savez(output / "embeddings.npz", items=result["items"], **result["features"])
+  figures.dendrograms({"model A": trees.ward_linkage(result["features"]["model_a"]),
+                       "model B": trees.ward_linkage(result["features"]["model_b"])}, output / "dendrograms.png")
+  _write_json(output / "generalization.json", result)
+  (output / "generalization.md").write_text(_generalization_markdown(result))
+  print(_generalization_markdown(result).split("\n\n![")[0])
+  print(f"wrote {output / 'generalization.json'}, {output / 'generalization.md'}, embeddings.npz and figures")
+  return result
+
+
+def _output_dir(args, default: str) -> pathlib.Path:
+  output = pathlib.Path(args.output_dir or default)
+  output.mkdir(parents=True, exist_ok=True)
+  return output
+
+
+def _positive(text: str) -> int:
+  value = int(text)
+  if value < 3:
+    raise argparse.ArgumentTypeError(f"must be at least 3, got {value}")
+  return value
+
+
+def parser() -> argparse.ArgumentParser:
+  main = argparse.ArgumentParser(prog="python -m jax_ssl.eval", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+  commands = main.add_subparsers(dest="command", required=True, metavar="{structure,checkpoint,generalization}")
+
+  structure = commands.add_parser("structure", help="compare the hierarchies of two sets of the same items")
+  structure.add_argument("first", help="A.npy: (N, F) embeddings or (N, ...) raw inputs")
+  structure.add_argument("second", help="B.npy: the same N items")
+  structure.add_argument("--max_items", type=_positive, default=None, help="compare a random subset of this size")
+  structure.set_defaults(run=run_structure)
+
+  checkpoint = commands.add_parser("checkpoint", help="evaluate a trained encoder per level of the label hierarchy")
+  checkpoint.add_argument("--workdir", required=True, help="the training run's workdir")
+  checkpoint.add_argument("--dataset", default=None, help="default: the dataset the run trained on")
+  checkpoint.add_argument("--step", type=int, default=None, help="default: the newest readable checkpoint")
+  checkpoint.add_argument("--data_dir", default=None)
+  checkpoint.add_argument("--split", default="test")
+  checkpoint.add_argument("--hierarchy", default=None, help="JSON file of extra levels (see jax_ssl.eval.hierarchy)")
+  checkpoint.add_argument("--max_train", type=int, default=10_000, help="train images that fit the probes")
+  checkpoint.add_argument("--max_items", type=_positive, default=2000, help="items for the Rand index and structure")
+  checkpoint.add_argument("--probe_epochs", type=int, default=100)
+  checkpoint.set_defaults(run=run_checkpoint)
+
+  generalization = commands.add_parser("generalization", help="the two-model protocol of SAG-VICReg")
+  generalization.add_argument("--config", required=True, help="configs/<x>.py[:arg], as for jax_ssl.main")
+  generalization.add_argument("--workdir", default=None, help="default: workdirs/generalization-<config>")
+  generalization.add_argument("--data_dir", default=None, help="overrides the config's data.data_dir")
+  generalization.add_argument("--max_items", type=_positive, default=2000, help="test images compared")
+  generalization.set_defaults(run=run_generalization)
+
+  for command in (structure, checkpoint, generalization):
+    command.add_argument("--output_dir", default=None, help="where the JSON, Markdown and figures go")
+    command.add_argument("--seed", type=int, default=0, help="seed of subsampling, clustering and probes")
+  return main
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = parser().parse_args(argv)
+  try:
+    args.run(args)
+  except (ValueError, FileNotFoundError) as error:  # ConfigError and DatasetNotFoundError among them
+    message = " ".join(str(error).split())
+    print(f"jax_ssl.eval {args.command}: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+  return 0
