@@ -1,0 +1,140 @@
+"""Helpers shared by the paper-reproduction scripts in experiments/.
+
+Each script writes `<output_dir>/results/<name>.json` and
+`<output_dir>/figures/<name>.png`; `output_dir` defaults to this folder, so a
+plain `python experiments/<name>.py` refreshes the committed results. Every
+JSON carries the command that produced it and a description of the machine.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import pathlib
+import platform
+import shlex
+import sys
+import time
+from typing import Any
+
+import jax
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent
+REPO_ROOT = EXPERIMENTS_DIR.parent
+
+
+def add_output_flags(parser) -> None:
+  """The flags every script shares: `--small` and `--output_dir`."""
+  parser.add_argument("--small", action="store_true", help="tiny sizes (seconds), for tests and quick checks")
+  parser.add_argument("--output_dir", type=pathlib.Path, default=EXPERIMENTS_DIR,
+                      help="writes results/<name>.json and figures/<name>.png under this folder "
+                      "(default: experiments/)")
+
+
+def command_line() -> str:
+  """The command as typed from the repository root (`python experiments/<name>.py ...`)."""
+  script = pathlib.Path(sys.argv[0]).resolve()
+  try:
+    script_text = str(script.relative_to(REPO_ROOT))
+  except ValueError:
+    script_text = str(script)
+  return " ".join(["python", script_text, *(shlex.quote(arg) for arg in sys.argv[1:])])
+
+
+def _cores() -> int:
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _cpu_model() -> str:
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+  device = jax.devices()[0]
+  return {
+      "platform": device.platform,
+      "device_kind": device.device_kind,
+      "num_devices": len(jax.devices()),
+      "cpu_model": _cpu_model(),
+      "cpu_cores": _cores(),
+      "python": platform.python_version(),
+      "jax_version": jax.__version__,
+      "numpy_version": np.__version__,
+      "os": platform.platform(),
+  }
+
+
+def _jsonable(value):
+  """numpy scalars and arrays -> Python floats / lists, recursively."""
+  if isinstance(value, dict):
+    return {str(k): _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, (np.ndarray, jax.Array)):
+    return _jsonable(np.asarray(value).tolist())
+  if isinstance(value, np.bool_):
+    return bool(value)
+  if isinstance(value, np.integer):
+    return int(value)
+  if isinstance(value, np.floating):
+    return float(value)
+  return value
+
+
+def save_png(fig, path: pathlib.Path, dpi: int = 100) -> None:
+  """Saves at `dpi`, then re-encodes with a 256-colour palette (about 2-3x smaller, same look)."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=dpi)
+  plt.close(fig)
+  buffer.seek(0)
+  with Image.open(buffer) as image:
+    image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
+def write_results(name: str, output_dir: pathlib.Path, result: dict[str, Any], fig, *, small: bool,
+                  started: float) -> tuple[pathlib.Path, pathlib.Path]:
+  """Writes the JSON (with command, machine, date, run time) and the PNG; returns their paths."""
+  output_dir = pathlib.Path(output_dir)
+  json_path = output_dir / "results" / f"{name}.json"
+  png_path = output_dir / "figures" / f"{name}.png"
+  json_path.parent.mkdir(parents=True, exist_ok=True)
+  png_path.parent.mkdir(parents=True, exist_ok=True)
+  save_png(fig, png_path)
+  header = {
+      "experiment": name,
+      "command": command_line(),
+      "small": small,
+      "date": datetime.datetime.now().isoformat(timespec="seconds"),
+      "run_time_s": time.perf_counter() - started,
+      "machine": machine_info(),
+      "figure": f"figures/{name}.png",
+  }
+  json_path.write_text(json.dumps(_jsonable({**header, **result}), indent=2, allow_nan=False) + "\n")
+  print(f"wrote {json_path}\nwrote {png_path}")
+  return json_path, png_path
+
+
+def loglog_slope(x, y) -> float | None:
+  """Least-squares slope of log(y) against log(x) (np.polyfit, degree 1) over the points with y > 0.
+
+  None when fewer than two such points remain.
+  """
+  x, y = np.asarray(x, float), np.asarray(y, float)
+  keep = (x > 0) & (y > 0) & np.isfinite(y)
+  if keep.sum() < 2:
+    return None
+  return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
