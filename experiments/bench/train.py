@@ -70,6 +70,7 @@ def main() -> None:
   parser.add_argument("--small", action="store_true", help="a tiny network, for a quick check")
   parser.add_argument("--batch", type=int, default=None, help="global batch (default: 64 on CPU, 256 elsewhere)")
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--methods", default=",".join(METHODS), help="vicreg first; the others are timed against it")
   parser.add_argument("--data_dir", default=None, help="where bundled datasets are (default: prepared afresh)")
   parser.add_argument("--output", type=pathlib.Path, default=None)
   args = parser.parse_args()
@@ -81,13 +82,16 @@ def main() -> None:
     repeats = args.repeats
   data_dir = args.data_dir or tempfile.mkdtemp(prefix="jax_ssl_bench_")
   workdirs = pathlib.Path(tempfile.mkdtemp(prefix="jax_ssl_bench_runs_"))
+  methods = args.methods.split(",")
+  if methods[0] != "vicreg" or not set(methods) <= set(METHODS):
+    parser.error(f"--methods must start with vicreg and name some of {', '.join(METHODS)}")
   times = {}
-  for method in METHODS:
+  for method in methods:
     config = method_config(method, batch, backbone, width, projector, data_dir)
     times[method] = step_time(config, workdirs / method, repeats)
     print(f"{method:12s} {times[method]:8.3f} s/step", flush=True)
   rows = []
-  for method in METHODS:
+  for method in methods:
     overhead = times[method] / times["vicreg"] - 1
     goal = None if args.small else GOALS.get(method)
     rows.append({"method": method, "step_s": times[method], "images_per_s": batch / times[method],

@@ -104,7 +104,7 @@ def digits_workdir(bundled_dir, tmp_path_factory):
   return workdir
 
 
-def test_checkpoint_reports_every_level(digits_workdir, bundled_dir, tmp_path):
+def test_checkpoint_reports_every_level(digits_workdir, bundled_dir, tmp_path, capsys):
   output = tmp_path / "eval"
   assert cli.main(["checkpoint", "--workdir", str(digits_workdir), "--data_dir", str(bundled_dir),
                    "--max_train", "300", "--max_items", "90", "--probe_epochs", "3", "--output_dir", str(output)]) == 0
@@ -130,13 +130,15 @@ def test_checkpoint_reports_every_level(digits_workdir, bundled_dir, tmp_path):
   assert "| label_coarse |" in markdown and "pixels vs features" in markdown
   for figure in ("scores_by_level.png", "dendrograms.png"):
     assert (output / figure).stat().st_size > 1000
-
-
-def test_checkpoint_bad_input_exits_2(tmp_path, digits_workdir, capsys):
-  assert cli.main(["checkpoint", "--workdir", str(tmp_path)]) == cli.EXIT_BAD_INPUT
-  assert "is not a jax_ssl workdir" in capsys.readouterr().err
+  # In the same test: the trained run is a module fixture, and xdist would train it again elsewhere.
+  capsys.readouterr()
   assert cli.main(["checkpoint", "--workdir", str(digits_workdir), "--dataset", "mnist"]) == cli.EXIT_BAD_INPUT
   assert "unknown dataset 'mnist'" in capsys.readouterr().err
+
+
+def test_checkpoint_of_a_directory_without_a_run_exits_2(tmp_path, capsys):
+  assert cli.main(["checkpoint", "--workdir", str(tmp_path)]) == cli.EXIT_BAD_INPUT
+  assert "is not a jax_ssl workdir" in capsys.readouterr().err
 
 
 def test_generalization_trains_two_halves_and_compares_them(bundled_dir, tmp_path):
