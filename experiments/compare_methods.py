@@ -31,12 +31,9 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from experiments.bench.losses import device_description  # noqa: E402
 from experiments.bench.losses import device_name  # noqa: E402
-from jax_ssl.data import sources  # noqa: E402
-from jax_ssl.eval import hierarchy  # noqa: E402
 from jax_ssl.eval import protocols  # noqa: E402
 from jax_ssl.train import config as config_lib  # noqa: E402
 from jax_ssl.train import loop  # noqa: E402
-from jax_ssl.train.encoder import load_encoder  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -68,20 +65,6 @@ def method_config(method: str, dataset: str, seed: int, scale: dict, data_dir: s
   config.optim.warmup_epochs = min(config.optim.warmup_epochs, 1.0)
   config.eval.report = False
   return config
-
-
-def evaluate_run(workdir: pathlib.Path, dataset: str, data_dir: str, scale: dict, seed: int) -> dict:
-  encoder = load_encoder(workdir)
-  splits = {}
-  for split, limit in (("train", scale["max_train"]), ("test", None)):
-    arrays = sources.load_numpy(dataset, split, data_dir)
-    rows = protocols.subsample(len(arrays["image"]), limit, seed)
-    levels = hierarchy.dataset_levels(dataset, arrays)
-    splits[split] = (arrays["image"][rows], {level: labels[rows] for level, labels in levels.items()})
-  (train_images, train_levels), (test_images, test_levels) = splits["train"], splits["test"]
-  return protocols.evaluate_features(encoder(train_images), train_levels, encoder(test_images), test_levels,
-                                     test_inputs=test_images, max_items=scale["max_items"],
-                                     knn_k=encoder.config.eval.knn_k, probe_epochs=scale["probe_epochs"], seed=seed)
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -162,7 +145,10 @@ def main() -> None:
         config_lib.validate(config, num_devices=jax.device_count())
         run_dir = workdir / dataset / method.replace("+", "_") / f"seed{seed}"
         loop.train(config, run_dir / "all_classes")
-        run = evaluate_run(run_dir / "all_classes", dataset, data_dir, scale, seed)
+        run = protocols.evaluate_checkpoint(run_dir / "all_classes", dataset, data_dir=data_dir,
+                                            max_train=scale["max_train"], max_items=scale["max_items"],
+                                            probe_epochs=scale["probe_epochs"], seed=seed)
+        run = {key: value for key, value in run.items() if not isinstance(value, np.ndarray)}  # JSON-ready
         two_models = protocols.generalization(config, run_dir / "halves", max_items=scale["max_items"], seed=seed)
         run["generalization"] = two_models["a_vs_b"]
         run["generalization_pixels_vs_a"] = two_models["a_vs_pixels"]

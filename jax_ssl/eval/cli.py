@@ -93,7 +93,6 @@ def _checkpoint_markdown(result: dict) -> str:
 
 
 def run_checkpoint(args) -> dict:
-  from jax_ssl.data import sources
   from jax_ssl.eval import figures
   from jax_ssl.eval import protocols
   from jax_ssl.eval import trees
@@ -104,12 +103,8 @@ def run_checkpoint(args) -> dict:
   figures.scores_by_level({"kNN": result["knn"], "linear": result["linear"], "Rand index": result["rand_index"]},
                           output / "scores_by_level.png", title=f"{result['method']} on {result['dataset']}")
   # The trees behind the structure numbers: pixels and features of the same evaluated items.
-  from jax_ssl.train.encoder import load_encoder
-  images = sources.load_numpy(result["dataset"], args.split, args.data_dir)["image"]
-  items = protocols.subsample(len(images), args.max_items, args.seed)
-  features = load_encoder(args.workdir, args.step)(images[items])
-  figures.dendrograms({"input pixels": trees.ward_linkage(protocols.as_rows(images[items], "images")),
-                       "encoder features": trees.ward_linkage(features)}, output / "dendrograms.png")
+  figures.dendrograms({"input pixels": trees.ward_linkage(protocols.as_rows(result["item_inputs"], "images")),
+                       "encoder features": trees.ward_linkage(result["item_features"])}, output / "dendrograms.png")
   _write_json(output / "eval.json", result)
   (output / "eval.md").write_text(_checkpoint_markdown(result))
   print(_checkpoint_markdown(result).split("\n\n![")[0])

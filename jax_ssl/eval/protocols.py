@@ -69,7 +69,8 @@ def evaluate_features(train_features, train_levels: Mapping[str, np.ndarray], te
   """Probes per level (train -> test), Rand index per level and structure vs the inputs (on test items).
 
   Returns `{"knn": {level: acc}, "knn_majority": {...}, "linear": {level: acc},
-  "rand_index": {level: ri}, "structure_to_inputs": scores or None, "num_items": n}`.
+  "rand_index": {level: ri}, "structure_to_inputs": scores or None, "num_items": n}`,
+  plus the sampled test rows as arrays: `items` and their `item_features`.
   """
   k = min(knn_k, len(train_features))
   results = {
@@ -89,6 +90,8 @@ def evaluate_features(train_features, train_levels: Mapping[str, np.ndarray], te
   results["structure_to_inputs"] = (None if test_inputs is None else
                                     structure_scores(as_rows(np.asarray(test_inputs)[items], "inputs"), features))
   results["num_items"] = int(len(items))
+  # The sampled rows behind the Rand index and the structure numbers (arrays: not written to JSON).
+  results["items"], results["item_features"] = items, features
   return results
 
 
@@ -123,7 +126,7 @@ def evaluate_checkpoint(workdir: str | os.PathLike, dataset: str | None = None, 
   return {"protocol": "checkpoint", "workdir": str(workdir), "step": encoder.step, "method": encoder.config.method.name,
           "backbone": encoder.config.model.backbone, "dataset": dataset, "split": split,
           "num_train": int(len(train_images)), "num_test": int(len(test_images)), "levels": list(test_levels),
-          **results}
+          **results, "item_inputs": test_images[results["items"]]}
 
 
 def load_config_file(argument: str):

@@ -18,9 +18,9 @@ composition (linkage, cophenet, pdist, scipy.stats) to ~1e-12, but no
 n(n-1)/2 float vector is ever formed: sums run over chunks of a tree's
 leaf-order LCA matrix (see `trees.lca_node_matrix`), and the three LCA
 correlations come from a contingency table (`correlation.py`). At n = 10,000
-(5e7 pairs) the two functions together take ~7 s on an idle 2-core CPU (12 s
-with other jobs on it), most of it scipy's Ward linkage, and 0.8 GB; the plain
-scipy composition takes ~4.4x longer and 6.5 GB (experiments/bench/eval.py).
+(5e7 pairs) the two functions together took 12 s on a loaded 2-core CPU, most
+of it scipy's Ward linkage, and 0.8 GB; the plain scipy composition took 4.4x
+longer and 6.5 GB (experiments/bench/eval.py).
 """
 
 from __future__ import annotations
