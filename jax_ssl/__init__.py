@@ -10,12 +10,13 @@
 """
 
 
-def load_encoder(workdir, step=None):
+def load_encoder(workdir, step=None, output="backbone"):
   """A trained backbone from a run's workdir: `encoder(images) -> (N, F)` numpy features.
 
   Images are uint8 or [0, 1] float (N, H, W, C); they are resized to the
   training view size and normalised as in training. `step` picks a
-  checkpoint (default: the newest readable one).
+  checkpoint (default: the newest readable one); `output="projector"` gives
+  the projector's embeddings instead of the backbone's features.
   """
   from jax_ssl.train.encoder import load_encoder as _load_encoder
-  return _load_encoder(workdir, step)
+  return _load_encoder(workdir, step, output)

@@ -79,7 +79,8 @@ def run_structure(args) -> dict:
 def _checkpoint_markdown(result: dict) -> str:
   levels = result["levels"]
   lines = [f"# Evaluation of {result['workdir']} (step {result['step']})", "",
-           f"{result['method']} with a {result['backbone']} backbone, evaluated on {result['dataset']} "
+           f"{result['method']} with a {result['backbone']} backbone ({result['output']} outputs), "
+           f"evaluated on {result['dataset']} "
            f"({result['num_train']} train images fit the probes, {result['num_test']} {result['split']} images are "
            f"scored; the Rand index and the structure use {result['num_items']} of them).", "",
            "| level | kNN (weighted) | kNN (majority) | linear probe | Rand index |", "| --- | --- | --- | --- | --- |"]
@@ -98,7 +99,8 @@ def run_checkpoint(args) -> dict:
   from jax_ssl.eval import trees
   result = protocols.evaluate_checkpoint(args.workdir, args.dataset, step=args.step, data_dir=args.data_dir,
                                          split=args.split, hierarchy_file=args.hierarchy, max_train=args.max_train,
-                                         max_items=args.max_items, probe_epochs=args.probe_epochs, seed=args.seed)
+                                         max_items=args.max_items, probe_epochs=args.probe_epochs, seed=args.seed,
+                                         output=args.features)
   output = _output_dir(args, str(pathlib.Path(args.workdir) / "eval"))
   figures.scores_by_level({"kNN": result["knn"], "linear": result["linear"], "Rand index": result["rand_index"]},
                           output / "scores_by_level.png", title=f"{result['method']} on {result['dataset']}")
@@ -119,7 +121,11 @@ def _generalization_markdown(result: dict) -> str:
       f"{result['num_items']} test images of A's classes. High A-vs-B similarity means B, which never saw these "
       "classes, organises them the way A does.", "",
       *_structure_table({"A vs B": result["a_vs_b"], "pixels vs A": result["a_vs_pixels"],
-                         "pixels vs B": result["b_vs_pixels"]}), "",
+                         "pixels vs B": result["b_vs_pixels"],
+                         "A vs B at initialisation (control)": result["untrained_a_vs_b"],
+                         "pixels vs A at initialisation (control)": result["untrained_a_vs_pixels"]}), "",
+      f"Features: {result['output']} outputs. The controls are the same two networks before training: "
+      "a trained pair is worth its distance above them.", "",
       "![dendrograms](dendrograms.png)", ""])
 
 
@@ -133,7 +139,7 @@ def run_generalization(args) -> dict:
   path, _, arg = args.config.partition(":")
   name = f"generalization-{pathlib.Path(path).stem}" + (f"-{arg.replace(',', '-')}" if arg else "")
   workdir = pathlib.Path(args.workdir or pathlib.Path("workdirs") / name)
-  result = protocols.generalization(config, workdir, max_items=args.max_items, seed=args.seed)
+  result = protocols.generalization(config, workdir, max_items=args.max_items, seed=args.seed, output=args.features)
   output = _output_dir(args, str(workdir / "eval"))
   np.savez(output / "embeddings.npz", items=result["items"], **result["features"])
   figures.dendrograms({"model A": trees.ward_linkage(result["features"]["model_a"]),
@@ -188,6 +194,9 @@ def parser() -> argparse.ArgumentParser:
   generalization.add_argument("--max_items", type=_positive, default=2000, help="test images compared")
   generalization.set_defaults(run=run_generalization)
 
+  for command in (checkpoint, generalization):
+    command.add_argument("--features", choices=("backbone", "projector"), default="backbone",
+                         help="evaluate the backbone's features or the projector's embeddings (the paper's)")
   for command in (structure, checkpoint, generalization):
     command.add_argument("--output_dir", default=None, help="where the JSON, Markdown and figures go")
     command.add_argument("--seed", type=int, default=0, help="seed of subsampling, clustering and probes")

@@ -50,3 +50,13 @@ def directions(name: str, d: jax.Array, dim: int) -> jax.Array:
         f"{name} must be a (dim, num_slices) array with dim = {dim} (the embedding width), "
         f"got shape {d.shape}.")
   return d.astype(jnp.float32)
+
+
+def nan_if_any_nan(value: jax.Array, *inputs: jax.Array) -> jax.Array:
+  """`value`, or NaN when any of `inputs` holds a NaN (no gradient flows through the test).
+
+  For losses that read only part of an input (a random walk's partners): a NaN
+  embedding must never leave the loss finite.
+  """
+  has_nan = jnp.any(jnp.stack([jnp.any(jnp.isnan(x)) for x in inputs]))
+  return jnp.where(has_nan, jnp.nan, value)

@@ -39,7 +39,8 @@ def vicreg(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
 def sag_vicreg(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
   hp = ctx.hparams
   return losses.sag_vicreg_loss(ctx.key, *_two_views(embeddings), k=hp["k"], percentile=hp["percentile"],
-                                sim_coeff=hp["sim_coeff"], std_coeff=hp["std_coeff"], cov_coeff=hp["cov_coeff"])
+                                sim_coeff=hp["sim_coeff"], std_coeff=hp["std_coeff"], cov_coeff=hp["cov_coeff"],
+                                graph=hp["graph"], scale_over=hp["scale_over"], regularize=hp["regularize"])
 
 
 def _jepa(regularizer_name: str, per_view_regularizer):
@@ -122,8 +123,9 @@ def _with_t_reg(base: Method) -> Method:
     hp = ctx.hparams
     loss, metrics = base.objective(embeddings, ctx)
     # T-REGS adds t_reg(Z) + t_reg(Z'): one term per view, summed.
-    t_reg_terms = jax.vmap(lambda z: losses.t_reg(z, hp["tregs_gamma"], hp["tregs_lam"]))(embeddings.all_views)
-    t_reg_total = jnp.sum(t_reg_terms)
+    # A loop, not vmap: the MST's exact-distance fallback is a `lax.cond`, which vmap would turn
+    # into computing both branches for every view.
+    t_reg_total = sum(losses.t_reg(z, hp["tregs_gamma"], hp["tregs_lam"]) for z in embeddings.all_views)
     return loss + t_reg_total, {**metrics, "t_reg": t_reg_total}
 
   return Method(base.name + _ADD_ON, objective, base.multi_crop, base.predictor, base.target, base.sliced)

@@ -15,11 +15,13 @@ def safe_norm(x: jax.Array, axis: int = -1) -> jax.Array:
 
   Collapsed embeddings and duplicate points make zero-length vectors common in
   SSL losses; there the norm is not differentiable and we take the zero
-  subgradient.
+  subgradient. A NaN anywhere in the vector gives NaN (the test is `== 0`, not
+  `> 0`, so NaN takes the square-root branch): a loss built on it must not
+  hide a NaN embedding.
   """
   sq = jnp.sum(jnp.square(x), axis=axis)
-  positive = sq > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+  zero = sq == 0
+  return jnp.where(zero, 0.0, jnp.sqrt(jnp.where(zero, 1.0, sq)))
 
 
 def inverse_norms(x: jax.Array) -> jax.Array:

@@ -1,11 +1,21 @@
 """Euclidean minimum spanning tree of a batch, inside `jit`.
 
-Prim's algorithm over the dense (N, N) distance matrix: N - 1 rounds, each
-taking the cheapest edge from the tree to a point outside it and relaxing the
-other points' distances through the new vertex. O(N^2 D) for the distances
-(one matmul) plus O(N^2) for the loop, O(N^2) memory. Exact: the tree is a
-minimum spanning tree of the float32 distance matrix, so its length equals
-scipy's on the same points up to float32 rounding of near-tied edges.
+Prim's algorithm over the dense (N, N) matrix of squared distances: N - 1
+rounds, each taking the cheapest edge from the tree to a point outside it and
+relaxing the other points' distances through the new vertex. O(N^2 D) for the
+distances (one matmul) plus O(N^2) for the loop, O(N^2) memory.
+
+Exactness. The matmul form `|a|^2 + |b|^2 - 2 a.b` of a squared distance
+carries an absolute rounding error of a few float32 ulps of `|a|^2`: when the
+points are packed closely far from the origin (a collapsing batch) it swamps
+the distances themselves and the tree comes out far too long. So the batch is
+centred first, which removes the common offset exactly. What cancellation
+remains (tight clusters far from the batch mean) is caught by an error bound:
+if the rounding could make the tree's length wrong by more than a relative
+`_LENGTH_RTOL`, the distances are recomputed from coordinate differences,
+which are exact to float32 rounding, and the tree is grown again. The tree is
+then a minimum spanning tree of the float32 points up to float32 rounding of
+near-tied edges, and its length equals scipy's on the same points.
 """
 
 from __future__ import annotations
@@ -16,35 +26,48 @@ from jax import lax
 
 from jax_ssl.ops import distances
 
+_EPS = float(jnp.finfo(jnp.float32).eps)
+# Absolute error of a matmul-form squared distance, in units of eps * max_i |a_i|^2
+# (three rounded terms, each below 2 max|a|^2, plus the dot's accumulation): generous.
+_GRAM_ERROR_ULPS = 8.0
+# The tree may be longer than the exact minimum by at most this fraction before
+# the distances are recomputed from coordinate differences. The bound is a worst
+# case (every weight off by the full error): the error seen is ~1e-7 far below it.
+_LENGTH_RTOL = 1e-4
+# Elements of the (rows, N, D) block of differences that the exact path builds at once.
+_EXACT_BLOCK_ELEMENTS = 1 << 24
 
-def mst_edges(z: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Edges of a Euclidean minimum spanning tree of the rows of `z`.
 
-  Args:
-    z: (N, D) points, N >= 2.
+def _sanitise(sq_dist: jax.Array) -> jax.Array:
+  """NaN and +inf (non-finite or huge points) become the largest finite float.
 
-  Returns:
-    `(src, dst)`: int32 arrays of shape (N - 1,). Edge e joins points `src[e]`
-    and `dst[e]`; `src[e]` was already in the tree when `dst[e]` joined it
-    (the tree is grown from point 0). Not differentiable (integer output).
+  +inf stays free to mark tree vertices in Prim's loop, and such a point still
+  joins the tree, so the length comes out NaN or inf instead of silently
+  leaving the point out.
   """
-  if z.ndim != 2:
-    raise ValueError(f"mst_edges: z must be 2-D (N, D), got shape {z.shape}.")
-  n = z.shape[0]
-  if n < 2:
-    raise ValueError(f"mst_edges: a spanning tree needs at least 2 points, got N={n}.")
-  points = lax.stop_gradient(jnp.asarray(z, jnp.float32))
-  # Squared distances rank edges exactly as distances do. NaN and +inf (from
-  # non-finite or huge points) become the largest finite float, keeping +inf
-  # free to mark tree vertices below: such a point still joins the tree, so its
-  # length comes out NaN or inf instead of silently leaving the point out.
-  sq_dist = distances.squared_euclidean_distances(points)
   largest = jnp.finfo(jnp.float32).max
-  sq_dist = jnp.where(sq_dist < largest, sq_dist, largest)
+  return jnp.where(sq_dist < largest, sq_dist, largest)
 
+
+def _exact_squared_distances(points: jax.Array) -> jax.Array:
+  """(N, N) `sum_d (a_id - a_jd)^2` from coordinate differences, in row blocks that fit memory."""
+  n, dim = points.shape
+  rows = max(1, min(n, _EXACT_BLOCK_ELEMENTS // max(1, n * dim)))
+  padded = jnp.pad(points, ((0, -n % rows), (0, 0)))
+
+  def block(starts):
+    return jnp.sum(jnp.square(starts[:, None, :] - points[None, :, :]), axis=-1)
+
+  blocks = lax.map(block, padded.reshape(-1, rows, dim))
+  return blocks.reshape(-1, n)[:n]
+
+
+def _prim(sq_dist: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Prim's algorithm from vertex 0 on a dense symmetric matrix of finite edge weights."""
+  n = sq_dist.shape[0]
   iota = jnp.arange(n, dtype=jnp.int32)
-  # best[j]: squared distance from j to the tree, +inf once j is in it (and only
-  # then: every other entry is finite). parent[j]: the tree vertex attaining it,
+  # best[j]: weight from j to the tree, +inf once j is in it (and only then:
+  # every other entry is finite). parent[j]: the tree vertex attaining it,
   # frozen when j joins, so the edge that brought j in is (parent[j], j).
   best = sq_dist[0].at[0].set(jnp.inf)
   parent = jnp.zeros(n, jnp.int32)
@@ -64,3 +87,52 @@ def mst_edges(z: jax.Array) -> tuple[jax.Array, jax.Array]:
 
   _, parent, joined = lax.fori_loop(0, n - 1, add_nearest_vertex, (best, parent, joined), unroll=4)
   return parent[joined], joined
+
+
+def _gram_tree_may_be_inexact(points: jax.Array, src: jax.Array, dst: jax.Array) -> jax.Array:
+  """Whether matmul-form rounding could make the tree longer than the minimum by > `_LENGTH_RTOL`.
+
+  With every weight off by at most `tol`, the chosen tree's edges pair up with
+  the true minimum's (the exchange property) so that each true edge has weight
+  at least the chosen one's minus 2 tol; the excess length is then at most
+  `sum_e [delta(w_e) + delta(max(w_e - 2 tol, 0))]`, where
+  `delta(w) = sqrt(w + tol) - sqrt(max(w - tol, 0))` bounds how far a length
+  moves when its squared weight moves by tol.
+  """
+  tol = _GRAM_ERROR_ULPS * _EPS * jnp.max(jnp.sum(jnp.square(points), axis=1))
+  weights = jnp.sum(jnp.square(points[src] - points[dst]), axis=1)
+
+  def delta(w):
+    return jnp.sqrt(w + tol) - jnp.sqrt(jnp.maximum(w - tol, 0.0))
+
+  excess = jnp.sum(delta(weights) + delta(jnp.maximum(weights - 2.0 * tol, 0.0)))
+  return excess > _LENGTH_RTOL * jnp.sum(jnp.sqrt(weights))
+
+
+def mst_edges(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Edges of a Euclidean minimum spanning tree of the rows of `z`.
+
+  Exact also for points packed closely far from the origin: the batch is
+  centred, and where matmul-form distances could still mislead the tree they
+  are recomputed from coordinate differences (see the module docstring).
+
+  Args:
+    z: (N, D) points, N >= 2.
+
+  Returns:
+    `(src, dst)`: int32 arrays of shape (N - 1,). Edge e joins points `src[e]`
+    and `dst[e]`; `src[e]` was already in the tree when `dst[e]` joined it
+    (the tree is grown from point 0). Not differentiable (integer output).
+  """
+  if z.ndim != 2:
+    raise ValueError(f"mst_edges: z must be 2-D (N, D), got shape {z.shape}.")
+  n = z.shape[0]
+  if n < 2:
+    raise ValueError(f"mst_edges: a spanning tree needs at least 2 points, got N={n}.")
+  points = lax.stop_gradient(jnp.asarray(z, jnp.float32))
+  # Distances do not change under a shift; the mean's own rounding is a shift too.
+  points = points - jnp.mean(points, axis=0)
+  src, dst = _prim(_sanitise(distances.squared_euclidean_distances(points)))
+  return lax.cond(_gram_tree_may_be_inexact(points, src, dst),
+                  lambda: _prim(_sanitise(_exact_squared_distances(points))),
+                  lambda: (src, dst))

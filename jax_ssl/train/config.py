@@ -18,6 +18,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from jax_ssl.losses import sag_vicreg
+
 
 class ConfigError(ValueError):
   """A config that cannot run; the message is one line telling the user what to change."""
@@ -33,8 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
       name="vicreg",
       # VICReg and SAG-VICReg (coefficients of invariance, variance, covariance).
       sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0,
-      # SAG-VICReg's affinity graph.
-      k=5, percentile=20.0,
+      # SAG-VICReg's affinity graph, and its reading of the paper (jax_ssl.losses.sag_vicreg).
+      k=5, percentile=20.0, graph=sag_vicreg.DEFAULT_GRAPH, scale_over=sag_vicreg.DEFAULT_SCALE_OVER,
+      regularize=sag_vicreg.DEFAULT_REGULARIZE,
       # VISReg / LeJEPA / plain SWD: regularizer weight, slices (split over devices), VISReg's inner weights.
       lam=0.9, num_slices=1024, lambda_scale=1.0, lambda_shape=1.0, lambda_center=1.0,
       sigreg_knots=17,
@@ -123,6 +126,9 @@ def base_config() -> ml_collections.ConfigDict:
 
 # Values each string option may take.
 CHOICES = {
+    "method.graph": sag_vicreg.GRAPHS,
+    "method.scale_over": sag_vicreg.SCALES_OVER,
+    "method.regularize": sag_vicreg.REGULARIZE,
     "views.recipe": ("vicreg", "byol", "simclr", "multicrop"),
     "model.stem": ("cifar", "imagenet"),
     "model.projector_activation": ("relu", "gelu"),

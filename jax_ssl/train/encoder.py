@@ -1,4 +1,4 @@
-"""`jax_ssl.load_encoder(workdir, step=None)`: a trained backbone as a function of images."""
+"""`jax_ssl.load_encoder(workdir, step=None)`: a trained backbone as a function of images; the same at initialisation."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import optax
 
 from jax_ssl import methods
 from jax_ssl.data import catalog
+from jax_ssl.models import heads
 from jax_ssl.train import checkpoint
 from jax_ssl.train import evaluation
 from jax_ssl.train import loop
@@ -22,7 +23,10 @@ from jax_ssl.train import state as state_lib
 
 @dataclasses.dataclass(frozen=True)
 class Encoder:
-  """Backbone features of images: `encoder(images)` with uint8 or [0, 1] float (N, H, W, C) -> (N, F) numpy.
+  """Features of images: `encoder(images)` with uint8 or [0, 1] float (N, H, W, C) -> (N, F) numpy.
+
+  F = `num_features`: the backbone's features, or the projector's width when
+  the encoder was made with `output="projector"`.
 
   Images are resized to the training view size (`image_size`) and normalised
   with the training dataset's statistics, as the trainer's own probes do.
@@ -43,21 +47,41 @@ class Encoder:
     return self._embedder(self._params, self._batch_stats, images)
 
 
-def load_encoder(workdir: str | pathlib.Path, step: int | None = None) -> Encoder:
-  """The backbone saved in `workdir` at `step` (default: the newest readable checkpoint)."""
+def _run_arrays(config: ml_collections.ConfigDict):
+  """What every encoder of a run's config needs: method, dataset spec, class count, mesh, and the state at init."""
+  method = methods.get_method(config.method.name)
+  spec = catalog.get_spec(config.data.name)
+  num_classes = spec.num_classes["label"]
+  # The optimizer only shapes the optimizer state; its schedule is irrelevant here.
+  optimizer = optim.make_optimizer(config, optax.constant_schedule(0.0))
+  probe_optimizer = optax.adam(config.train.probe_lr)
+  init = lambda: state_lib.initial_state(config, method, num_classes, optimizer, probe_optimizer)  # noqa: E731
+  return method, spec, num_classes, loop.data_mesh(), init
+
+
+def _encoder(config, method, spec, num_classes, mesh, step, params, batch_stats, output) -> Encoder:
+  definitions = state_lib.definitions(config, method, num_classes)
+  embedder = evaluation.Embedder(definitions.eval_network, config.views.size, spec.mean, spec.std, mesh,
+                                 output=output)
+  width = definitions.num_features if output == "backbone" else heads.parse_spec(config.model.projector)[-1]
+  return Encoder(step, width, config.views.size, config, embedder, params, batch_stats)
+
+
+def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: str = "backbone") -> Encoder:
+  """The encoder saved in `workdir` at `step` (default: the newest readable checkpoint).
+
+  Args:
+    workdir: a training run's directory.
+    step: the checkpoint to load; None for the newest readable one.
+    output: `"backbone"` (features, the default) or `"projector"` (the
+      embeddings the loss saw, where SAG-VICReg computes its structure metrics).
+  """
   workdir = pathlib.Path(workdir)
   config_path = workdir / loop.CONFIG_FILE
   if not config_path.exists():
     raise FileNotFoundError(f"{workdir} is not a jax_ssl workdir: it has no {loop.CONFIG_FILE}.")
   config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  method = methods.get_method(config.method.name)
-  spec = catalog.get_spec(config.data.name)
-  num_classes = spec.num_classes["label"]
-  mesh = loop.data_mesh()
-  # The optimizer only shapes the saved optimizer state; its schedule is irrelevant here.
-  optimizer = optim.make_optimizer(config, optax.constant_schedule(0.0))
-  probe_optimizer = optax.adam(config.train.probe_lr)
-  init = lambda: state_lib.initial_state(config, method, num_classes, optimizer, probe_optimizer)  # noqa: E731
+  method, spec, num_classes, mesh, init = _run_arrays(config)
   abstract = jax.eval_shape(init)
   shardings = state_lib.state_shardings(abstract, mesh, fsdp=False)
   checkpointer = checkpoint.Checkpointer(workdir / loop.CHECKPOINT_DIR, save_every=1, keep=1 << 30)
@@ -65,7 +89,11 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None) -> Encode
     restored_step, state = checkpointer.restore_state(step, checkpoint.abstract_like(abstract, shardings))
   finally:
     checkpointer.close()
-  definitions = state_lib.definitions(config, method, num_classes)
-  embedder = evaluation.Embedder(definitions.eval_network, config.views.size, spec.mean, spec.std, mesh)
-  return Encoder(restored_step, definitions.num_features, config.views.size, config, embedder, state.params,
-                 state.batch_stats)
+  return _encoder(config, method, spec, num_classes, mesh, restored_step, state.params, state.batch_stats, output)
+
+
+def initial_encoder(config: ml_collections.ConfigDict, output: str = "backbone") -> Encoder:
+  """The encoder of `config` at initialisation (step 0, from `config.seed`): the untrained control."""
+  method, spec, num_classes, mesh, init = _run_arrays(config)
+  state = jax.jit(init)()
+  return _encoder(config, method, spec, num_classes, mesh, 0, state.params, state.batch_stats, output)

@@ -33,9 +33,13 @@ def preprocess(images: jax.Array, size: int, mean, std) -> jax.Array:
   return augment.normalize(images, mean, std)
 
 
+# What an embedder returns: the backbone's features, or the projector's outputs (the embeddings the loss sees).
+OUTPUTS = ("backbone", "projector")
+
+
 @dataclasses.dataclass(frozen=True)
 class Embedder:
-  """Backbone features of image arrays, for one architecture and eval preprocessing."""
+  """Backbone features (or projector outputs) of image arrays, for one architecture and eval preprocessing."""
 
   eval_network: nnx.GraphDef
   size: int
@@ -43,6 +47,11 @@ class Embedder:
   std: tuple[float, ...]
   mesh: Mesh
   chunk: int = 512
+  output: str = "backbone"
+
+  def __post_init__(self):
+    if self.output not in OUTPUTS:
+      raise ValueError(f"output must be one of {', '.join(OUTPUTS)}; got {self.output!r}.")
 
   @functools.cached_property
   def _features(self):
@@ -51,12 +60,15 @@ class Embedder:
     @functools.partial(jax.jit, out_shardings=replicated)
     def features(params, batch_stats, images):
       network = nnx.merge(self.eval_network, params, batch_stats)
-      return network.backbone(preprocess(images, self.size, self.mean, self.std)).astype(jnp.float32)
+      features = network.backbone(preprocess(images, self.size, self.mean, self.std))
+      if self.output == "projector":
+        features = network.projector(features)
+      return features.astype(jnp.float32)
 
     return features
 
   def __call__(self, params, batch_stats, images: np.ndarray) -> np.ndarray:
-    """(N, H, W, C) images -> (N, num_features) float32 numpy features."""
+    """(N, H, W, C) images -> (N, F) float32 numpy features (F: backbone features or projector width)."""
     images = np.asarray(images)
     num_devices = self.mesh.devices.size
     chunk = max(num_devices, self.chunk // num_devices * num_devices)

@@ -1,0 +1,411 @@
+"""Pretrain, evaluate with controls, run the two-model protocol: what compare_methods and sag_vicreg_readings share.
+
+A *variant* is a config file of configs/ plus overrides (for example
+configs/sag_vicreg.py with `method.graph = "same_view"`). For each dataset,
+variant and seed a *run* trains on all classes and evaluates the encoder
+(kNN and linear probes and the Rand index per label level, the structure
+against the pixels), runs the two-model protocol (models A and B on the two
+halves of the classes, B from another initialisation), and reads the pairing
+statistics of its training from metrics.jsonl. The *controls* (the same
+architecture at initialisation, and the input pixels) go through the same
+evaluation code for every dataset and seed: every table carries them.
+
+Every finished run writes `<workdir>/runs/<dataset>/<variant>-<hash>/seed<k>.json`
+(the hash covers the whole config and the evaluation, so two scripts that
+share a workdir share identical runs). A rerun skips finished runs, and
+several workers (`--worker i --num_workers n`) can share a workdir, each
+taking every n-th job; the results JSON is assembled from the runs done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from experiments import _common
+from jax_ssl.data import catalog
+from jax_ssl.data import sources
+from jax_ssl.eval import protocols
+from jax_ssl.train import config as config_lib
+from jax_ssl.train import loop
+from jax_ssl.train import monitor
+
+REPO = _common.REPO_ROOT
+
+# What changes with the scale: backbone, view size, steps, and how much is evaluated.
+SCALES = {
+    "cpu": dict(backbone="small_cnn", width=16, size=16, local_size=8, batch=128, steps=3000, max_train=2000,
+                max_items=500, probe_epochs=30),
+    "gpu": dict(backbone="resnet18", width=32, size=32, local_size=16, batch=256, steps=8000, max_train=5000,
+                max_items=1000, probe_epochs=50),
+    "small": dict(backbone="small_cnn", width=4, size=8, local_size=8, batch=16, steps=2, max_train=400,
+                  max_items=40, probe_epochs=2),
+}
+SCORES = ("knn", "linear", "rand_index")
+STRUCTURE = protocols.STRUCTURE_KEYS
+TWO_MODEL = ("a_vs_b", "a_vs_pixels", "b_vs_pixels")
+CONTROLS = ("untrained", "pixels")
+FEATURES = ("backbone", "projector")
+# Logged training metrics summarised per run: SAG-VICReg's pairing, and the embedding's health.
+TRAINING_METRICS = ("loss/self_pair_rate", "loss/pair_weight", "embedding/std", "embedding/effective_rank",
+                    "probe/accuracy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """A named config: `configs/<config_file>` with `overrides` ({"method.graph": "same_view", ...}) applied."""
+
+  name: str
+  config_file: str
+  overrides: tuple[tuple[str, object], ...] = ()
+
+
+def variant_config(variant: Variant, dataset: str, seed: int, scale: dict, data_dir: str) -> ml_collections.ConfigDict:
+  """The variant's config moved to `dataset` and the scale: backbone, views, steps; no end-of-run report."""
+  config = protocols.load_config_file(str(REPO / "configs" / variant.config_file))
+  config.seed = seed
+  config.data.update(name=dataset, data_dir=data_dir)
+  config.views.update(size=scale["size"], local_size=min(scale["local_size"], scale["size"]))
+  config.model.update(backbone=scale["backbone"], width=scale["width"])
+  config.train.update(global_batch_size=scale["batch"], num_steps=scale["steps"],
+                      log_every=max(scale["steps"] // 50, 1), checkpoint_every=max(scale["steps"] // 4, 1),
+                      eval_every=0, keep_checkpoints=1)
+  config.method.num_slices = min(config.method.num_slices, 256)
+  config.optim.warmup_epochs = min(config.optim.warmup_epochs, 1.0)
+  config.eval.report = False
+  for key, value in variant.overrides:
+    section, field = key.split(".")
+    config[section][field] = value
+  return config
+
+
+def _run_key(config: ml_collections.ConfigDict, scale: dict, features: Sequence[str]) -> str:
+  """A hash of everything a run's numbers depend on, except the data directory and the seed."""
+  identity = config.to_dict()
+  identity["data"] = {k: v for k, v in identity["data"].items() if k != "data_dir"}
+  identity.pop("seed")
+  evaluation = {k: scale[k] for k in ("max_train", "max_items", "probe_epochs")}
+  text = json.dumps({"config": identity, "evaluation": evaluation, "features": list(features)}, sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _json_ready(result: dict) -> dict:
+  return {key: value for key, value in result.items() if not isinstance(value, np.ndarray)}
+
+
+def _scores(evaluation: dict) -> dict:
+  return {score: evaluation[score] for score in (*SCORES, "structure_to_inputs")}
+
+
+def training_statistics(workdir: pathlib.Path) -> dict:
+  """Mean, first and last value over the logged steps of `TRAINING_METRICS`, and their series."""
+  records = monitor.read_metrics(workdir)
+  stats = {}
+  for key in TRAINING_METRICS:
+    points = [(r["step"], r[key]) for r in records if key in r]
+    if points:
+      steps, values = zip(*points)
+      stats[key] = {"mean": float(np.mean(values)), "first": float(values[0]), "last": float(values[-1]),
+                    "steps": list(steps), "values": [float(v) for v in values]}
+  return stats
+
+
+def run_variant(variant: Variant, dataset: str, seed: int, scale: dict, data_dir: str, run_dir: pathlib.Path,
+                features: Sequence[str]) -> dict:
+  """Train the variant on all classes and on each half, evaluate both ways, with each `features` output."""
+  config = variant_config(variant, dataset, seed, scale, data_dir)
+  config_lib.validate(config, num_devices=jax.device_count())
+  loop.train(config, run_dir / "all_classes")
+  result = {"seed": seed, "training": training_statistics(run_dir / "all_classes")}
+  for output in features:
+    evaluation = protocols.evaluate_checkpoint(run_dir / "all_classes", dataset, data_dir=data_dir,
+                                               max_train=scale["max_train"], max_items=scale["max_items"],
+                                               probe_epochs=scale["probe_epochs"], seed=seed, output=output)
+    two_models = protocols.generalization(config, run_dir / "halves", max_items=scale["max_items"], seed=seed,
+                                          output=output)
+    result[output] = {**_scores(evaluation), "generalization": {key: two_models[key] for key in TWO_MODEL}}
+  return result
+
+
+def run_controls(reference: Variant, dataset: str, seed: int, scale: dict, data_dir: str,
+                 features: Sequence[str]) -> dict:
+  """The untrained encoder (the reference variant's architecture at initialisation) and the pixels."""
+  from jax_ssl.train.encoder import initial_encoder
+  config = variant_config(reference, dataset, seed, scale, data_dir)
+  evaluate = dict(data_dir=data_dir, max_train=scale["max_train"], max_items=scale["max_items"],
+                  knn_k=config.eval.knn_k, knn_temperature=config.eval.knn_temperature,
+                  probe_epochs=scale["probe_epochs"], seed=seed)
+  result = {"seed": seed}
+  pixel_scores = _scores(protocols.evaluate_embedding(protocols.pixels, dataset, **evaluate))
+  for output in features:
+    two_models = protocols.untrained_generalization(config, max_items=scale["max_items"], seed=seed, output=output)
+    untrained = _scores(protocols.evaluate_embedding(initial_encoder(config, output), dataset, **evaluate))
+    result[output] = {"untrained": {**untrained, "generalization": two_models["untrained"]},
+                      "pixels": {**pixel_scores, "generalization": two_models["pixels"]}}
+  return result
+
+
+def _mean_std(values) -> dict:
+  values = np.asarray(values, float)
+  return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+          "n": int(len(values))}
+
+
+def summarise(entries: list[dict]) -> dict:
+  """Mean and standard deviation (ddof = 1) over seeds of every score of `entries` (one features output each)."""
+  summary = {score: {level: _mean_std([e[score][level] for e in entries]) for level in entries[0][score]}
+             for score in SCORES}
+  summary["generalization"] = {
+      part: {key: _mean_std([e["generalization"][part][key] for e in entries]) for key in STRUCTURE}
+      for part in TWO_MODEL}
+  if entries[0].get("structure_to_inputs"):
+    summary["structure_to_inputs"] = {key: _mean_std([e["structure_to_inputs"][key] for e in entries])
+                                      for key in STRUCTURE}
+  return summary
+
+
+def summarise_training(runs: list[dict]) -> dict:
+  keys = set.intersection(*(set(run["training"]) for run in runs))
+  return {key: {"mean_over_training": _mean_std([run["training"][key]["mean"] for run in runs]),
+                "last": _mean_std([run["training"][key]["last"] for run in runs])} for key in sorted(keys)}
+
+
+@dataclasses.dataclass
+class Experiment:
+  """The jobs of one script: variants (the first one's architecture is the controls'), datasets, seeds."""
+
+  name: str
+  variants: Sequence[Variant]
+  datasets: Sequence[str]
+  seeds: int
+  scale_name: str
+  scale: dict
+  data_dir: str
+  workdir: pathlib.Path
+  features: Sequence[str]
+  output_dir: pathlib.Path
+
+  @property
+  def results_name(self) -> str:
+    return self.name + ("" if self.scale_name == "cpu" else f"-{self.scale_name}")
+
+  def jobs(self) -> list[tuple[str, str, int]]:
+    """(dataset, variant name or "controls", seed): the controls, then variant by variant in the given order."""
+    jobs = [(d, "controls", s) for d in self.datasets for s in range(self.seeds)]
+    return jobs + [(d, v.name, s) for v in self.variants for d in self.datasets for s in range(self.seeds)]
+
+  def run_file(self, dataset: str, name: str, seed: int) -> pathlib.Path:
+    variant = self.variants[0] if name == "controls" else next(v for v in self.variants if v.name == name)
+    config = variant_config(variant, dataset, seed, self.scale, self.data_dir)
+    tag = "controls" if name == "controls" else variant.name.replace("+", "_").replace("/", "_")
+    return self.workdir / "runs" / dataset / f"{tag}-{_run_key(config, self.scale, self.features)}" / f"seed{seed}.json"
+
+  def run_job(self, dataset: str, name: str, seed: int) -> None:
+    path = self.run_file(dataset, name, seed)
+    if path.exists():
+      return
+    started = time.monotonic()
+    if name == "controls":
+      result = run_controls(self.variants[0], dataset, seed, self.scale, self.data_dir, self.features)
+    else:
+      variant = next(v for v in self.variants if v.name == name)
+      result = run_variant(variant, dataset, seed, self.scale, self.data_dir, path.parent / f"seed{seed}",
+                           self.features)
+    result["wall_s"] = time.monotonic() - started
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    temporary.replace(path)
+    print(f"{dataset} {name} seed {seed}: done in {result['wall_s']:.0f} s", flush=True)
+
+  def collect(self) -> dict:
+    """{dataset: {"controls": ..., "variants": {name: ...}}} over the runs finished so far."""
+    results = {}
+    for dataset in self.datasets:
+      entry = {"controls": {}, "variants": {}}
+      controls = [json.loads(p.read_text()) for s in range(self.seeds)
+                  if (p := self.run_file(dataset, "controls", s)).exists()]
+      if controls:
+        entry["controls"] = {"runs": controls, "summary": {
+            output: {control: summarise([run[output][control] for run in controls]) for control in CONTROLS}
+            for output in self.features}}
+      for variant in self.variants:
+        runs = [json.loads(p.read_text()) for s in range(self.seeds)
+                if (p := self.run_file(dataset, variant.name, s)).exists()]
+        if runs:
+          entry["variants"][variant.name] = {
+              "config_file": variant.config_file, "overrides": dict(variant.overrides), "runs": runs,
+              "summary": {output: summarise([run[output] for run in runs]) for output in self.features},
+              "training": summarise_training(runs)}
+      results[dataset] = entry
+    return results
+
+  def complete(self) -> bool:
+    return all(self.run_file(*job).exists() for job in self.jobs())
+
+
+def add_flags(parser: argparse.ArgumentParser, default_seeds: int = 3) -> None:
+  """The flags of every script built on this module."""
+  parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
+  parser.add_argument("--small", action="store_true", help="tiny runs (seconds), for the tests")
+  parser.add_argument("--datasets", default="digits,shapes")
+  parser.add_argument("--seeds", type=int, default=default_seeds)
+  parser.add_argument("--steps", type=int, default=None, help="override the scale's training steps")
+  parser.add_argument("--features", default=",".join(FEATURES),
+                      help="evaluate backbone features, projector embeddings (the paper's), or both")
+  parser.add_argument("--data_dir", default=None, help="where bundled datasets are (default: prepared afresh)")
+  parser.add_argument("--workdir", type=pathlib.Path, default=None,
+                      help="runs go here; a rerun with the same workdir skips finished runs")
+  parser.add_argument("--worker", type=int, default=0, help="this worker's index, for parallel workers")
+  parser.add_argument("--num_workers", type=int, default=1, help="workers sharing --workdir; each takes every n-th job")
+  parser.add_argument("--collect_only", action="store_true", help="write the results of the finished runs and stop")
+  parser.add_argument("--output_dir", type=pathlib.Path, default=None,
+                      help="write DIR/results and DIR/figures (default: experiments/)")
+
+
+def experiment_from_flags(name: str, args, variants: Sequence[Variant], parser) -> Experiment:
+  features = [f for f in args.features.split(",") if f]
+  if not features or set(features) - set(FEATURES):
+    parser.error(f"--features takes {' or '.join(FEATURES)} (comma-separated)")
+  if not 0 <= args.worker < args.num_workers:
+    parser.error("--worker must lie in [0, --num_workers)")
+  scale_name = "small" if args.small else args.scale
+  scale = dict(SCALES[scale_name])
+  if args.steps:
+    scale["steps"] = args.steps
+  workdir = args.workdir or pathlib.Path(os.path.expanduser("~")) / "jax_ssl_experiments" / name
+  data_dir = str(args.data_dir or workdir / "data")
+  datasets = [d for d in args.datasets.split(",") if d]
+  for dataset in datasets:
+    if catalog.get_spec(dataset).bundled:
+      sources.prepare(dataset, data_dir)
+  # The persistent compilation cache: the halves and the seeds of a variant compile the same step.
+  jax.config.update("jax_compilation_cache_dir", str(workdir / "jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  return Experiment(name, variants, datasets, args.seeds, scale_name, scale, data_dir, workdir, features,
+                    args.output_dir or REPO / "experiments")
+
+
+def run(experiment: Experiment, args) -> None:
+  """This worker's jobs, writing the collected results after each; figures and tables when everything is done."""
+  started = time.monotonic()
+  if not args.collect_only:
+    for index, job in enumerate(experiment.jobs()):
+      if index % args.num_workers == args.worker:
+        experiment.run_job(*job)
+        write_results(experiment, final=False)
+  complete = experiment.complete()
+  write_results(experiment, final=complete)
+  print(f"{'all runs done' if complete else 'some runs are still missing'} ({time.monotonic() - started:.0f} s)")
+
+
+def write_results(experiment: Experiment, final: bool) -> None:
+  """`results/<name>.json` from the runs done so far; with `final`, a figure per features output and the tables."""
+  results = experiment.collect()
+  data = {
+      "experiment": experiment.name, "command": _common.command_line(),
+      "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": _common.machine_info(),
+      "scale_name": experiment.scale_name, "scale": experiment.scale, "seeds": experiment.seeds,
+      "features": list(experiment.features), "complete": experiment.complete(),
+      "protocol": "per run: train on all classes, probes and Rand index per level on the test split, structure "
+                  "against the pixels; two-model protocol on the two halves of the classes (model B from seed + 1). "
+                  "Controls: the first variant's architecture at initialisation, and the input pixels.",
+      "variants": {v.name: {"config_file": v.config_file, "overrides": dict(v.overrides)} for v in experiment.variants},
+      "results": results,
+  }
+  write_json(experiment.output_dir / "results" / f"{experiment.results_name}.json", data)
+  if final:
+    for output in experiment.features:
+      figure(results, output, experiment.output_dir / "figures" / f"{experiment.results_name}-{output}.png")
+      print(markdown_tables(results, output))
+
+
+def write_json(path: pathlib.Path, data: dict) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  temporary = path.with_suffix(".tmp")
+  temporary.write_text(json.dumps(_common._jsonable(data), indent=1, allow_nan=False) + "\n")
+  temporary.replace(path)
+
+
+def _cell(entry: dict) -> str:
+  return f"{entry['mean']:.3f} ± {entry['std']:.3f}" if entry["n"] > 1 else f"{entry['mean']:.3f}"
+
+
+def markdown_tables(results: dict, output: str, levels_shown: int = 3) -> str:
+  """Per dataset: probes and Rand index per level, then the two-model protocol, controls as rows."""
+  lines = []
+  for dataset, entry in results.items():
+    rows = {name: v["summary"][output] for name, v in entry["variants"].items()}
+    if entry["controls"]:
+      rows.update({f"({control})": entry["controls"]["summary"][output][control] for control in CONTROLS})
+    if not rows:
+      continue
+    levels = list(next(iter(rows.values()))["knn"])[:levels_shown]
+    header = [f"{s} {lvl.replace('label_', '')}" for s in ("kNN", "linear", "Rand") for lvl in levels]
+    lines += [f"**{dataset}**, {output} features: probes and Rand index per level (test split)", "",
+              "| variant | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
+    for name, summary in rows.items():
+      cells = [_cell(summary[s][lvl]) for s in SCORES for lvl in levels]
+      lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"**{dataset}**, {output} features: two-model protocol (LCA Kendall tau-b, cophenetic d1->p2)", "",
+              "| variant | A vs B LCA tau | A vs B coph | A vs pixels LCA tau | B vs pixels LCA tau |",
+              "| --- | --- | --- | --- | --- |"]
+    for name, summary in rows.items():
+      g = summary["generalization"]
+      lines.append(f"| {name} | {_cell(g['a_vs_b']['lca_kendall'])} | {_cell(g['a_vs_b']['cophenetic_d1_to_p2'])} | "
+                   f"{_cell(g['a_vs_pixels']['lca_kendall'])} | {_cell(g['b_vs_pixels']['lca_kendall'])} |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def figure(results: dict, output: str, path: pathlib.Path) -> None:
+  """Bars per dataset: kNN, linear and Rand index per level, and the two-model A-vs-B scores, controls hatched."""
+  import matplotlib.pyplot as plt
+  datasets = [d for d, e in results.items() if e["variants"]]
+  if not datasets:
+    return
+  panels = (*SCORES, "generalization")
+  fig, axes = plt.subplots(len(datasets), len(panels), figsize=(4.4 * len(panels), 3.3 * len(datasets)),
+                           squeeze=False)
+  for row, dataset in enumerate(datasets):
+    entry = results[dataset]
+    rows = {name: (v["summary"][output], False) for name, v in entry["variants"].items()}
+    if entry["controls"]:
+      rows.update({control: (entry["controls"]["summary"][output][control], True) for control in CONTROLS})
+    width = 0.8 / len(rows)
+    for column, panel in enumerate(panels):
+      axis = axes[row][column]
+      first = next(iter(rows.values()))[0]
+      keys = list(first[panel]) if panel != "generalization" else ["lca_kendall", "cophenetic_d1_to_p2"]
+      positions = np.arange(len(keys))
+      for index, (name, (summary, control)) in enumerate(rows.items()):
+        values = summary[panel] if panel != "generalization" else summary["generalization"]["a_vs_b"]
+        axis.bar(positions + (index - (len(rows) - 1) / 2) * width, [values[k]["mean"] for k in keys], width,
+                 yerr=[values[k]["std"] for k in keys], capsize=2, label=name, hatch="//" if control else None,
+                 edgecolor="black" if control else None, linewidth=0.3)
+      axis.set_xticks(positions, [k.replace("label_", "").replace("cophenetic_", "coph ") for k in keys], fontsize=8)
+      axis.set_title(f"{dataset}: {panel.replace('_', ' ')}" + (" A vs B" if panel == "generalization" else ""),
+                     fontsize=9)
+      axis.set_ylim(-0.2 if panel == "generalization" else 0, 1)
+    axes[row][0].legend(fontsize=6, loc="lower left")
+  fig.suptitle(f"{output} features", fontsize=10)
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  _common.save_png(fig, path, dpi=90)
+
+
+def ensure_repo_on_path() -> None:
+  if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
