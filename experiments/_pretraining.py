@@ -10,9 +10,9 @@ statistics of its training from metrics.jsonl. The *controls* (the same
 architecture at initialisation, and the input pixels) go through the same
 evaluation code for every dataset and seed: every table carries them.
 
-Every finished run writes `<workdir>/runs/<dataset>/<variant>-<hash>/seed<k>.json`
-(the hash covers the whole config and the evaluation, so two scripts that
-share a workdir share identical runs). A rerun skips finished runs, and
+Every finished run writes `<workdir>/runs/<dataset>/<config>-<hash>/seed<k>.json`
+(the hash covers the declared variant and the evaluation, so two scripts that
+share a workdir share the same runs). A rerun skips finished runs, and
 several workers (`--worker i --num_workers n`) can share a workdir, each
 taking every n-th job; the results JSON is assembled from the runs done.
 """
@@ -91,14 +91,19 @@ def variant_config(variant: Variant, dataset: str, seed: int, scale: dict, data_
   return config
 
 
-def _run_key(config: ml_collections.ConfigDict, scale: dict, features: Sequence[str]) -> str:
-  """A hash of everything a run's numbers depend on, except the data directory and the seed."""
-  identity = config.to_dict()
-  identity["data"] = {k: v for k, v in identity["data"].items() if k != "data_dir"}
-  identity.pop("seed")
-  evaluation = {k: scale[k] for k in ("max_train", "max_items", "probe_epochs")}
-  text = json.dumps({"config": identity, "evaluation": evaluation, "features": list(features)}, sort_keys=True)
-  return hashlib.sha256(text.encode()).hexdigest()[:10]
+def _run_key(variant: Variant, scale: dict, features: Sequence[str], two_model: bool) -> str:
+  """A hash of what a run is declared to be: config file, overrides, scale and evaluation (not its name or seed).
+
+  Two scripts sharing a workdir share the runs of the same declared variant
+  (compare_methods takes VICReg and the default SAG-VICReg reading from the
+  readings experiment). A declared variant means the same thing only as long
+  as the code does: a new workdir for a new version of the library.
+  """
+  identity = {"config_file": variant.config_file, "overrides": sorted(variant.overrides), "scale": scale,
+              "features": list(features)}
+  if not two_model:
+    identity["two_model"] = False
+  return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def _json_ready(result: dict) -> dict:
@@ -123,8 +128,8 @@ def training_statistics(workdir: pathlib.Path) -> dict:
 
 
 def run_variant(variant: Variant, dataset: str, seed: int, scale: dict, data_dir: str, run_dir: pathlib.Path,
-                features: Sequence[str]) -> dict:
-  """Train the variant on all classes and on each half, evaluate both ways, with each `features` output."""
+                features: Sequence[str], two_model: bool = True) -> dict:
+  """Train the variant on all classes (and, with `two_model`, on each half), evaluate with each `features` output."""
   config = variant_config(variant, dataset, seed, scale, data_dir)
   config_lib.validate(config, num_devices=jax.device_count())
   loop.train(config, run_dir / "all_classes")
@@ -133,14 +138,16 @@ def run_variant(variant: Variant, dataset: str, seed: int, scale: dict, data_dir
     evaluation = protocols.evaluate_checkpoint(run_dir / "all_classes", dataset, data_dir=data_dir,
                                                max_train=scale["max_train"], max_items=scale["max_items"],
                                                probe_epochs=scale["probe_epochs"], seed=seed, output=output)
-    two_models = protocols.generalization(config, run_dir / "halves", max_items=scale["max_items"], seed=seed,
-                                          output=output)
-    result[output] = {**_scores(evaluation), "generalization": {key: two_models[key] for key in TWO_MODEL}}
+    result[output] = _scores(evaluation)
+    if two_model:
+      two_models = protocols.generalization(config, run_dir / "halves", max_items=scale["max_items"], seed=seed,
+                                            output=output)
+      result[output]["generalization"] = {key: two_models[key] for key in TWO_MODEL}
   return result
 
 
 def run_controls(reference: Variant, dataset: str, seed: int, scale: dict, data_dir: str,
-                 features: Sequence[str]) -> dict:
+                 features: Sequence[str], two_model: bool = True) -> dict:
   """The untrained encoder (the reference variant's architecture at initialisation) and the pixels."""
   from jax_ssl.train.encoder import initial_encoder
   config = variant_config(reference, dataset, seed, scale, data_dir)
@@ -150,10 +157,12 @@ def run_controls(reference: Variant, dataset: str, seed: int, scale: dict, data_
   result = {"seed": seed}
   pixel_scores = _scores(protocols.evaluate_embedding(protocols.pixels, dataset, **evaluate))
   for output in features:
-    two_models = protocols.untrained_generalization(config, max_items=scale["max_items"], seed=seed, output=output)
     untrained = _scores(protocols.evaluate_embedding(initial_encoder(config, output), dataset, **evaluate))
-    result[output] = {"untrained": {**untrained, "generalization": two_models["untrained"]},
-                      "pixels": {**pixel_scores, "generalization": two_models["pixels"]}}
+    result[output] = {"untrained": untrained, "pixels": dict(pixel_scores)}
+    if two_model:
+      two_models = protocols.untrained_generalization(config, max_items=scale["max_items"], seed=seed, output=output)
+      for control in CONTROLS:
+        result[output][control]["generalization"] = two_models[control]
   return result
 
 
@@ -167,9 +176,10 @@ def summarise(entries: list[dict]) -> dict:
   """Mean and standard deviation (ddof = 1) over seeds of every score of `entries` (one features output each)."""
   summary = {score: {level: _mean_std([e[score][level] for e in entries]) for level in entries[0][score]}
              for score in SCORES}
-  summary["generalization"] = {
-      part: {key: _mean_std([e["generalization"][part][key] for e in entries]) for key in STRUCTURE}
-      for part in TWO_MODEL}
+  if "generalization" in entries[0]:
+    summary["generalization"] = {
+        part: {key: _mean_std([e["generalization"][part][key] for e in entries]) for key in STRUCTURE}
+        for part in TWO_MODEL}
   if entries[0].get("structure_to_inputs"):
     summary["structure_to_inputs"] = {key: _mean_std([e["structure_to_inputs"][key] for e in entries])
                                       for key in STRUCTURE}
@@ -196,6 +206,7 @@ class Experiment:
   workdir: pathlib.Path
   features: Sequence[str]
   output_dir: pathlib.Path
+  two_model: bool = True
 
   @property
   def results_name(self) -> str:
@@ -208,9 +219,8 @@ class Experiment:
 
   def run_file(self, dataset: str, name: str, seed: int) -> pathlib.Path:
     variant = self.variants[0] if name == "controls" else next(v for v in self.variants if v.name == name)
-    config = variant_config(variant, dataset, seed, self.scale, self.data_dir)
-    tag = "controls" if name == "controls" else variant.name.replace("+", "_").replace("/", "_")
-    return self.workdir / "runs" / dataset / f"{tag}-{_run_key(config, self.scale, self.features)}" / f"seed{seed}.json"
+    tag = "controls" if name == "controls" else variant.config_file.removesuffix(".py")
+    return self.workdir / "runs" / dataset / f"{tag}-{_run_key(variant, self.scale, self.features, self.two_model)}" / f"seed{seed}.json"
 
   def run_job(self, dataset: str, name: str, seed: int) -> None:
     path = self.run_file(dataset, name, seed)
@@ -218,11 +228,12 @@ class Experiment:
       return
     started = time.monotonic()
     if name == "controls":
-      result = run_controls(self.variants[0], dataset, seed, self.scale, self.data_dir, self.features)
+      result = run_controls(self.variants[0], dataset, seed, self.scale, self.data_dir, self.features,
+                            self.two_model)
     else:
       variant = next(v for v in self.variants if v.name == name)
       result = run_variant(variant, dataset, seed, self.scale, self.data_dir, path.parent / f"seed{seed}",
-                           self.features)
+                           self.features, self.two_model)
     result["wall_s"] = time.monotonic() - started
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
@@ -275,7 +286,9 @@ def add_flags(parser: argparse.ArgumentParser, default_seeds: int = 3) -> None:
                       help="write DIR/results and DIR/figures (default: experiments/)")
 
 
-def experiment_from_flags(name: str, args, variants: Sequence[Variant], parser) -> Experiment:
+def experiment_from_flags(name: str, args, variants: Sequence[Variant], parser, *, two_model: bool = True,
+                          steps: int | None = None) -> Experiment:
+  """The experiment the flags describe; `two_model=False` skips the halves, `steps` replaces the scale's (not --small)."""
   features = [f for f in args.features.split(",") if f]
   if not features or set(features) - set(FEATURES):
     parser.error(f"--features takes {' or '.join(FEATURES)} (comma-separated)")
@@ -283,6 +296,8 @@ def experiment_from_flags(name: str, args, variants: Sequence[Variant], parser) 
     parser.error("--worker must lie in [0, --num_workers)")
   scale_name = "small" if args.small else args.scale
   scale = dict(SCALES[scale_name])
+  if steps and scale_name != "small":
+    scale["steps"] = steps
   if args.steps:
     scale["steps"] = args.steps
   workdir = args.workdir or pathlib.Path(os.path.expanduser("~")) / "jax_ssl_experiments" / name
@@ -295,7 +310,7 @@ def experiment_from_flags(name: str, args, variants: Sequence[Variant], parser) 
   jax.config.update("jax_compilation_cache_dir", str(workdir / "jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   return Experiment(name, variants, datasets, args.seeds, scale_name, scale, data_dir, workdir, features,
-                    args.output_dir or REPO / "experiments")
+                    args.output_dir or REPO / "experiments", two_model)
 
 
 def run(experiment: Experiment, args) -> None:
@@ -320,8 +335,9 @@ def write_results(experiment: Experiment, final: bool) -> None:
       "scale_name": experiment.scale_name, "scale": experiment.scale, "seeds": experiment.seeds,
       "features": list(experiment.features), "complete": experiment.complete(),
       "protocol": "per run: train on all classes, probes and Rand index per level on the test split, structure "
-                  "against the pixels; two-model protocol on the two halves of the classes (model B from seed + 1). "
-                  "Controls: the first variant's architecture at initialisation, and the input pixels.",
+                  "against the pixels" + ("; two-model protocol on the two halves of the classes (model B from "
+                                          "seed + 1)" if experiment.two_model else "") +
+                  ". Controls: the first variant's architecture at initialisation, and the input pixels.",
       "variants": {v.name: {"config_file": v.config_file, "overrides": dict(v.overrides)} for v in experiment.variants},
       "results": results,
   }
@@ -359,6 +375,9 @@ def markdown_tables(results: dict, output: str, levels_shown: int = 3) -> str:
     for name, summary in rows.items():
       cells = [_cell(summary[s][lvl]) for s in SCORES for lvl in levels]
       lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "generalization" not in next(iter(rows.values())):
+      lines.append("")
+      continue
     lines += ["", f"**{dataset}**, {output} features: two-model protocol (LCA Kendall tau-b, cophenetic d1->p2)", "",
               "| variant | A vs B LCA tau | A vs B coph | A vs pixels LCA tau | B vs pixels LCA tau |",
               "| --- | --- | --- | --- | --- |"]
@@ -376,7 +395,9 @@ def figure(results: dict, output: str, path: pathlib.Path) -> None:
   datasets = [d for d, e in results.items() if e["variants"]]
   if not datasets:
     return
-  panels = (*SCORES, "generalization")
+  with_two_models = all("generalization" in v["summary"][output] for d in datasets
+                        for v in results[d]["variants"].values())
+  panels = (*SCORES, "generalization") if with_two_models else SCORES
   fig, axes = plt.subplots(len(datasets), len(panels), figsize=(4.4 * len(panels), 3.3 * len(datasets)),
                            squeeze=False)
   for row, dataset in enumerate(datasets):

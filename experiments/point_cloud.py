@@ -240,7 +240,7 @@ def main(argv=None) -> dict:
   if args.small:
     n_a, steps_a, n_b, d_b, steps_b = 8, 100, 64, 3, 100
   else:
-    n_a, steps_a, n_b, d_b, steps_b = 64, 3000, 1024, 3, 3000
+    n_a, steps_a, n_b, d_b, steps_b = 1024, 3000, 1024, 3, 3000
   a, z0_a, z_a = case_a(n_a, steps_a, args.seed)
   b, z0_b, z_b = case_b(n_b, d_b, steps_b, args.seed)
 

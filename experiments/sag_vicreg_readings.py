@@ -36,8 +36,9 @@ from experiments import _pretraining  # noqa: E402
 from experiments._pretraining import Variant  # noqa: E402
 
 
-def _reading(graph: str, scale_over: str = "neighbours", regularize: str = "paired") -> Variant:
-  name = graph + ("" if scale_over == "neighbours" else "+row") + ("" if regularize == "paired" else "+views")
+def reading(graph: str, scale_over: str = "neighbours", regularize: str = "paired", name: str | None = None) -> Variant:
+  """configs/sag_vicreg.py with every reading option set explicitly (named after the options by default)."""
+  name = name or graph + ("" if scale_over == "neighbours" else "+row") + ("" if regularize == "paired" else "+views")
   return Variant(name, "sag_vicreg.py", (("method.graph", graph), ("method.scale_over", scale_over),
                                          ("method.regularize", regularize)))
 
@@ -46,13 +47,13 @@ def _reading(graph: str, scale_over: str = "neighbours", regularize: str = "pair
 # for the graphs that keep the own pair in reach.
 VARIANTS = (
     Variant("vicreg", "vicreg.py"),
-    _reading("cross_view"),
-    _reading("cross_view_own"),
-    _reading("same_view"),
-    _reading("cross_view_own", scale_over="row"),
-    _reading("cross_view_own", regularize="views"),
-    _reading("same_view", scale_over="row"),
-    _reading("same_view", regularize="views"),
+    reading("cross_view"),
+    reading("cross_view_own"),
+    reading("same_view"),
+    reading("cross_view_own", scale_over="row"),
+    reading("cross_view_own", regularize="views"),
+    reading("same_view", scale_over="row"),
+    reading("same_view", regularize="views"),
 )
 
 

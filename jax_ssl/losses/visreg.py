@@ -17,6 +17,8 @@ SIGReg's vanishes (Figure 2).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -51,7 +53,7 @@ def center_loss(z: jax.Array) -> jax.Array:
   return jnp.mean(jnp.square(jnp.mean(z, axis=0)))
 
 
-def shape_loss(z: jax.Array, directions: jax.Array) -> jax.Array:
+def shape_loss(z: jax.Array, directions: jax.Array, detach_std: bool = True) -> jax.Array:
   """Sliced W2 between the standardised embeddings and N(0, I).
 
   `zn = (z - mu) / sg(std)` (std as in `scale_loss`), then
@@ -61,16 +63,21 @@ def shape_loss(z: jax.Array, directions: jax.Array) -> jax.Array:
   Args:
     z: (N, D) embeddings.
     directions: (D, K) unit slice directions.
+    detach_std: stop the gradient through the std (the paper's decoupling of
+      shape from scale); False is the ablation of VISReg's Table 8.
+
+  References:
+    Wu, Balestriero, Levine, arXiv 2606.02572, Alg. 1.
   """
   z = _checks.embeddings("z", z, min_rows=1)
   directions = _checks.directions("directions", directions, z.shape[1])
   mean, std = _mean_and_std(z)
-  standardised = (z - mean) / lax.stop_gradient(std)
+  standardised = (z - mean) / (lax.stop_gradient(std) if detach_std else std)
   return sketching.sliced_w2_to_gaussian(standardised @ directions)
 
 
-def _regularizer_terms(z: jax.Array, directions: jax.Array) -> dict[str, jax.Array]:
-  return {"scale": scale_loss(z), "shape": shape_loss(z, directions), "center": center_loss(z)}
+def _regularizer_terms(z: jax.Array, directions: jax.Array, detach_std: bool = True) -> dict[str, jax.Array]:
+  return {"scale": scale_loss(z), "shape": shape_loss(z, directions, detach_std), "center": center_loss(z)}
 
 
 def _weighted_sum(terms, lambda_scale, lambda_shape, lambda_center) -> jax.Array:
@@ -83,9 +90,13 @@ def visreg_regularizer(
     lambda_scale: float = 1.0,
     lambda_shape: float = 1.0,
     lambda_center: float = 1.0,
+    detach_std: bool = True,
 ) -> jax.Array:
-  """`lambda_scale * scale_loss + lambda_shape * shape_loss + lambda_center * center_loss`."""
-  return _weighted_sum(_regularizer_terms(z, directions), lambda_scale, lambda_shape, lambda_center)
+  """`lambda_scale * scale_loss + lambda_shape * shape_loss + lambda_center * center_loss`.
+
+  `detach_std`: see `shape_loss`.
+  """
+  return _weighted_sum(_regularizer_terms(z, directions, detach_std), lambda_scale, lambda_shape, lambda_center)
 
 
 def prediction_loss(global_views: jax.Array, all_views: jax.Array) -> jax.Array:
@@ -118,6 +129,7 @@ def visreg_loss(
     lambda_scale: float = 1.0,
     lambda_shape: float = 1.0,
     lambda_center: float = 1.0,
+    detach_std: bool = True,
 ) -> tuple[jax.Array, Metrics]:
   """The VISReg objective over multi-crop views.
 
@@ -133,6 +145,7 @@ def visreg_loss(
     num_slices: number of random directions K.
     lambda_scale, lambda_shape, lambda_center: weights inside the regularizer
       (the paper's VISReg* raises `lambda_shape` on low-quality data).
+    detach_std: see `shape_loss`.
 
   Returns:
     `(loss, metrics)`: `prediction`, `regularizer` and its unweighted terms
@@ -148,7 +161,8 @@ def visreg_loss(
           f"got {local_views.shape} and {global_views.shape}.")
     all_views = jnp.concatenate([global_views, local_views], axis=0)
   directions = ops.random_directions(key, global_views.shape[-1], num_slices)
-  terms = jax.vmap(_regularizer_terms, in_axes=(0, None))(all_views, directions)
+  terms = jax.vmap(functools.partial(_regularizer_terms, detach_std=detach_std), in_axes=(0, None))(
+      all_views, directions)
   terms = {name: jnp.mean(value) for name, value in terms.items()}
   regularizer = _weighted_sum(terms, lambda_scale, lambda_shape, lambda_center)
   prediction = prediction_loss(global_views, all_views)

@@ -62,7 +62,8 @@ def _jepa(regularizer_name: str, per_view_regularizer):
 
 
 def _visreg_regularizer(z, directions, hp):
-  return losses.visreg_regularizer(z, directions, hp["lambda_scale"], hp["lambda_shape"], hp["lambda_center"])
+  return losses.visreg_regularizer(z, directions, hp["lambda_scale"], hp["lambda_shape"], hp["lambda_center"],
+                                   hp["detach_std"])
 
 
 visreg = _jepa("visreg_regularizer", _visreg_regularizer)

@@ -24,10 +24,10 @@ _BUILDERS: dict[str, tuple[Callable[..., nnx.Module], tuple[str, ...]]] = {
     "resnet18": (resnet.resnet18, ("stem", "width", "in_channels")),
     "resnet34": (resnet.resnet34, ("stem", "width", "in_channels")),
     "resnet50": (resnet.resnet50, ("stem", "width", "in_channels")),
-    "vit_tiny": (_vit("tiny"), ("patch_size", "image_size", "in_channels")),
-    "vit_small": (_vit("small"), ("patch_size", "image_size", "in_channels")),
-    "vit_base": (_vit("base"), ("patch_size", "image_size", "in_channels")),
-    "vit_large": (_vit("large"), ("patch_size", "image_size", "in_channels")),
+    "vit_tiny": (_vit("tiny"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
+    "vit_small": (_vit("small"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
+    "vit_base": (_vit("base"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
+    "vit_large": (_vit("large"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
     "small_cnn": (small_cnn.SmallCNN, ("width", "in_channels")),
 }
 
@@ -39,7 +39,7 @@ def build_backbone(name: str, *, rngs: nnx.Rngs, dtype: Any = jnp.float32, **kwa
 
   Accepted kwargs: `stem` ("imagenet" by default, or "cifar"), `width`,
   `in_channels` for ResNets; `patch_size` (16), `image_size` (224),
-  `in_channels` for ViTs; `width` (16), `in_channels` (3) for `small_cnn`.
+  `in_channels`, `drop_path_rate` (0) for ViTs; `width` (16), `in_channels` (3) for `small_cnn`.
   Every backbone has `num_features` and maps (B, H, W, C) images to
   (B, num_features).
 

@@ -6,6 +6,12 @@ token, a learned position embedding for the CLS token plus the patch grid of
 `__call__` returns the normalised CLS token, (B, width); `tokens` returns
 every normalised token for methods that need the patch features.
 
+Stochastic depth (Huang et al., ECCV 2016) as in DeiT and timm: with
+`drop_path_rate` r > 0, block i of L drops each residual branch per sample
+with probability `r * i / (L - 1)` and scales the kept ones by the inverse
+keep rate. It needs an explicit `key` (`__call__(x, key=...)`); without one
+the network is deterministic, which is how it evaluates.
+
 Inputs of another size than `image_size` (multi-crop local views) get the grid
 part of the position embedding resized bicubically to their own patch grid.
 Shapes are static under `jit`, so each input size compiles once.
@@ -80,18 +86,36 @@ class MlpBlock(nnx.Module):
     return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
 
 
-class EncoderBlock(nnx.Module):
-  """Pre-norm transformer block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`. (B, N, width) -> same."""
+def drop_path(branch: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+  """Stochastic depth: zero each sample's residual `branch` with probability `rate`, scale the rest by 1 / (1 - rate).
 
-  def __init__(self, width: int, num_heads: int, mlp_ratio: float, *, dtype: Any, rngs: nnx.Rngs):
+  Identity when `key` is None or `rate` is 0.
+  """
+  if key is None or rate == 0.0:
+    return branch
+  keep = 1.0 - rate
+  kept = jax.random.bernoulli(key, keep, (branch.shape[0],) + (1,) * (branch.ndim - 1))
+  return jnp.where(kept, branch / jnp.asarray(keep, branch.dtype), jnp.zeros((), branch.dtype))
+
+
+class EncoderBlock(nnx.Module):
+  """Pre-norm transformer block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`. (B, N, width) -> same.
+
+  With a key, each residual branch goes through `drop_path` at `drop_rate`.
+  """
+
+  def __init__(self, width: int, num_heads: int, mlp_ratio: float, *, dtype: Any, rngs: nnx.Rngs,
+               drop_rate: float = 0.0):
     self.norm1 = _layer_norm(width, dtype=dtype, rngs=rngs)
     self.attn = SelfAttention(width, num_heads, dtype=dtype, rngs=rngs)
     self.norm2 = _layer_norm(width, dtype=dtype, rngs=rngs)
     self.mlp = MlpBlock(width, int(width * mlp_ratio), dtype=dtype, rngs=rngs)
+    self.drop_rate = drop_rate
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = x + self.attn(self.norm1(x))
-    return x + self.mlp(self.norm2(x))
+  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    attention_key, mlp_key = (None, None) if key is None else jax.random.split(key)
+    x = x + drop_path(self.attn(self.norm1(x)), self.drop_rate, attention_key)
+    return x + drop_path(self.mlp(self.norm2(x)), self.drop_rate, mlp_key)
 
 
 class VisionTransformer(nnx.Module):
@@ -107,19 +131,23 @@ class VisionTransformer(nnx.Module):
     image_size: side of the square images the position embedding is made for.
     in_channels: channels of the input images.
     mlp_ratio: hidden width of the feed-forward as a multiple of `width`.
+    drop_path_rate: stochastic depth of the last block (0 at the first, linear between), in [0, 1).
     dtype: computation dtype (activations); parameters stay float32.
     rngs: `nnx.Rngs` with a `params` stream.
   """
 
   def __init__(self, *, width: int, depth: int, num_heads: int, patch_size: int = 16,
                image_size: int = 224, in_channels: int = 3, mlp_ratio: float = 4.0,
-               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               drop_path_rate: float = 0.0, dtype: Any = jnp.float32, rngs: nnx.Rngs):
     if patch_size < 1 or image_size % patch_size:
       raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size}), "
                        "e.g. image_size=224 with patch_size=16.")
     if width % num_heads:
       raise ValueError(f"width ({width}) must be divisible by num_heads ({num_heads}).")
+    if not 0.0 <= drop_path_rate < 1.0:
+      raise ValueError(f"drop_path_rate must lie in [0, 1), got {drop_path_rate}.")
     self.patch_size = patch_size
+    self.drop_path_rate = drop_path_rate
     self.grid_size = image_size // patch_size
     self.num_features: int = width
     # Xavier on the conv kernel seen as the (patch * patch * C, width) matrix it is.
@@ -129,8 +157,9 @@ class VisionTransformer(nnx.Module):
     self.cls_token = nnx.Param(_trunc_normal_002(rngs.params(), (1, 1, width), jnp.float32))
     self.pos_embed = nnx.Param(
         _trunc_normal_002(rngs.params(), (1, 1 + self.grid_size**2, width), jnp.float32))
+    rates = [drop_path_rate * index / max(depth - 1, 1) for index in range(depth)]
     self.blocks = nnx.List([
-        EncoderBlock(width, num_heads, mlp_ratio, dtype=dtype, rngs=rngs) for _ in range(depth)])
+        EncoderBlock(width, num_heads, mlp_ratio, dtype=dtype, rngs=rngs, drop_rate=rate) for rate in rates])
     self.norm = _layer_norm(width, dtype=dtype, rngs=rngs)
 
   def position_embedding(self, grid_height: int, grid_width: int) -> jax.Array:
@@ -150,8 +179,11 @@ class VisionTransformer(nnx.Module):
     grid = jax.image.resize(grid, (1, grid_height, grid_width, width), "bicubic", antialias=False)
     return jnp.concatenate([stored[:, :1], grid.reshape(1, grid_height * grid_width, width)], axis=1)
 
-  def tokens(self, x: jax.Array) -> jax.Array:
-    """(B, H, W, C) images -> (B, 1 + (H / p) * (W / p), width): CLS then patch tokens, final-normed."""
+  def tokens(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    """(B, H, W, C) images -> (B, 1 + (H / p) * (W / p), width): CLS then patch tokens, final-normed.
+
+    `key` enables stochastic depth (training); None is the deterministic network.
+    """
     if x.ndim != 4:
       raise ValueError(f"VisionTransformer expects (B, H, W, C) images, got shape {x.shape}.")
     height, width = x.shape[1:3]
@@ -164,17 +196,17 @@ class VisionTransformer(nnx.Module):
     cls = jnp.broadcast_to(self.cls_token[...].astype(patches.dtype), (batch, 1, channels))
     tokens = jnp.concatenate([cls, patches], axis=1)
     tokens = tokens + self.position_embedding(grid_height, grid_width).astype(tokens.dtype)
-    for block in self.blocks:
-      tokens = block(tokens)
+    for index, block in enumerate(self.blocks):
+      tokens = block(tokens, None if key is None else jax.random.fold_in(key, index))
     return self.norm(tokens)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """(B, H, W, C) images -> (B, width): the final-normed CLS token."""
-    return self.tokens(x)[:, 0]
+  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    """(B, H, W, C) images -> (B, width): the final-normed CLS token (`key`: see `tokens`)."""
+    return self.tokens(x, key)[:, 0]
 
 
 def vision_transformer(size: str, *, patch_size: int = 16, image_size: int = 224,
-                       in_channels: int = 3, dtype: Any = jnp.float32,
+                       in_channels: int = 3, drop_path_rate: float = 0.0, dtype: Any = jnp.float32,
                        rngs: nnx.Rngs) -> VisionTransformer:
   """A standard-size ViT: `size` in `VIT_SIZES` ("tiny", "small", "base", "large").
 
@@ -186,4 +218,5 @@ def vision_transformer(size: str, *, patch_size: int = 16, image_size: int = 224
     raise ValueError(f"size must be one of {tuple(VIT_SIZES)}, got {size!r}.")
   width, depth, num_heads = VIT_SIZES[size]
   return VisionTransformer(width=width, depth=depth, num_heads=num_heads, patch_size=patch_size,
-                           image_size=image_size, in_channels=in_channels, dtype=dtype, rngs=rngs)
+                           image_size=image_size, in_channels=in_channels, drop_path_rate=drop_path_rate,
+                           dtype=dtype, rngs=rngs)

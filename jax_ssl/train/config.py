@@ -40,6 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
       regularize=sag_vicreg.DEFAULT_REGULARIZE,
       # VISReg / LeJEPA / plain SWD: regularizer weight, slices (split over devices), VISReg's inner weights.
       lam=0.9, num_slices=1024, lambda_scale=1.0, lambda_shape=1.0, lambda_center=1.0,
+      detach_std=True,  # VISReg's shape term stops the gradient through the std (False: the paper's ablation)
       sigreg_knots=17,
       # T-REGS (beta on the MSE invariance), and T-REG as an add-on (gamma on length, lam on the sphere).
       tregs_beta=10.0, tregs_gamma=0.2, tregs_lam=8e-4,
@@ -75,6 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
       stem="cifar",  # resnets: cifar | imagenet
       width=64,  # resnets and small_cnn: base width
       patch_size=16,  # vits
+      drop_path=0.0,  # vits: stochastic depth of the last block (linear from 0 at the first)
       projector="2048-2048-2048",
       projector_activation="relu",
       predictor="4096-256",  # byol only
@@ -245,6 +247,11 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   if method.multi_crop is False and (config.views.num_global != 2 or config.views.num_local != 0):
     raise ConfigError(f"method {config.method.name!r} compares two views; it cannot take "
                       f"{config.views.num_global} global and {config.views.num_local} local views.")
+  if not 0.0 <= config.model.drop_path < 1.0:
+    raise ConfigError(f"model.drop_path is a probability in [0, 1), got {config.model.drop_path}.")
+  if config.model.drop_path and not config.model.backbone.startswith("vit"):
+    raise ConfigError(f"model.drop_path (stochastic depth) applies to ViT backbones, not {config.model.backbone!r}; "
+                      "set it to 0.")
   if config.model.backbone.startswith("vit"):
     for key in ("views.size", "views.local_size"):
       side = given[key]
@@ -273,7 +280,8 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if not catalog.get_spec(config.data.name).bundled:
     config.data.name, config.data.data_dir = "shapes", ""
   config.data.classes = ""
-  config.model.update(backbone="small_cnn", width=8, projector="64-64", predictor="64-64", dtype="float32")
+  config.model.update(backbone="small_cnn", width=8, projector="64-64", predictor="64-64", dtype="float32",
+                      drop_path=0.0)
   config.views.update(size=16, local_size=8)
   config.train.update(global_batch_size=16, num_steps=2, log_every=1, checkpoint_every=1, eval_every=0)
   config.method.update(num_slices=min(config.method.num_slices, 64), k=min(config.method.k, 5))

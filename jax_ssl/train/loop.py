@@ -234,6 +234,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: 
   return summary
 
 
+def _flat_pixels(images: np.ndarray) -> np.ndarray:
+  """The input-pixel control: each image as one float32 row of its pixel values."""
+  return np.asarray(images, np.float32).reshape(len(images), -1)
+
+
 class _EvalData:
   """The labelled images the kNN monitor and the final probes embed (a fixed sample per run)."""
 
@@ -246,26 +251,35 @@ class _EvalData:
 
   def accuracies(self, params, batch_stats, probe_epochs: int | None = None) -> dict:
     """{"knn": {level: accuracy}, "linear": {level: accuracy} (if probe_epochs)} for an encoder's arrays."""
-    run, config = self.run, self.run.config
-    train_features = run.embedder(params, batch_stats, self.train["image"])
-    test_features = run.embedder(params, batch_stats, self.test["image"])
-    levels = run.spec.label_levels
-    return evaluation.probe_accuracies(
-        train_features, {level: self.train[level] for level in levels},
-        test_features, {level: self.test[level] for level in levels},
-        knn_k=config.eval.knn_k, knn_temperature=config.eval.knn_temperature, probe_epochs=probe_epochs,
-        seed=config.seed)
+    embed = self.run.embedder
+    return self._probes(embed(params, batch_stats, self.train["image"]), embed(params, batch_stats, self.test["image"]),
+                        probe_epochs)
 
   def knn(self, state: state_lib.TrainState) -> float:
     """kNN accuracy on the finest labels: the monitor during training."""
     return float(self.accuracies(state.params, state.batch_stats)["knn"]["label"])
 
   def final(self) -> dict:
-    """The trained encoder and the same architecture at initialisation, with kNN and linear probes per level."""
+    """kNN and linear probes per level: the trained encoder and its two controls.
+
+    The controls are the same architecture at initialisation and the input
+    pixels themselves (each image flattened): pretraining is worth what the
+    trained encoder adds over the better of the two.
+    """
     run, config = self.run, self.run.config
     initial = jax.jit(lambda: state_lib.initial_state(config, run.method, run.spec.num_classes["label"],
                                                       run.optimizer, run.probe_optimizer),
                       out_shardings=run.shardings)()
     epochs = config.eval.probe_epochs
     return {"trained": self.accuracies(run.state.params, run.state.batch_stats, epochs),
-            "initial": self.accuracies(initial.params, initial.batch_stats, epochs)}
+            "initial": self.accuracies(initial.params, initial.batch_stats, epochs),
+            "pixels": self._probes(_flat_pixels(self.train["image"]), _flat_pixels(self.test["image"]), epochs)}
+
+  def _probes(self, train_features, test_features, probe_epochs: int | None) -> dict:
+    run, config = self.run, self.run.config
+    levels = run.spec.label_levels
+    return evaluation.probe_accuracies(
+        train_features, {level: self.train[level] for level in levels},
+        test_features, {level: self.test[level] for level in levels},
+        knn_k=config.eval.knn_k, knn_temperature=config.eval.knn_temperature, probe_epochs=probe_epochs,
+        seed=config.seed)

@@ -36,12 +36,18 @@ def backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
   if name.startswith("resnet"):
     return {"stem": config.model.stem, "width": config.model.width}
   if name.startswith("vit"):
-    return {"patch_size": config.model.patch_size, "image_size": config.views.size}
+    return {"patch_size": config.model.patch_size, "image_size": config.views.size,
+            "drop_path_rate": config.model.drop_path}
   return {"width": config.model.width}
 
 
 class Network(nnx.Module):
-  """Backbone, projector and (BYOL) predictor: images -> (features, projections, predictions or None)."""
+  """Backbone, projector and (BYOL) predictor: images -> (features, projections, predictions or None).
+
+  `key` drives the backbone's stochastic layers (a ViT's stochastic depth) in
+  training; without it, or for a backbone without them, the forward is
+  deterministic.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict, with_predictor: bool, *, rngs: nnx.Rngs):
     dtype = jnp.dtype(config.model.dtype)
@@ -50,9 +56,10 @@ class Network(nnx.Module):
                                       activation=config.model.projector_activation, rngs=rngs, dtype=dtype)
     self.predictor = (models.byol_predictor(self.projector.out_features, config.model.predictor, rngs=rngs,
                                             dtype=dtype) if with_predictor else None)
+    self.stochastic = getattr(self.backbone, "drop_path_rate", 0.0) > 0
 
-  def __call__(self, images: jax.Array):
-    features = self.backbone(images)
+  def __call__(self, images: jax.Array, key: jax.Array | None = None):
+    features = self.backbone(images, key) if self.stochastic and key is not None else self.backbone(images)
     projections = self.projector(features)
     predictions = None if self.predictor is None else self.predictor(projections)
     return features, projections, predictions

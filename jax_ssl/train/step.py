@@ -100,13 +100,16 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
   method = cfg.method
   sliced_mean = mesh_sliced_mean(cfg.mesh)
 
-  def forward(network, images_by_view):
-    outputs = [network(view) for view in images_by_view]
+  def forward(network, images_by_view, key=None):
+    keys = [None if key is None else jax.random.fold_in(key, index) for index in range(len(images_by_view))]
+    outputs = [network(view, view_key) for view, view_key in zip(images_by_view, keys)]
     return tuple(None if outputs[0][i] is None else jnp.stack([o[i] for o in outputs]) for i in range(3))
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     augment_key, loss_key = jax.random.split(key)
+    # Stochastic depth of the online network, per view (a ViT with model.drop_path > 0; unused otherwise).
+    drop_key = jax.random.fold_in(key, 2)
     crops = views_lib.multi_crop(augment_key, batch["image"], cfg.view_specs)
     global_crops, local_crops = crops[:cfg.num_global], crops[cfg.num_global:]
     progress = state.step.astype(jnp.float32) / cfg.total_steps
@@ -119,8 +122,8 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
 
     def loss_fn(params, probe_params):
       network = nnx.merge(cfg.definitions.network, params, state.batch_stats, copy=True)
-      features, projections, predictions = forward(network, global_crops)
-      local_projections = forward(network, local_crops)[1] if local_crops else None
+      features, projections, predictions = forward(network, global_crops, jax.random.fold_in(drop_key, 0))
+      local_projections = forward(network, local_crops, jax.random.fold_in(drop_key, 1))[1] if local_crops else None
       embeddings = methods.Embeddings(projections, local_projections, predictions, targets)
       embeddings = _replicated(cfg.mesh, embeddings)  # every loss sees the global batch
       context = methods.Context(key=loss_key, hparams=cfg.hparams, progress=progress, sliced_mean=sliced_mean)

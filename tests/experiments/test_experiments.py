@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -122,17 +124,96 @@ def test_overhead(tmp_path, bundled_dir):
   assert row["overhead"] == pytest.approx(row["step_s"] / row["baseline_step_s"] - 1)
 
 
-@pytest.mark.filterwarnings("ignore")
-def test_compare_methods(tmp_path, bundled_dir):
-  data = _run_training_experiment(tmp_path, "compare_methods", "--datasets", "digits", "--methods", "tregs",
-                                  "--seeds", "1", f"--data_dir={bundled_dir}")
-  entry = data["results"]["digits"]["tregs"]
-  (run,) = entry["runs"]
+def _run_pretraining(tmp_path, script, *extra):
+  env = {**os.environ, "PYTHONPATH": os.getcwd(), "XLA_FLAGS": ""}
+  result = subprocess.run([sys.executable, f"experiments/{script}.py", "--small", "--output_dir", str(tmp_path / "out"),
+                           "--workdir", str(tmp_path / "runs"), *extra], capture_output=True, text=True, env=env,
+                          timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads((tmp_path / "out" / "results" / f"{script}-small.json").read_text())
+
+
+def _assert_scores(entry, levels):
   for score in ("knn", "linear", "rand_index"):
-    assert set(run[score]) == {"label", "label_coarse"}
-    assert all(0 <= value <= 1 for value in run[score].values())
-    assert entry["summary"][score]["label"] == {"mean": run[score]["label"], "std": 0.0}
-  generalization = run["generalization"]
-  assert set(generalization) == {"lca_pearson", "lca_spearman", "lca_kendall", "cophenetic_d1_to_p2",
-                                 "cophenetic_d2_to_p1"}
-  _finite(*generalization.values())
+    assert set(entry[score]) == set(levels)
+    assert all(0 <= value <= 1 for value in entry[score].values())
+  for part in ("a_vs_b", "a_vs_pixels", "b_vs_pixels"):
+    assert set(entry["generalization"][part]) == {"lca_pearson", "lca_spearman", "lca_kendall",
+                                                  "cophenetic_d1_to_p2", "cophenetic_d2_to_p1"}
+    _finite(*entry["generalization"][part].values())
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_readings_and_compare_methods_share_runs_and_carry_controls(tmp_path, bundled_dir):
+  data = _run_pretraining(tmp_path, "sag_vicreg_readings", "--datasets", "digits", "--seeds", "1",
+                          "--variants", "vicreg,same_view", "--features", "projector", f"--data_dir={bundled_dir}")
+  assert data["complete"] and data["features"] == ["projector"]
+  assert (tmp_path / "out" / "figures" / "sag_vicreg_readings-small-projector.png").read_bytes()[:8] == PNG_SIGNATURE
+  digits = data["results"]["digits"]
+  levels = {"label", "label_coarse"}
+  for control in ("untrained", "pixels"):
+    (run,) = digits["controls"]["runs"]
+    _assert_scores(run["projector"][control], levels)
+  # The pixels in both roles of the two-model protocol agree perfectly on their LCA tree.
+  pixels_to_pixels = digits["controls"]["runs"][0]["projector"]["pixels"]["generalization"]["a_vs_b"]
+  assert pixels_to_pixels["lca_kendall"] == pytest.approx(1.0, abs=1e-12)
+  for name in ("vicreg", "same_view"):
+    entry = digits["variants"][name]
+    (run,) = entry["runs"]
+    _assert_scores(run["projector"], levels)
+    assert entry["summary"]["projector"]["knn"]["label"] == {"mean": run["projector"]["knn"]["label"], "std": 0.0,
+                                                             "n": 1}
+  # The walk's statistics over training: only SAG-VICReg logs them.
+  pairing = digits["variants"]["same_view"]["runs"][0]["training"]["loss/self_pair_rate"]
+  assert 0 <= pairing["mean"] <= 1 and len(pairing["values"]) == len(pairing["steps"]) >= 1
+  assert "loss/self_pair_rate" not in digits["variants"]["vicreg"]["runs"][0]["training"]
+  # compare_methods in the same workdir finds the VICReg run (and the controls) instead of training again.
+  compared = _run_pretraining(tmp_path, "compare_methods", "--datasets", "digits", "--seeds", "1",
+                              "--methods", "vicreg", "--features", "projector", f"--data_dir={bundled_dir}",
+                              "--collect_only")
+  assert compared["complete"]
+  assert compared["results"]["digits"]["variants"]["vicreg"]["runs"] == digits["variants"]["vicreg"]["runs"]
+  assert compared["results"]["digits"]["controls"]["runs"] == digits["controls"]["runs"]
+
+
+def test_collapse_recovery_collapses_only_the_last_projector_layer(bundled_dir, tmp_path):
+  from experiments import _pretraining
+  from experiments import collapse_recovery
+  from jax_ssl.train import loop
+  config = _pretraining.variant_config(collapse_recovery.METHODS[0], "digits", 0, _pretraining.SCALES["small"],
+                                       str(bundled_dir))
+  run = loop.Run(config, tmp_path)
+  collapsed = collapse_recovery.collapse_projector(run.state.params, 1e-3)
+  run.checkpointer.close()
+  flat = dict(jax.tree_util.tree_leaves_with_path(run.state.params))
+  flat_collapsed = dict(jax.tree_util.tree_leaves_with_path(collapsed))
+  scaled = [jax.tree_util.keystr(path) for path in flat if not np.array_equal(flat[path], flat_collapsed[path])]
+  assert scaled and all("projector" in name and "last" in name for name in scaled)
+  for path in flat:
+    if jax.tree_util.keystr(path) in scaled:
+      np.testing.assert_allclose(flat_collapsed[path], 1e-3 * np.asarray(flat[path]), rtol=1e-6)
+  reference = {"steps": [0, 10, 20], "embedding_std": [1.0, 1.0, 1.0]}
+  assert collapse_recovery.recovery_step({"steps": [0, 10, 20], "embedding_std": [1e-3, 0.6, 0.95]}, reference) == 10
+  assert collapse_recovery.recovery_step({"steps": [0, 10, 20], "embedding_std": [1e-3, 0.6, 0.95]}, reference,
+                                         0.9) == 20
+  assert collapse_recovery.recovery_step({"steps": [0, 10, 20], "embedding_std": [1e-3] * 3}, reference) is None
+
+
+@pytest.mark.parametrize("script", ["sag_vicreg_readings", "compare_methods", "visreg_ablations",
+                                    "sag_vicreg_stability"])
+def test_every_declared_variant_is_a_valid_config_with_its_overrides(script):
+  import importlib
+
+  from experiments import _pretraining
+  from jax_ssl.train import config as config_lib
+  module = importlib.import_module(f"experiments.{script}")
+  names = [variant.name for variant in module.VARIANTS]
+  assert len(set(names)) == len(names)
+  keys = {_pretraining._run_key(v, _pretraining.SCALES["cpu"], ["backbone"], True) for v in module.VARIANTS}
+  assert len(keys) == len(names), "two variants would share their runs"
+  for variant in module.VARIANTS:
+    config = _pretraining.variant_config(variant, "digits", 0, _pretraining.SCALES["cpu"], "")
+    config_lib.validate(config, num_devices=1)
+    for key, value in variant.overrides:
+      section, field = key.split(".")
+      assert config[section][field] == value

@@ -5,6 +5,20 @@ import jax.numpy as jnp
 from jax_ssl import losses
 
 
+# SAG-VICReg's readings besides the default, each option switched once.
+SAG_READINGS = {
+    "cross_view": dict(graph="cross_view"),
+    "cross_view_own": dict(graph="cross_view_own"),
+    "same_view": dict(graph="same_view"),
+    "scale_over_row": dict(scale_over="row"),
+    "regularize_views": dict(regularize="views"),
+}
+
+
+def _sag_vicreg_reading(k, **options):
+  return lambda key, a, b: losses.sag_vicreg_loss(key, a, b, k=k, **options)[0]
+
+
 def scalar_losses(k: int = 3, num_slices: int = 16):
   """name -> fn(key, z1, z2); `k` neighbours for SAG-VICReg, `num_slices` random slices."""
 
@@ -21,6 +35,7 @@ def scalar_losses(k: int = 3, num_slices: int = 16):
       "covariance": lambda key, a, b: losses.covariance(a),
       "vicreg_loss": lambda key, a, b: losses.vicreg_loss(a, b)[0],
       "sag_vicreg_loss": lambda key, a, b: losses.sag_vicreg_loss(key, a, b, k=k)[0],
+      **{f"sag_vicreg_loss[{reading}]": _sag_vicreg_reading(k, **options) for reading, options in SAG_READINGS.items()},
       "scale_loss": lambda key, a, b: losses.scale_loss(a),
       "center_loss": lambda key, a, b: losses.center_loss(a),
       "shape_loss": lambda key, a, b: losses.shape_loss(a, directions(key, a)),

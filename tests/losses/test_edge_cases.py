@@ -52,6 +52,23 @@ def test_degenerate_batches_give_finite_losses_and_gradients(batch_name):
       assert np.all(np.isfinite(np.asarray(grad, np.float32))), f"{name} gradient is not finite on {batch_name}"
 
 
+@pytest.mark.parametrize("where", ["z1", "z2"])
+def test_a_nan_anywhere_gives_a_nan_loss(where):
+  # The trainer's non-finite guard reads the loss: a NaN embedding must never come out finite.
+  rng = np.random.default_rng(0)
+  z1 = rng.standard_normal((16, 6)).astype(np.float32)
+  z2 = (z1 + 0.3 * rng.standard_normal((16, 6))).astype(np.float32)
+  key = jax.random.key(3)
+  for name, fn in scalar_losses(k=3, num_slices=8).items():
+    fn = jax.jit(fn)
+    if where == "z2" and float(fn(key, z1, z2)) == float(fn(key, z1, z2 + 1.0)):
+      continue  # a term of z1 alone (variance, shape, MST, ...)
+    for row in (0, 7):  # a row the random walk may or may not draw
+      a, b = z1.copy(), z2.copy()
+      (a if where == "z1" else b)[row, 2] = np.nan
+      assert np.isnan(fn(key, a, b)), f"{name} is finite with a NaN in {where}[{row}]"
+
+
 def test_bfloat16_inputs_are_computed_in_float32():
   z1, z2 = _bfloat16()
   as_float32 = z1.astype(np.float32), z2.astype(np.float32)

@@ -142,6 +142,16 @@ def test_gradients_match_finite_differences():
       lambda g: np.mean((g.mean(axis=0, keepdims=True) - g) ** 2), global_views)
 
 
+def test_shape_loss_without_the_stop_gradient_is_the_plain_function():
+  # The ablation: the std is differentiated too, so the gradient is the reference's own (nothing frozen).
+  z, w = _embeddings(7, 3, seed=6, shift=0.2), _directions(3, 5)
+  assert_grad_matches_reference(lambda v: losses.shape_loss(v, w, detach_std=False),
+                                lambda v: ref_visreg_terms(v, w)["shape"], z)
+  np.testing.assert_allclose(losses.shape_loss(z, w, detach_std=False), losses.shape_loss(z, w), rtol=1e-6)
+  detached = jax.grad(lambda v: losses.shape_loss(v, w))(z)
+  assert not np.allclose(jax.grad(lambda v: losses.shape_loss(v, w, detach_std=False))(z), detached, atol=1e-4)
+
+
 def test_visreg_loss_gradient_matches_finite_differences():
   rng = np.random.default_rng(12)
   global_views = rng.standard_normal((2, 6, 3)).astype(np.float32)

@@ -99,3 +99,11 @@ def test_bad_inputs_name_the_argument():
     losses.sphere_loss(np.ones((2, 3, 4), np.float32))
   with pytest.raises(ValueError, match="z1 and z2 must have the same shape"):
     losses.tregs_loss(np.ones((4, 3), np.float32), np.ones((5, 3), np.float32))
+
+
+@pytest.mark.parametrize("spread", [1e-3, 1e-4])
+def test_mst_length_matches_scipy_for_a_collapsing_batch(spread):
+  rng = np.random.default_rng(0)
+  centre = rng.standard_normal(32)
+  z = (10.0 * centre / np.linalg.norm(centre) + spread * rng.standard_normal((256, 32))).astype(np.float32)
+  np.testing.assert_allclose(jax.jit(losses.mst_length)(z), ref_mst_length(z), rtol=1e-4)

@@ -164,3 +164,31 @@ def test_bad_shapes_raise(small_vit):
     models.VisionTransformer(width=30, depth=1, num_heads=4, patch_size=8, image_size=16, rngs=_rngs())
   with pytest.raises(ValueError, match="size must be one of"):
     models.vision_transformer("huge", rngs=_rngs())
+
+
+def test_drop_path_keeps_or_drops_whole_samples_and_preserves_the_mean():
+  branch = jnp.ones((4000, 3, 2), jnp.float32)
+  dropped = np.asarray(vit.drop_path(branch, 0.25, jax.random.key(0)))
+  per_sample = dropped.reshape(4000, -1)
+  assert set(np.unique(per_sample)) == {0.0, np.float32(1 / 0.75)}
+  assert np.all(per_sample.min(axis=1) == per_sample.max(axis=1)), "a sample is kept or dropped whole"
+  assert abs((per_sample[:, 0] == 0).mean() - 0.25) < 0.03
+  assert abs(dropped.mean() - 1.0) < 0.04
+  np.testing.assert_array_equal(vit.drop_path(branch, 0.25, None), branch)
+  np.testing.assert_array_equal(vit.drop_path(branch, 0.0, jax.random.key(0)), branch)
+
+
+def test_stochastic_depth_grows_linearly_and_needs_a_key():
+  model = _build(width=32, depth=3, num_heads=4, patch_size=8, image_size=32, drop_path_rate=0.2)
+  assert [block.drop_rate for block in model.blocks] == pytest.approx([0.0, 0.1, 0.2])
+  x = _images(8, 32)
+  plain = _build(width=32, depth=3, num_heads=4, patch_size=8, image_size=32)
+  # Same parameters (same seed): without a key the network is the deterministic one.
+  np.testing.assert_allclose(_forward(model, x), _forward(plain, x), rtol=1e-6)
+  stochastic = nnx.jit(lambda m, x, key: m(x, key))
+  first, again = stochastic(model, x, jax.random.key(1)), stochastic(model, x, jax.random.key(1))
+  np.testing.assert_array_equal(first, again)
+  assert not np.allclose(first, _forward(model, x)), "a key must drop some branches"
+  with pytest.raises(ValueError, match="drop_path_rate must lie in"):
+    models.VisionTransformer(width=32, depth=2, num_heads=4, patch_size=8, image_size=32, drop_path_rate=1.0,
+                             rngs=_rngs())

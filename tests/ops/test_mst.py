@@ -9,6 +9,7 @@ from scipy.sparse import csgraph
 from scipy.spatial import distance
 
 from jax_ssl import ops
+from jax_ssl.ops import mst
 
 
 def _points(n, d, seed=0):
@@ -62,3 +63,60 @@ def test_minimum_for_any_point_set(points):
   unique = np.unique(points, axis=0).astype(np.float64)
   expected = csgraph.minimum_spanning_tree(distance.squareform(distance.pdist(unique))).sum() if len(unique) > 1 else 0
   np.testing.assert_allclose(length, expected, rtol=1e-9, atol=1e-9)
+
+
+def _collapsed_cloud(spread, n=256, d=32, centre_norm=10.0, seed=0):
+  """Points packed within `spread` of a centre far from the origin: a collapsing batch."""
+  rng = np.random.default_rng(seed)
+  centre = rng.standard_normal(d)
+  centre *= centre_norm / np.linalg.norm(centre)
+  return (centre + spread * rng.standard_normal((n, d))).astype(np.float32)
+
+
+def _tight_clusters(spread, n=256, d=8, seed=0):
+  """Two tight clusters at +-1: centring leaves each far from the batch mean."""
+  rng = np.random.default_rng(seed)
+  signs = np.where(np.arange(n) < n // 2, 1.0, -1.0)[:, None]
+  return (signs + spread * rng.standard_normal((n, d))).astype(np.float32)
+
+
+def _tree_length(points, src, dst):
+  points = points.astype(np.float64)
+  return np.linalg.norm(points[np.asarray(src)] - points[np.asarray(dst)], axis=1).sum()
+
+
+def _scipy_length(points):
+  return csgraph.minimum_spanning_tree(distance.squareform(distance.pdist(points.astype(np.float64)))).sum()
+
+
+@pytest.mark.parametrize("points", [_collapsed_cloud(1e-3), _collapsed_cloud(1e-4), _collapsed_cloud(1e-5),
+                                    _tight_clusters(1e-3), _tight_clusters(1e-5)],
+                         ids=["cloud-1e-3", "cloud-1e-4", "cloud-1e-5", "clusters-1e-3", "clusters-1e-5"])
+def test_exact_when_points_are_packed_far_from_the_origin(points):
+  # Matmul-form distances |a|^2 + |b|^2 - 2ab of these float32 points are off by more than the
+  # distances themselves (the tree was 18% too long at 1e-3 and 40% at 1e-4 before centring).
+  src, dst = jax.jit(ops.mst_edges)(points)
+  assert _is_spanning_tree(np.asarray(src), np.asarray(dst), len(points))
+  np.testing.assert_allclose(_tree_length(points, src, dst), _scipy_length(points), rtol=1e-5)
+
+
+def test_exact_fallback_is_taken_only_where_rounding_could_matter():
+  # Two tight clusters far from their mean: centring cannot help, the bound sends them to exact distances.
+  clustered = _tight_clusters(1e-5)
+  centred = clustered - clustered.mean(axis=0)
+  src, dst = mst._prim(mst._sanitise(ops.squared_euclidean_distances(centred)))
+  assert mst._gram_tree_may_be_inexact(centred, src, dst)
+  assert _tree_length(clustered, src, dst) > 1.0001 * _scipy_length(clustered)  # what the fallback repairs
+  # A spread batch stays on the one-matmul path.
+  spread = _points(256, 64, seed=3)
+  src, dst = mst._prim(mst._sanitise(ops.squared_euclidean_distances(spread - spread.mean(axis=0))))
+  assert not mst._gram_tree_may_be_inexact(spread - spread.mean(axis=0), src, dst)
+
+
+@pytest.mark.parametrize("block_elements", [1 << 24, 400])  # one block; blocks of 2 rows with a padded last one
+def test_exact_distances_match_float64(block_elements, monkeypatch):
+  monkeypatch.setattr(mst, "_EXACT_BLOCK_ELEMENTS", block_elements)
+  points = _points(37, 5, seed=9)
+  np.testing.assert_allclose(mst._exact_squared_distances(jax.numpy.asarray(points)),
+                             distance.squareform(distance.pdist(points.astype(np.float64), "sqeuclidean")),
+                             rtol=1e-5, atol=1e-6)

@@ -52,3 +52,30 @@ def test_halves_split_the_classes_of_the_smoke_dataset():
     assert _module(CONFIG_DIR / "vicreg.py").get_config(arg).data.classes == "0-4"
   recipe = _module(CONFIG_DIR / "recipes" / "tregs_cifar_resnet18.py").get_config("cifar100,second_half,smoke")
   assert recipe.data.name == "shapes" and recipe.data.classes == "18-35"
+
+
+def test_recipes_follow_the_papers():
+  cifar = _module(CONFIG_DIR / "recipes" / "cifar100_resnet34.py").get_config("sag_vicreg")
+  assert cifar.optim.base_lr == 1.3 and cifar.train.global_batch_size == 200  # SAG-VICReg App. F
+  vitb = _module(CONFIG_DIR / "recipes" / "visreg_imagenet_vitb16.py").get_config()
+  assert (vitb.optim.grad_clip_norm, vitb.model.drop_path, vitb.views.overrides.hue) == (1.0, 0.1, 0.05)
+  assert vitb.method.num_slices == 32 * 2048  # the paper's K per GPU times its 32 GPUs
+  nette = _module(CONFIG_DIR / "recipes" / "imagenette_vits8.py")
+  text = nette.get_config()
+  assert text.method.num_slices == 8 * 4096 and text.model.projector.endswith("-256")
+  official = nette.get_config("official")
+  assert (official.optim.warmup_epochs, official.optim.end_lr_fraction, official.optim.grad_clip_norm) == (1.0, 1e-3, 1.0)
+  assert (official.views.overrides.brightness, official.views.overrides.contrast, official.views.overrides.saturation,
+          official.views.overrides.hue) == (0.8, 0.8, 0.8, 0.1)
+  assert official.model.projector.endswith("-128") and official.model.drop_path == 0.1
+  for recipe in (nette.get_config("visreg_star"), _module(CONFIG_DIR / "recipes" / "visreg_imagenet_vitb16.py")
+                 .get_config("visreg_star")):
+    assert (recipe.method.lambda_scale, recipe.method.lambda_shape, recipe.method.lambda_center) == (0.5, 2.0, 0.5)
+  config_lib.validate(nette.get_config("official,visreg_star"), num_devices=8)
+
+
+def test_drop_path_is_refused_where_it_does_not_apply():
+  config = _module(CONFIG_DIR / "vicreg.py").get_config()
+  config.model.drop_path = 0.1
+  with pytest.raises(config_lib.ConfigError, match="applies to ViT backbones"):
+    config_lib.validate(config, num_devices=1)

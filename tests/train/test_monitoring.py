@@ -2,7 +2,9 @@
 
 import json
 
+from jax_ssl.eval import probes
 from jax_ssl.train import config as config_lib
+from jax_ssl.train import evaluation as evaluation_lib
 from jax_ssl.train import loop
 from jax_ssl.train import monitor
 
@@ -27,7 +29,20 @@ def test_workdir_holds_metrics_events_and_a_report(bundled_dir, tmp_path):
   assert "| knn | label |" in report and "| linear | label |" in report and "initialisation" in report
   assert (tmp_path / "report_training.png").stat().st_size > 0 and (tmp_path / "report_accuracy.png").exists()
   evaluation = summary["evaluation"]
-  assert set(evaluation) == {"trained", "initial"} and set(evaluation["trained"]) == {"knn", "linear"}
+  assert set(evaluation) == {"trained", "initial", "pixels"} and set(evaluation["trained"]) == {"knn", "linear"}
+  # The pixel control is the probes on the flattened eval images themselves.
+  source = loop.open_training_source(config)
+  train = evaluation_lib.sample_split(source, 128, seed=config.seed)
+  test = evaluation_lib.sample_split(loop.open_training_source(config, "test"), 128, seed=config.seed + 1)
+  flat = lambda images: images.reshape(len(images), -1).astype("float32")  # noqa: E731
+  expected = probes.knn_accuracy_by_level(flat(train["image"]), {"label": train["label"]}, flat(test["image"]),
+                                          {"label": test["label"]}, k=config.eval.knn_k,
+                                          temperature=config.eval.knn_temperature)
+  assert evaluation["pixels"]["knn"]["label"] == expected["label"]
+  # Each row's gain is over the better control.
+  row = next(line for line in report.splitlines() if line.startswith("| knn | label |"))
+  pixels, initial, trained, gain = (float(cell) for cell in row.strip("|").split("|")[2:])
+  assert abs(gain - (trained - max(pixels, initial))) < 2e-3
 
 
 def test_read_metrics_merges_a_resumed_runs_records(tmp_path):

@@ -97,3 +97,23 @@ def test_gradient_clipping_bounds_the_update():
     optimizer = optim.make_optimizer(config, lambda step: 1.0)
     updates, _ = optimizer.update(grads, optimizer.init(params), params)
     np.testing.assert_allclose(np.linalg.norm(updates["bias"]), expected_norm, rtol=1e-5)
+
+
+def test_a_vit_with_stochastic_depth_trains_and_its_masks_follow_the_step(bundled_dir, tmp_path):
+  config = _config("vicreg", bundled_dir)
+  config.model.update(backbone="vit_tiny", patch_size=8, drop_path=0.5)
+  config_lib.validate(config, num_devices=8)
+  losses = []
+  for attempt in range(2):
+    run = loop.Run(config, tmp_path / str(attempt), mesh=loop.data_mesh(jax.devices()[:1]))
+    batch = run.next_batch()
+    run.state, metrics = run.train_step(run.state, batch)
+    losses.append(float(metrics["loss"]))
+    assert metrics["finite"]
+    run.checkpointer.close()
+  assert losses[0] == losses[1], "the drop masks come from the step's key: a rerun draws the same"
+  config.model.drop_path = 0.0
+  run = loop.Run(config, tmp_path / "deterministic", mesh=loop.data_mesh(jax.devices()[:1]))
+  _, metrics = run.train_step(run.state, run.next_batch())
+  run.checkpointer.close()
+  assert float(metrics["loss"]) != losses[0], "drop path 0.5 must change the forward"
