@@ -28,7 +28,7 @@ import os
 import pathlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import ml_collections
@@ -210,7 +210,10 @@ class Experiment:
 
   @property
   def results_name(self) -> str:
-    return self.name + ("" if self.scale_name == "cpu" else f"-{self.scale_name}")
+    from experiments.bench.losses import device_name
+    device = device_name()
+    return self.name + ("" if self.scale_name == "cpu" else f"-{self.scale_name}") + (
+        "" if device == "cpu" else f"-{device}")
 
   def jobs(self) -> list[tuple[str, str, int]]:
     """(dataset, variant name or "controls", seed): the controls, then variant by variant in the given order."""

@@ -34,7 +34,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from experiments import _common  # noqa: E402
 from experiments import _pretraining  # noqa: E402
@@ -69,17 +68,17 @@ def train_curve(config, collapsed: bool, log_every: int, workdir: pathlib.Path) 
   if collapsed:
     run.state = run.state.replace(params=collapse_projector(run.state.params, COLLAPSE_FACTOR))
   steps, stds, loss_values = [], [], []
-  state = run.state
   for step in range(run.total_steps):
-    state, metrics = run.train_step(state, run.next_batch())
+    metrics = run.step_once()
     # The std the step reports is measured before its update: step 0's is the starting spread.
     if step % log_every == 0 or step == run.total_steps - 1:
       values = jax.device_get({"std": metrics["embedding/std"], "loss": metrics["loss"]})
       steps.append(step)
       stds.append(float(values["std"]))
       loss_values.append(float(values["loss"]))
+  run.stop_feed()
   run.checkpointer.close()
-  knn = final_knn(run, state, config)
+  knn = final_knn(run, run.state, config)
   return {"steps": steps, "embedding_std": stds, "loss": loss_values, "knn": knn}
 
 

@@ -2,6 +2,7 @@
 
   python experiments/bench/data.py           # writes results/data-<device>.json
   python experiments/bench/data.py --small   # seconds; for a quick check
+  python experiments/bench/data.py --jpeg --workers 1,2   # the host path on ImageNet-shaped JPEGs
 
 Measured on the bundled `shapes` dataset (32x32 RGB), in one run:
   * load: grain batches (shuffle, read, decode) per second, no augmentation;
@@ -11,12 +12,20 @@ Measured on the bundled `shapes` dataset (32x32 RGB), in one run:
   * the fraction of a ResNet-18 (CIFAR stem) VICReg training step that the
     augmentation of its views takes: aug / (aug + step), for the 2-view VICReg
     recipe and for the 2 + 6 multi-crop recipe (both timed in this run).
+
+`--jpeg` measures the host path that datasets too big for the devices take:
+a synthetic ImageNet-shaped JPEG dataset (5,000 images of 300-500 px,
+`jpeg_dataset.py`, generated locally) read by the grain pipeline with 0, 1,
+2, ... decoding worker processes (`--workers`), each image decoded in draft
+mode and resized once to `--image_size` (224, the largest ImageNet view);
+and, on one core, the decode alone with and without draft mode.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import json
 import pathlib
 import sys
@@ -25,10 +34,13 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
+from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from experiments.bench import jpeg_dataset  # noqa: E402
 from experiments.bench.losses import device_description  # noqa: E402
 from experiments.bench.losses import device_name  # noqa: E402
 from experiments.bench.losses import time_call  # noqa: E402
@@ -108,12 +120,67 @@ def bench_step_fraction(images, batch_size: int, repeats: int, spec: str, width:
   }
 
 
+def bench_jpeg(args) -> dict:
+  """Grain's host path on synthetic JPEGs by worker count, and the decode alone on one core (draft vs full)."""
+  directory = args.data_dir or tempfile.mkdtemp(prefix="jax_ssl_bench_jpeg_")
+  source = jpeg_dataset.source(directory, args.num_jpegs, args.image_size)
+  raw = [source._records[i]["image"] for i in range(64)]  # encoded bytes
+
+  def full_decode(encoded):
+    with Image.open(io.BytesIO(encoded)) as image:
+      return sources.resize_shorter_side_and_center_crop(np.asarray(image.convert("RGB")), args.image_size)
+
+  decode_rates = {}
+  for name, decode in (("draft", lambda e: sources.decode_image_bytes(e, args.image_size)), ("full", full_decode)):
+    start = time.perf_counter()
+    for encoded in raw:
+      decode(encoded)
+    decode_rates[name] = len(raw) / (time.perf_counter() - start)
+  by_workers = {}
+  for workers in [int(w) for w in args.workers.split(",")]:
+    iterator = iter(pipeline.train_dataset(source, global_batch_size=args.jpeg_batch, seed=0, worker_count=workers))
+    next(iterator)  # workers started, first batch ready
+    start = time.perf_counter()
+    for _ in range(args.jpeg_batches):
+      next(iterator)
+    by_workers[str(workers)] = images_per_second(args.jpeg_batches, args.jpeg_batch, time.perf_counter() - start)
+    print(f"{workers:2d} workers: {by_workers[str(workers)]:8.0f} images/s", flush=True)
+    del iterator
+  return {
+      "benchmark": "data_jpeg", "device": device_name(), "device_description": device_description(),
+      "jax_version": jax.__version__, "date": datetime.date.today().isoformat(),
+      "command": "python experiments/bench/data.py " + " ".join(sys.argv[1:]),
+      "dataset": f"synthetic: {args.num_jpegs} JPEGs of 300-500 px (quality 90), tfds array_record",
+      "image_size": args.image_size, "batch_size": args.jpeg_batch, "batches_timed": args.jpeg_batches,
+      "decode_one_core_images_per_s": decode_rates,
+      "images_per_s_by_workers": by_workers,
+      "timing": "steady state after the first batch; workers: grain processes decoding in draft mode + one resize",
+  }
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--small", action="store_true", help="tiny sizes, for a quick check")
   parser.add_argument("--data_dir", default=None, help="where bundled datasets are (default: prepared afresh)")
   parser.add_argument("--output", type=pathlib.Path, default=None)
+  parser.add_argument("--jpeg", action="store_true", help="benchmark the host path on synthetic JPEGs instead")
+  parser.add_argument("--workers", default="0,1,2", help="--jpeg: grain worker counts to time")
+  parser.add_argument("--num_jpegs", type=int, default=5000)
+  parser.add_argument("--image_size", type=int, default=224)
+  parser.add_argument("--jpeg_batch", type=int, default=128)
+  parser.add_argument("--jpeg_batches", type=int, default=20)
   args = parser.parse_args()
+  if args.jpeg:
+    if args.small:
+      args.num_jpegs, args.jpeg_batch, args.jpeg_batches = 64, 16, 2
+    result = bench_jpeg(args)
+    output = args.output or RESULTS_DIR / f"data-jpeg-{result['device']}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"decode on one core: draft {result['decode_one_core_images_per_s']['draft']:.0f} images/s, full "
+          f"{result['decode_one_core_images_per_s']['full']:.0f}")
+    print(f"wrote {output}")
+    return
   if args.small:
     batch_size, batches, repeats, step_batch, spec, width = 32, 3, 2, 16, "64-64", 8
   else:

@@ -1,7 +1,15 @@
-"""Benchmark of the training step: images/s for VICReg, and each method's step time relative to VICReg.
+"""Benchmark of the training step, and of the whole run against its step.
 
   python experiments/bench/train.py           # writes results/train-<device>.json
   python experiments/bench/train.py --small   # seconds; for a quick check
+  python experiments/bench/train.py --end_to_end --config configs/default.py --output FILE
+  python experiments/bench/train.py --conv_backward   # lax's conv backward against jax_ssl.models.conv's
+
+`--end_to_end` times what a user runs: `jax_ssl.main`'s loop on the config
+(data, augmentation, logging and checkpoints as configured; no final report),
+in steady state (the first logging interval, which compiles, is left out),
+against the bare jitted step on one fixed batch of the same config, timed in
+the same process: `ratio = end_to_end_images_per_s / step_images_per_s`.
 
 The trainer's own jitted step (augmentation on device, ResNet-18 with the CIFAR
 stem, a 2048-2048-2048 projector, the loss, LARS), on two 32 px views of the
@@ -19,15 +27,23 @@ import json
 import pathlib
 import sys
 import tempfile
+import time
 
 import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments.bench.losses import device_description  # noqa: E402
 from experiments.bench.losses import device_name  # noqa: E402
 from experiments.bench.losses import time_call  # noqa: E402
+from jax_ssl.eval import protocols  # noqa: E402
 from jax_ssl.train import config as config_lib  # noqa: E402
 from jax_ssl.train import loop  # noqa: E402
+from jax_ssl.train import monitor  # noqa: E402
+from jax_ssl.train import step as step_lib  # noqa: E402
+from jax_ssl.train.state import DATA_AXIS  # noqa: E402
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 METHODS = ("vicreg", "sag_vicreg", "visreg", "lejepa", "tregs")
@@ -46,23 +62,125 @@ def method_config(method: str, batch: int, backbone: str, width: int, projector:
   return config
 
 
-def step_time(config, workdir: pathlib.Path, repeats: int) -> float:
-  run = loop.Run(config, workdir)
-  batch = run.next_batch()
+def bare_step_time(run: loop.Run, repeats: int, steps_per_repeat: int = 10) -> float:
+  """Seconds per step of the jitted step alone, fed one fixed host batch (no data work, no syncs but the last)."""
+  fixed = step_lib.jit_train_step(run.step_config, run.shardings)
+  source = run.source
+  batch_size = run.config.train.global_batch_size
+  records = [source[i] for i in range(batch_size)]
+  sharding = NamedSharding(run.mesh, P(DATA_AXIS))
+  batch = {key: jax.make_array_from_process_local_data(sharding, np.stack([r[key] for r in records]))
+           for key in ("image", "label")}
+  # The step donates its state and guard: keep feeding it what it returns.
+  carry = {"state": run.state, "guard": run.guard}
 
-  def step(state):
-    return run.train_step(state, batch)
-
-  # The step donates its state: keep feeding it the state it returns.
-  holder = {"state": run.state}
-
-  def timed_step():
-    holder["state"], metrics = step(holder["state"])
+  def steps():
+    for _ in range(steps_per_repeat):
+      carry["state"], carry["guard"], metrics = fixed(carry["state"], carry["guard"], batch)
     return metrics
 
-  seconds = time_call(timed_step, repeats=repeats, min_total_s=0)
+  seconds = time_call(steps, repeats=repeats, min_total_s=0) / steps_per_repeat
+  run.state, run.guard = carry["state"], carry["guard"]
+  return seconds
+
+
+def step_time(config, workdir: pathlib.Path, repeats: int) -> float:
+  run = loop.Run(config, workdir)
+  seconds = bare_step_time(run, repeats)
   run.checkpointer.close()
   return seconds
+
+
+def steady_state_images_per_s(workdir: pathlib.Path, batch_size: int) -> tuple[float, int]:
+  """Images/s over the logged intervals after the first (which holds the compilation), and the steps they span."""
+  records = monitor.read_metrics(workdir)
+  steps = [r["step"] for r in records]
+  intervals = [(b - a, r["images_per_second"]) for a, b, r in zip(steps, steps[1:], records[1:])]
+  images = sum(n * batch_size for n, _ in intervals)
+  seconds = sum(n * batch_size / rate for n, rate in intervals)
+  return images / seconds, sum(n for n, _ in intervals)
+
+
+def end_to_end(args) -> None:
+  config = protocols.load_config_file(args.config)
+  if args.data_dir:
+    config.data.data_dir = args.data_dir
+  for assignment in args.set:
+    key, _, text = assignment.partition("=")
+    section, field = key.split(".")
+    current = config[section][field]
+    config[section][field] = type(current)(text) if not isinstance(current, bool) else text.lower() == "true"
+  if args.steps:
+    config.train.num_steps = args.steps
+  config.eval.report = False
+  config_lib.validate(config, num_devices=jax.device_count())
+  workdir = pathlib.Path(tempfile.mkdtemp(prefix="jax_ssl_bench_e2e_"))
+  started = time.perf_counter()
+  loop.train(config, workdir / "run")
+  wall = time.perf_counter() - started
+  end_to_end_rate, steady_steps = steady_state_images_per_s(workdir / "run", config.train.global_batch_size)
+  run = loop.Run(config, workdir / "bare")
+  step_s = bare_step_time(run, args.repeats)
+  run.checkpointer.close()
+  step_rate = config.train.global_batch_size / step_s
+  result = {
+      "benchmark": "train_end_to_end", "device": device_name(), "device_description": device_description(),
+      "jax_version": jax.__version__, "date": datetime.date.today().isoformat(),
+      "command": "python experiments/bench/train.py " + " ".join(sys.argv[1:]), "config": args.config,
+      "overrides": args.set, "dtype": config.model.dtype,
+      "on_device": run.on_device, "global_batch_size": config.train.global_batch_size,
+      "log_every": config.train.log_every, "checkpoint_every": config.train.checkpoint_every,
+      "total_steps": run.total_steps, "steady_state_steps": steady_steps, "wall_s": wall,
+      "step_images_per_s": step_rate, "end_to_end_images_per_s": end_to_end_rate,
+      "ratio": end_to_end_rate / step_rate,
+      "timing": "end to end: images/s logged by the loop, weighted over every logging interval but the first; "
+                "step: median over repeats of 10 chained steps on one fixed batch, synced once per repeat",
+  }
+  print(f"{args.config}: step {step_rate:,.0f} img/s, end to end {end_to_end_rate:,.0f} img/s, "
+        f"ratio {result['ratio']:.3f} ({'on the devices' if run.on_device else 'host-fed'})")
+  output = args.output or RESULTS_DIR / f"train-end-to-end-{result['device']}.json"
+  output.parent.mkdir(parents=True, exist_ok=True)
+  output.write_text(json.dumps(result, indent=2) + "\n")
+  print(f"wrote {output}")
+
+
+def conv_backward(args) -> None:
+  """The ResNet-18 step with lax's convolution backward pass against `jax_ssl.models.conv`'s, in one process.
+
+  Issue 11's CPU comparison with torch: ResNet-18 (CIFAR stem, width 64), a
+  2048-2048-2048 projector, VICReg, two 32 px views, batch 64. The model reads
+  `conv.conv_general_dilated` when it is built, so each network is built with
+  one implementation in place.
+  """
+  from unittest import mock  # noqa: PLC0415  (only this mode swaps the implementation)
+
+  from jax import lax  # noqa: PLC0415
+  from jax_ssl.models import conv  # noqa: PLC0415
+
+  data_dir = args.data_dir or tempfile.mkdtemp(prefix="jax_ssl_bench_")
+  workdirs = pathlib.Path(tempfile.mkdtemp(prefix="jax_ssl_bench_conv_"))
+  batch = args.batch or 64
+  config = method_config("vicreg", batch, "resnet18", 64, "2048-2048-2048", data_dir)
+  seconds = {}
+  for name, implementation in (("lax", lax.conv_general_dilated), ("jax_ssl", conv.conv_general_dilated)):
+    with mock.patch.object(conv, "conv_general_dilated", implementation):
+      run = loop.Run(config, workdirs / name)
+    seconds[name] = bare_step_time(run, args.repeats, steps_per_repeat=2)
+    run.checkpointer.close()
+    print(f"{name:8s} {seconds[name]:7.2f} s/step", flush=True)
+  result = {
+      "benchmark": "conv_backward", "device": device_name(), "device_description": device_description(),
+      "jax_version": jax.__version__, "date": datetime.date.today().isoformat(),
+      "command": "python experiments/bench/train.py " + " ".join(sys.argv[1:]),
+      "setup": f"resnet18 (CIFAR stem, width 64) + projector 2048-2048-2048, VICReg, 2 views of 32 px, batch {batch}",
+      "step_s": seconds, "speedup": seconds["lax"] / seconds["jax_ssl"],
+      "torch_step_s_reported": {"value": 2.47, "source": "issue 11: torch 2.14 on 2 threads, same model and batch"},
+      "timing": "median over repeats of 2 chained steps on one fixed batch, after a warm-up",
+  }
+  output = args.output or RESULTS_DIR / f"conv-backward-{result['device']}.json"
+  output.parent.mkdir(parents=True, exist_ok=True)
+  output.write_text(json.dumps(result, indent=2) + "\n")
+  print(f"speedup {result['speedup']:.2f}x; wrote {output}")
 
 
 def main() -> None:
@@ -73,7 +191,20 @@ def main() -> None:
   parser.add_argument("--methods", default=",".join(METHODS), help="vicreg first; the others are timed against it")
   parser.add_argument("--data_dir", default=None, help="where bundled datasets are (default: prepared afresh)")
   parser.add_argument("--output", type=pathlib.Path, default=None)
+  parser.add_argument("--end_to_end", action="store_true", help="time the whole run of --config against its step")
+  parser.add_argument("--config", default="configs/default.py", help="configs/<x>.py[:arg], for --end_to_end")
+  parser.add_argument("--steps", type=int, default=None, help="--end_to_end: override train.num_steps")
+  parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                      help="--end_to_end: override a config field (repeatable), e.g. --set model.dtype=bfloat16")
+  parser.add_argument("--conv_backward", action="store_true",
+                      help="time the ResNet-18 step with lax's conv backward against jax_ssl.models.conv's")
   args = parser.parse_args()
+  if args.conv_backward:
+    conv_backward(args)
+    return
+  if args.end_to_end:
+    end_to_end(args)
+    return
   on_cpu = jax.devices()[0].platform == "cpu"
   if args.small:
     batch, backbone, width, projector, repeats = 16, "small_cnn", 4, "32-32", 1

@@ -11,8 +11,9 @@ batch a single process would have read (same images, same order): a multi-host
 run sees the same data as a single-host one, and each process decodes only its
 share. Augmentation is not done here but on device (`jax_ssl.data.views`).
 
-The iterator is a `grain.DatasetIterator`: `get_state()`/`set_state()` resume it
-exactly, and `grain.checkpoint.CheckpointSave(iterator)` saves it with Orbax.
+Batches are random access before they become an iterator, so the position
+of a run is its step: `train_dataset(..., start=s)` yields batch s first, the
+batch an uninterrupted run reads at step s.
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ def train_dataset(
     process_count: int | None = None,
     num_threads: int | None = None,
     worker_count: int = 0,
+    start: int = 0,
 ) -> grain.IterDataset:
-  """Endless shuffled batches of this process's share of `source`.
+  """Endless shuffled batches of this process's share of `source`, from batch `start` on.
 
   Args:
     source: the split to read (`sources.open_source`).
@@ -86,6 +88,7 @@ def train_dataset(
     process_index, process_count: this process's place; default JAX's.
     num_threads: reader threads, each building whole batches (default: the CPU count, at most 8).
     worker_count: grain worker processes for decoding (0: none).
+    start: the first batch (a resumed run's step): batch s is the same whatever `start`.
 
   Returns:
     A grain IterDataset of dicts: `image` uint8 (b, S, S, 3) and int32 labels (b,).
@@ -102,6 +105,8 @@ def train_dataset(
   # Batch before leaving random access: worker processes then each build whole
   # batches (in order), so the batches do not depend on the worker count.
   batches = local.batch(local_batch, drop_remainder=True)
+  if start:
+    batches = batches.slice(slice(start, None))
   threads = num_threads or min(8, os.cpu_count() or 1)
   # The buffer bounds the batches in flight: one per reader thread, at least double buffering.
   dataset = batches.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(2, threads)))

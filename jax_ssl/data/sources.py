@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import io
 import os
 import pathlib
 from collections.abc import Sequence
@@ -113,11 +114,14 @@ class Source:
   """
 
   def __init__(self, spec: catalog.DatasetSpec, split: str, dataset_builder, indices: np.ndarray | None = None,
-               split_labels: dict[str, np.ndarray] | None = None):
+               split_labels: dict[str, np.ndarray] | None = None, image_size: int | None = None):
     self.spec = spec
     self.split = split
+    self.image_size = image_size or spec.image_size
     self._builder = dataset_builder
-    self._records = dataset_builder.as_data_source(split=spec.splits[split])
+    # Encoded images (JPEG, PNG) come as bytes and are decoded here, straight at the size needed.
+    decoders = {"image": _skip_decoding()} if _encoded_images(dataset_builder) else None
+    self._records = dataset_builder.as_data_source(split=spec.splits[split], decoders=decoders)
     self._indices = indices
     self._split_labels = {} if split_labels is None else split_labels  # label key -> labels of the whole split
 
@@ -126,7 +130,7 @@ class Source:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     record_index = int(index) if self._indices is None else int(self._indices[index])
-    return decode_record(self.spec, self._records[record_index])
+    return decode_record(self.spec, self._records[record_index], self.image_size)
 
   def __repr__(self) -> str:
     subset = "" if self._indices is None else f", {len(self._indices)} records kept"
@@ -148,37 +152,51 @@ class Source:
                        f"got {classes.tolist()[:10]}{' ...' if classes.size > 10 else ''}.")
     kept = np.flatnonzero(np.isin(self.labels(), classes))
     current = np.arange(len(self)) if self._indices is None else self._indices
-    return Source(self.spec, self.split, self._builder, current[kept], self._split_labels)
+    return Source(self.spec, self.split, self._builder, current[kept], self._split_labels, self.image_size)
 
 
-# Label scans skip decoding encoded images. (tfds' mock data can only serve
-# undecoded images by encoding random ones, which needs TensorFlow; tests under
-# the mock turn this off.)
-SKIP_IMAGE_DECODING_IN_LABEL_SCANS = True
+# Encoded images are read as bytes: label scans skip them, and `Source` decodes
+# them itself (`decode_image_bytes`). (tfds' mock data can only serve undecoded
+# images by encoding random ones, which needs TensorFlow; tests under the mock
+# turn this off, and tfds decodes.)
+SKIP_IMAGE_DECODING = True
+
+
+def _encoded_images(dataset_builder) -> bool:
+  import tensorflow_datasets as tfds
+  return SKIP_IMAGE_DECODING and isinstance(dataset_builder.info.features["image"], tfds.features.Image)
+
+
+def _skip_decoding():
+  import tensorflow_datasets as tfds
+  return tfds.decode.SkipDecoding()
 
 
 def _scan_labels(dataset_builder, tfds_split: str, feature: str) -> np.ndarray:
-  import tensorflow_datasets as tfds
-  decoders = None
-  if SKIP_IMAGE_DECODING_IN_LABEL_SCANS and isinstance(dataset_builder.info.features["image"], tfds.features.Image):
-    decoders = {"image": tfds.decode.SkipDecoding()}  # labels only: skip the JPEG/PNG decode
+  decoders = {"image": _skip_decoding()} if _encoded_images(dataset_builder) else None  # labels only
   records = dataset_builder.as_data_source(split=tfds_split, decoders=decoders)
   return np.asarray([records[i][feature] for i in range(len(records))], np.int32)
 
 
-def open_source(name: str, split: str = "train", data_dir: str | os.PathLike | None = None) -> Source:
+def open_source(name: str, split: str = "train", data_dir: str | os.PathLike | None = None,
+                image_size: int | None = None) -> Source:
   """Open `split` ('train' or 'test') of dataset `name` for random access.
 
   Bundled datasets are prepared on first use; others must already be prepared
   in their data_dir (`DatasetNotFoundError` says where it looked and how to
-  prepare them).
+  prepare them). `image_size` sets the side variable-size images are decoded
+  to (default: the dataset's `image_size`); the trainer passes its largest
+  view, so the host does one resize and the device the rest.
   """
   spec = catalog.get_spec(name)
   if split not in spec.splits:
     raise ValueError(f"unknown split {split!r} of {name}; splits: {', '.join(spec.splits)}.")
   dataset_builder = prepare(name, data_dir) if spec.bundled else builder(spec, data_dir)
   check_prepared(spec, dataset_builder, data_dir_for(spec, data_dir), split)
-  return Source(spec, split, dataset_builder)
+  if image_size is not None and not spec.variable_size and image_size != spec.image_size:
+    raise ValueError(f"{name} has fixed {spec.image_size} px images; image_size={image_size} applies to "
+                     "datasets of variable-size images only.")
+  return Source(spec, split, dataset_builder, image_size=image_size)
 
 
 def check_prepared(spec: catalog.DatasetSpec, dataset_builder, directory: pathlib.Path, split: str) -> None:
@@ -194,19 +212,41 @@ def check_prepared(spec: catalog.DatasetSpec, dataset_builder, directory: pathli
         f"array_record. Rebuild it: {spec.prepare}.")
 
 
-def decode_record(spec: catalog.DatasetSpec, record: dict) -> dict[str, np.ndarray]:
-  """A tfds record in jax_ssl's schema: square uint8 RGB image and int32 labels."""
-  image = np.asarray(record["image"])
+def decode_record(spec: catalog.DatasetSpec, record: dict, image_size: int | None = None) -> dict[str, np.ndarray]:
+  """A tfds record in jax_ssl's schema: square uint8 RGB image (`image_size`, default the dataset's) and int32 labels.
+
+  The image may be decoded already (an array) or encoded (bytes, decoded here by `decode_image_bytes`).
+  """
+  image_size = image_size or spec.image_size
+  image = record["image"]
+  if isinstance(image, bytes):
+    image = decode_image_bytes(image, image_size)
+  image = np.asarray(image)
   if image.ndim == 2:
     image = image[..., None]
   if image.shape[-1] == 1:
     image = np.repeat(image, 3, axis=-1)
-  if image.shape[:2] != (spec.image_size, spec.image_size):
-    image = resize_shorter_side_and_center_crop(image, spec.image_size)
+  if image.shape[:2] != (image_size, image_size):
+    image = resize_shorter_side_and_center_crop(image, image_size)
   example = {"image": image.astype(np.uint8)}
   for key, feature in spec.label_keys.items():
     example[key] = np.asarray(record[feature], np.int32)
   return example
+
+
+def decode_image_bytes(encoded: bytes, size: int) -> np.ndarray:
+  """An encoded image (JPEG, PNG, ...) as uint8 RGB, its shorter side `size`, centre-cropped square.
+
+  JPEGs are decoded by libjpeg-turbo (Pillow) in draft mode: the decoder
+  scales by 1/2, 1/4 or 1/8 in the DCT domain, to the smallest size whose
+  sides are still at least `size`, so a 500 px photo for a 128 px view costs
+  a fraction of a full decode. One bicubic resize does the rest.
+  """
+  from PIL import Image
+  with Image.open(io.BytesIO(encoded)) as image:
+    image.draft("RGB", (size, size))
+    rgb = np.asarray(image.convert("RGB"))
+  return resize_shorter_side_and_center_crop(rgb, size)
 
 
 def resize_shorter_side_and_center_crop(image: np.ndarray, size: int) -> np.ndarray:

@@ -26,6 +26,8 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from jax_ssl.models import conv
+
 STEMS = ("imagenet", "cifar")
 BLOCKS = ("basic", "bottleneck")
 
@@ -45,11 +47,12 @@ def conv2d(in_features: int, out_features: int, kernel_size: int, stride: int = 
   side is `floor((H + 2 * (k // 2) - k) / stride) + 1`. ('SAME' would pad a
   stride-2 conv on an even-sized input more at the end than at the start,
   moving every window one pixel from where PyTorch-trained weights expect it.)
+  The backward pass is `jax_ssl.models.conv`'s: matrix products on CPU.
   """
   pad = kernel_size // 2
   return nnx.Conv(in_features, out_features, (kernel_size, kernel_size), strides=stride,
                   padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=he_normal_fan_out,
-                  dtype=dtype, rngs=rngs)
+                  dtype=dtype, conv_general_dilated=conv.conv_general_dilated, rngs=rngs)
 
 
 def batch_norm(num_features: int, *, zero_scale: bool = False, dtype: Any = jnp.float32,

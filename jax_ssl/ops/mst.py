@@ -1,9 +1,19 @@
 """Euclidean minimum spanning tree of a batch, inside `jit`.
 
-Prim's algorithm over the dense (N, N) matrix of squared distances: N - 1
-rounds, each taking the cheapest edge from the tree to a point outside it and
-relaxing the other points' distances through the new vertex. O(N^2 D) for the
-distances (one matmul) plus O(N^2) for the loop, O(N^2) memory.
+Two exact algorithms over the dense (N, N) matrix of squared distances, one
+matmul (O(N^2 D)) and O(N^2) memory:
+
+- Prim's: N - 1 sequential rounds, each taking the cheapest edge from the tree
+  to a point outside it and relaxing the others through the new vertex;
+  O(N^2) work in N tiny steps. Fastest where steps are cheap (CPU).
+- Borůvka's: every component takes its cheapest outgoing edge at once, and
+  the components merge; at most ceil(log2 N) rounds of dense, vectorised
+  O(N^2) work. Fastest where a step costs a kernel launch (GPU, TPU).
+
+`algorithm="auto"` picks Prim's on CPU and Borůvka's elsewhere. Edges are
+ranked by (weight, lower endpoint, higher endpoint), a total order, so both
+give the same tree, the unique one of that order (the minimum spanning tree
+itself for points in general position).
 
 Exactness. The matmul form `|a|^2 + |b|^2 - 2 a.b` of a squared distance
 carries an absolute rounding error of a few float32 ulps of `|a|^2`: when the
@@ -89,6 +99,59 @@ def _prim(sq_dist: jax.Array) -> tuple[jax.Array, jax.Array]:
   return parent[joined], joined
 
 
+def _boruvka(sq_dist: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Borůvka's algorithm on a dense symmetric matrix of finite edge weights.
+
+  A component is labelled by its root vertex. Each round, every point finds
+  its cheapest edge to another component (one masked row minimum over the
+  matrix), every component keeps the cheapest of its points' edges in the
+  order (weight, lower endpoint, higher endpoint), and each component joins
+  the one its edge reaches; two components that chose each other join the
+  lower-labelled one. Pointer jumping relabels the points with their new
+  roots. A component records the edge it chose in the round it stops being a
+  root, so the N - 1 non-root slots hold the tree.
+  """
+  n = sq_dist.shape[0]
+  iota = jnp.arange(n, dtype=jnp.int32)
+  jumps = max(1, (n - 1).bit_length())
+
+  def several_components(state):
+    component = state[0]
+    return jnp.any(component != component[0])
+
+  def merge_round(state):
+    component, src, dst = state
+    # Each point's cheapest edge to another component; the lowest index among equal weights,
+    # which is also the lowest in (weight, lower endpoint, higher endpoint) for that point.
+    masked = jnp.where(component[None, :] != component[:, None], sq_dist, jnp.inf)
+    weight = jnp.min(masked, axis=1)
+    nearest = jnp.min(jnp.where(masked == weight[:, None], iota[None, :], n), axis=1)
+    low, high = jnp.minimum(iota, nearest), jnp.maximum(iota, nearest)
+    # Each component's cheapest edge in the total order: narrow the candidates key by key.
+    best = jnp.ones(n, bool)
+    for key, fill in ((weight, jnp.inf), (low, n), (high, n)):
+      smallest = jax.ops.segment_min(jnp.where(best, key, fill), component, num_segments=n)
+      best &= key == smallest[component]
+    chooser = jax.ops.segment_min(jnp.where(best, iota, n), component, num_segments=n)
+    is_root = component == iota
+    chooser = jnp.where(is_root, chooser, 0)
+    reached = nearest[chooser]
+    target = jnp.where(is_root, component[reached], iota)
+    # Mutual choices form the only cycles of a total order; the lower root stays a root.
+    parent = jnp.where(is_root & ~((target[target] == iota) & (iota < target)), target, iota)
+    joins = is_root & (parent != iota)
+    src = jnp.where(joins, chooser, src)
+    dst = jnp.where(joins, reached, dst)
+    parent = lax.fori_loop(0, jumps, lambda _, p: p[p], parent)
+    return parent[component], src, dst
+
+  zeros = jnp.zeros(n, jnp.int32)
+  component, src, dst = lax.while_loop(several_components, merge_round, (iota, zeros, zeros))
+  # The final root's slot holds no edge: move it last (stable sort) and drop it.
+  order = jnp.argsort(component == iota, stable=True)[:-1]
+  return src[order], dst[order]
+
+
 def _gram_tree_may_be_inexact(points: jax.Array, src: jax.Array, dst: jax.Array) -> jax.Array:
   """Whether matmul-form rounding could make the tree longer than the minimum by > `_LENGTH_RTOL`.
 
@@ -109,7 +172,10 @@ def _gram_tree_may_be_inexact(points: jax.Array, src: jax.Array, dst: jax.Array)
   return excess > _LENGTH_RTOL * jnp.sum(jnp.sqrt(weights))
 
 
-def mst_edges(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+ALGORITHMS = ("auto", "prim", "boruvka")
+
+
+def mst_edges(z: jax.Array, algorithm: str = "auto") -> tuple[jax.Array, jax.Array]:
   """Edges of a Euclidean minimum spanning tree of the rows of `z`.
 
   Exact also for points packed closely far from the origin: the batch is
@@ -118,21 +184,32 @@ def mst_edges(z: jax.Array) -> tuple[jax.Array, jax.Array]:
 
   Args:
     z: (N, D) points, N >= 2.
+    algorithm: `"prim"`, `"boruvka"`, or `"auto"` (Prim's on CPU, Borůvka's
+      on GPU and TPU): the same tree either way.
 
   Returns:
-    `(src, dst)`: int32 arrays of shape (N - 1,). Edge e joins points `src[e]`
-    and `dst[e]`; `src[e]` was already in the tree when `dst[e]` joined it
-    (the tree is grown from point 0). Not differentiable (integer output).
+    `(src, dst)`: int32 arrays of shape (N - 1,): edge e joins points
+    `src[e]` and `dst[e]`. Prim's grows the tree from point 0 (`src[e]` was
+    in the tree when `dst[e]` joined); Borůvka's lists the edge by which each
+    component joined another. Not differentiable (integer output).
   """
   if z.ndim != 2:
     raise ValueError(f"mst_edges: z must be 2-D (N, D), got shape {z.shape}.")
   n = z.shape[0]
   if n < 2:
     raise ValueError(f"mst_edges: a spanning tree needs at least 2 points, got N={n}.")
+  if algorithm not in ALGORITHMS:
+    raise ValueError(f"mst_edges: algorithm must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}.")
   points = lax.stop_gradient(jnp.asarray(z, jnp.float32))
   # Distances do not change under a shift; the mean's own rounding is a shift too.
   points = points - jnp.mean(points, axis=0)
-  src, dst = _prim(_sanitise(distances.squared_euclidean_distances(points)))
+
+  def tree(sq_dist):
+    if algorithm == "auto":
+      return lax.platform_dependent(sq_dist, cpu=_prim, default=_boruvka)
+    return _prim(sq_dist) if algorithm == "prim" else _boruvka(sq_dist)
+
+  src, dst = tree(_sanitise(distances.squared_euclidean_distances(points)))
   return lax.cond(_gram_tree_may_be_inexact(points, src, dst),
-                  lambda: _prim(_sanitise(_exact_squared_distances(points))),
+                  lambda: tree(_sanitise(_exact_squared_distances(points))),
                   lambda: (src, dst))

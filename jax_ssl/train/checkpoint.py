@@ -1,4 +1,4 @@
-"""Checkpoints of a run: the train state and the data iterator, saved together by Orbax.
+"""Checkpoints of a run: the train state, saved by Orbax (the data position is its step).
 
 Saves are asynchronous (arrays are copied to the host before `save` returns,
 so the next step may reuse their buffers), every `checkpoint_every` steps and
@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import pathlib
 
-import grain
 import jax
 import orbax.checkpoint as ocp
 
@@ -23,28 +22,37 @@ log = logging.getLogger(__name__)
 
 
 class Checkpointer:
-  """Orbax `CheckpointManager` over `directory` with two items: `state` and `data`."""
+  """Orbax `CheckpointManager` over `directory` with one item, `state`."""
 
   def __init__(self, directory: str | pathlib.Path, *, save_every: int, keep: int):
     options = ocp.CheckpointManagerOptions(save_interval_steps=save_every, max_to_keep=keep,
                                            enable_async_checkpointing=True, create=True)
     self.directory = pathlib.Path(directory).absolute()
-    self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+    self.save_every = save_every
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state",))
 
-  def save(self, step: int, state: TrainState, iterator: grain.DatasetIterator, *, force: bool = False) -> bool:
+  def due(self, step: int) -> bool:
+    """Whether `step` is a regular save step (a multiple of `save_every`), with no device work.
+
+    Decided here rather than by Orbax's `should_save`, which also saves the
+    first step it is asked about: the run's save steps must not depend on
+    where it resumed.
+    """
+    return step > 0 and step % self.save_every == 0
+
+  def save(self, step: int, state: TrainState, *, force: bool = False) -> bool:
     """Save if `step` is due (or `force`); returns whether a save started."""
-    args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(iterator))
-    return self._manager.save(step, args=args, force=force)
+    return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=force)
 
-  def restore_latest(self, abstract_state: TrainState, iterator: grain.DatasetIterator) -> TrainState | None:
-    """The newest readable checkpoint's state (the iterator is moved to match), or None if there is none.
+  def restore_latest(self, abstract_state: TrainState) -> TrainState | None:
+    """The newest readable checkpoint's state, or None if there is none.
 
     `abstract_state`: `jax.ShapeDtypeStruct`s with shardings, the layout to restore into.
     """
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
         restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=grain.checkpoint.CheckpointRestore(iterator)))
+            state=ocp.args.StandardRestore(abstract_state)))
       except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is skipped, whatever broke it
         log.warning("checkpoint at step %d in %s is unreadable (%s: %s); trying an earlier one", step,
                     self.directory, type(error).__name__, str(error).splitlines()[0] if str(error) else "")

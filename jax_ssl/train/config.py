@@ -54,7 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
       name="shapes",
       data_dir="",  # empty: the default location (see jax_ssl.data)
       classes="",  # e.g. "0-49": train on a subset of the fine classes (two-model protocol)
-      worker_count=0,
+      # auto: the split lives on the devices when its images take at most a quarter of one device's memory.
+      on_device="auto",  # auto | true | false
+      worker_count=-1,  # host-fed: grain decoding processes; -1: from the CPU count
   ))
 
   # Augmented views: a preset recipe (see jax_ssl.data.views).
@@ -122,6 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Test hooks.
   config.debug = ml_collections.ConfigDict(dict(
       pause_after_step=-1,  # >= 0: stop making progress after this step (its checkpoint written)
+      nan_at_step=-1,  # >= 0: poison this step's embeddings with NaN (tests the non-finite guard)
   ))
   return config
 
@@ -135,13 +138,14 @@ CHOICES = {
     "model.stem": ("cifar", "imagenet"),
     "model.projector_activation": ("relu", "gelu"),
     "model.dtype": ("float32", "bfloat16"),
+    "data.on_device": ("auto", "true", "false"),
     "optim.name": ("lars", "adamw"),
 }
 POSITIVE = ("train.global_batch_size", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
             "method.num_slices", "method.k", "views.size", "views.num_global", "eval.knn_k",
             "eval.max_train_examples", "eval.probe_epochs", "model.width", "model.patch_size")
 NON_NEGATIVE = ("train.num_epochs", "train.num_steps", "train.eval_every", "optim.base_lr", "optim.weight_decay",
-                "optim.warmup_epochs", "optim.grad_clip_norm", "views.num_local", "data.worker_count",
+                "optim.warmup_epochs", "optim.grad_clip_norm", "views.num_local",
                 "method.temperature")
 
 
@@ -226,6 +230,9 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
       raise ConfigError(f"{key} must not be negative, got {given[key]!r}.")
   if not 0.0 <= config.method.lam <= 1.0:
     raise ConfigError(f"method.lam weighs the regularizer against the prediction loss, in [0, 1]; got {config.method.lam}.")
+  if config.data.worker_count < -1:
+    raise ConfigError(f"data.worker_count is a number of processes, or -1 for one per spare CPU core; "
+                      f"got {config.data.worker_count}.")
   if config.train.num_steps == 0 and config.train.num_epochs == 0:
     raise ConfigError("set train.num_steps or train.num_epochs to a positive value.")
 

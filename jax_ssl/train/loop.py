@@ -1,11 +1,13 @@
 """The training loop: data in, sharded steps, checkpoints, monitoring, final evaluation.
 
 A run is a pure function of its config and the workdir's checkpoints: it
-resumes from the newest readable checkpoint (state and data iterator), so a
+resumes from the newest readable checkpoint, and since every batch is a
+function of (seed, step), the data position is the restored step: a
 preempted, killed or crashed job rerun with the same command continues exactly
-where its last checkpoint left it. A step's metrics are checked before its
-state can be saved, so a NaN never reaches a checkpoint; SIGTERM saves and
-stops cleanly.
+where its last checkpoint left it. The loop never waits for the device on a
+step that neither logs nor saves; a non-finite step is recorded on the device
+and checked before any state can be saved, so a NaN never reaches a
+checkpoint; SIGTERM saves and stops cleanly.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import signal
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -29,7 +32,7 @@ from jax.sharding import PartitionSpec as P
 
 from jax_ssl import methods
 from jax_ssl.data import catalog
-from jax_ssl.data import pipeline
+from jax_ssl.data import feed
 from jax_ssl.data import sources
 from jax_ssl.data import views
 from jax_ssl.train import checkpoint
@@ -72,7 +75,10 @@ def view_specs(config: ml_collections.ConfigDict, spec: catalog.DatasetSpec) -> 
 
 
 def open_training_source(config: ml_collections.ConfigDict, split: str = "train") -> sources.Source:
-  source = sources.open_source(config.data.name, split, config.data.data_dir or None)
+  """The split the run reads; variable-size images are decoded straight to the largest view's side."""
+  spec = catalog.get_spec(config.data.name)
+  image_size = max(config.views.size, config.views.local_size) if spec.variable_size else None
+  source = sources.open_source(config.data.name, split, config.data.data_dir or None, image_size=image_size)
   classes = config_lib.parse_classes(config.data.classes)
   return source if classes is None else source.with_classes(classes)
 
@@ -85,7 +91,7 @@ def schedule_lengths(config: ml_collections.ConfigDict, num_records: int) -> tup
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop polls (and all processes agree on)."""
+  """Turns SIGTERM into a flag the loop polls; processes agree on it only where they sync anyway."""
 
   def __init__(self):
     self.requested = False
@@ -95,17 +101,33 @@ class _Preemption:
     del signum, frame
     self.requested = True
 
-  def agreed(self) -> bool:
+  def agreed(self, can_sync: bool) -> bool:
+    """Whether to stop now: this process's flag, or with several processes, any process's flag.
+
+    The processes compare flags through a collective, which waits for the
+    devices: only where the loop syncs anyway (`can_sync`: logging and
+    checkpoint steps); elsewhere a multi-process run carries on.
+    """
     if jax.process_count() == 1:
       return self.requested
+    if not can_sync:
+      return False
     return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
 
   def restore(self):
     signal.signal(signal.SIGTERM, self._previous)
 
 
+def _image_bytes(source: sources.Source) -> int:
+  return len(source) * source.image_size * source.image_size * 3
+
+
 class Run:
-  """Everything built from a config: data, model definitions, step function, state, checkpoints."""
+  """Everything built from a config: data feed, model definitions, step function, state, checkpoints.
+
+  The host tracks the step as a Python int (`step`): reading it from the
+  device state would make every step wait for the one before.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: Mesh | None = None):
     self.config = config
@@ -123,39 +145,69 @@ class Run:
     self.definitions = state_lib.definitions(config, self.method, num_classes)
     self.state, self.shardings = state_lib.create_state(config, self.method, num_classes, self.optimizer,
                                                         self.probe_optimizer, self.mesh)
-    step_config = step_lib.StepConfig(
+    self.on_device = feed.choose_on_device(config.data.on_device, _image_bytes(self.source),
+                                           self.spec.variable_size, self.mesh.devices.flat[0])
+    self.device_data, self._host_feed = feed.feed_for(
+        self.on_device, self.source, mesh=self.mesh, global_batch_size=config.train.global_batch_size,
+        seed=config.seed, worker_count=(config.data.worker_count if config.data.worker_count >= 0
+                                        else feed.default_worker_count(self.spec.variable_size)))
+    self.step_config = step_lib.StepConfig(
         definitions=self.definitions, method=self.method, view_specs=self.view_specs,
         num_global=config.views.num_global, hparams=dict(config.method), optimizer=self.optimizer,
         probe_optimizer=self.probe_optimizer, schedule=self.schedule, total_steps=self.total_steps,
-        log_every=config.train.log_every, mesh=self.mesh)
-    self.train_step = step_lib.jit_train_step(step_config, self.shardings)
-    self.dataset = pipeline.train_dataset(self.source, global_batch_size=config.train.global_batch_size,
-                                          seed=config.seed, worker_count=config.data.worker_count)
-    self.iterator = iter(self.dataset)
+        log_every=config.train.log_every, mesh=self.mesh, nan_at_step=config.debug.nan_at_step)
+    self.train_step = step_lib.jit_train_step(self.step_config, self.shardings, self.device_data)
+    self.guard = jax.device_put(step_lib.initial_guard(self._metrics_shapes()), NamedSharding(self.mesh, P()))
     self.checkpointer = checkpoint.Checkpointer(self.workdir / CHECKPOINT_DIR,
                                                 save_every=config.train.checkpoint_every,
                                                 keep=config.train.keep_checkpoints)
     self.embedder = evaluation.Embedder(self.definitions.eval_network, config.views.size, self.spec.mean,
                                         self.spec.std, self.mesh)
     self._batch_sharding = NamedSharding(self.mesh, P(state_lib.DATA_AXIS))
+    self.step = 0
+    self.feed = None
+
+  def _metrics_shapes(self) -> dict:
+    batch = self.config.train.global_batch_size
+    side = self.source.image_size
+    batch_shapes = {"image": jax.ShapeDtypeStruct((batch, side, side, 3), jnp.uint8),
+                    "label": jax.ShapeDtypeStruct((batch,), jnp.int32)}
+    return jax.eval_shape(step_lib.make_train_step(self.step_config), self.state, batch_shapes)[1]
 
   def restore(self) -> bool:
     """Resume from the newest readable checkpoint, if any; returns whether one was found."""
-    restored = self.checkpointer.restore_latest(checkpoint.abstract_like(self.state, self.shardings),
-                                                self.iterator)
-    if restored is None:
-      return False
-    self.state = restored
-    return True
+    restored = self.checkpointer.restore_latest(checkpoint.abstract_like(self.state, self.shardings))
+    if restored is not None:
+      self.state = restored
+    self.step = int(self.state.step)
+    return restored is not None
+
+  def start_feed(self) -> None:
+    """Start reading batches from the current step (the host feed's thread; nothing for device data)."""
+    if self._host_feed is not None and self.feed is None:
+      self.feed = self._host_feed(self.step)
 
   def next_batch(self) -> dict:
-    local = next(self.iterator)
-    return {key: jax.make_array_from_process_local_data(self._batch_sharding, local[key])
-            for key in ("image", "label")}
+    """The next host-fed batch, on the devices (host feed only)."""
+    self.start_feed()
+    return self.feed.next()
 
-  @property
-  def step(self) -> int:
-    return int(self.state.step)
+  def step_once(self) -> dict:
+    """Dispatch one training step; returns its metrics, still on the device."""
+    data = self.device_data.arrays if self.on_device else self.next_batch()
+    self.state, self.guard, metrics = self.train_step(self.state, self.guard, data)
+    self.step += 1
+    return metrics
+
+  def first_non_finite(self, guard: dict | None = None) -> tuple[int, dict] | None:
+    """(step, metrics) of the first non-finite step so far, or None; reads the device guard unless given."""
+    guard = jax.device_get(self.guard if guard is None else guard)
+    return None if int(guard["step"]) < 0 else (int(guard["step"]), guard["metrics"])
+
+  def stop_feed(self) -> None:
+    if self.feed is not None:
+      self.feed.close()
+      self.feed = None
 
 
 def _bad_terms(metrics: dict) -> str:
@@ -172,9 +224,16 @@ def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> No
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: Mesh | None = None) -> dict:
   """Train (or resume) the run of `config` in `workdir`; returns a summary dict.
 
+  The host dispatches steps without waiting for them: metrics stay on the
+  device and are fetched on logging steps only, the next batches are already
+  on the devices (or the whole split is), and a non-finite value is recorded
+  on the device and checked at every logging step and before every save, so
+  no non-finite state is ever saved.
+
   Raises:
     NonFiniteLossError: a loss term, the gradient norm or an embedding
-      statistic became NaN or inf; the step and the terms are named.
+      statistic became NaN or inf; the first such step and its terms are
+      named. The run stops within `train.log_every` steps of it.
   """
   workdir = pathlib.Path(workdir)
   is_main = jax.process_index() == 0
@@ -185,40 +244,60 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: 
   monitor = monitor_lib.Monitor(workdir, total_steps=run.total_steps, images_per_step=config.train.global_batch_size,
                                 enabled=is_main)
   monitor.message(f"{'resuming at' if resumed else 'starting'} step {run.step} of {run.total_steps}: "
-                  f"{config.method.name} on {config.data.name}, {config.model.backbone}, "
-                  f"global batch {config.train.global_batch_size} over {run.mesh.devices.size} devices")
+                  f"{config.method.name} on {config.data.name} ({'on the devices' if run.on_device else 'host-fed'}), "
+                  f"{config.model.backbone}, global batch {config.train.global_batch_size} over "
+                  f"{run.mesh.devices.size} devices")
   eval_data = _EvalData(run) if config.train.eval_every or config.eval.report else None
   preemption = _Preemption()
   status = "completed"
-  monitor.start(run.step)
+
+  def check_finite(guard=None):
+    bad = run.first_non_finite(guard)
+    if bad is not None:
+      raise NonFiniteLossError(f"non-finite values at step {bad[0]}: {_bad_terms(bad[1])}; the last good "
+                               f"checkpoint is in {run.checkpointer.directory}.")
+
+  first_step = run.step
   try:
+    run.start_feed()
     while run.step < run.total_steps:
-      run.state, metrics = run.train_step(run.state, run.next_batch())
+      metrics = run.step_once()
       step = run.step
-      metrics = jax.device_get(metrics)
-      if not metrics["finite"]:
-        raise NonFiniteLossError(f"non-finite values at step {step}: {_bad_terms(metrics)}; the last good "
-                                 f"checkpoint is in {run.checkpointer.directory}.")
-      if step % config.train.log_every == 0 or step == run.total_steps:
-        scalars = {k: v for k, v in metrics.items() if k != "finite"}
+      if step == first_step + 1:
+        # Throughput and ETA count from here: the first step compiled.
+        monitor.start(step)
+      final = step == run.total_steps
+      logging = step % config.train.log_every == 0 or final
+      if logging:
+        fetched = jax.device_get({"metrics": metrics, "guard": run.guard})
+        check_finite(fetched["guard"])
+        scalars = {k: v for k, v in fetched["metrics"].items() if k != "finite"}
         scalars["images_per_second"] = monitor.throughput(step)
         scalars["epoch"] = step / run.steps_per_epoch
         if config.train.eval_every and step % config.train.eval_every == 0:
           scalars["knn_accuracy"] = eval_data.knn(run.state)
         monitor.write(step, scalars)
-        monitor.progress(step, float(metrics["loss"]), scalars["images_per_second"])
-      run.checkpointer.save(step, run.state, run.iterator, force=step == run.total_steps)
+        monitor.progress(step, float(scalars["loss"]), scalars["images_per_second"])
+      due = run.checkpointer.due(step) or final
+      preempted = preemption.agreed(can_sync=logging or due)
+      if due or preempted:
+        if not logging:
+          check_finite()
+        run.checkpointer.save(step, run.state, force=True)
       if step == config.debug.pause_after_step:
         run.checkpointer.wait()
         monitor.message(f"paused after step {step} (debug.pause_after_step)")
-        while not preemption.agreed():
+        while not preemption.agreed(can_sync=True):
           time.sleep(0.05)
-      if preemption.agreed():
-        run.checkpointer.save(step, run.state, run.iterator, force=True)
+        preempted = True
+        if not due:
+          run.checkpointer.save(step, run.state, force=True)
+      if preempted:
         status = "preempted"
         monitor.message(f"SIGTERM: saved a checkpoint at step {step}; rerun the same command to resume.")
         break
   finally:
+    run.stop_feed()
     preemption.restore()
     run.checkpointer.wait()
     run.checkpointer.close()

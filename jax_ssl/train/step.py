@@ -80,6 +80,7 @@ class StepConfig:
   total_steps: int
   log_every: int
   mesh: Mesh
+  nan_at_step: int = -1  # test hook: the step that makes this step number poisons its embeddings with NaN
 
 
 def _replicated(mesh: Mesh, x):
@@ -126,6 +127,9 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
       local_projections = forward(network, local_crops, jax.random.fold_in(drop_key, 1))[1] if local_crops else None
       embeddings = methods.Embeddings(projections, local_projections, predictions, targets)
       embeddings = _replicated(cfg.mesh, embeddings)  # every loss sees the global batch
+      if cfg.nan_at_step >= 0:
+        poison = jnp.where(state.step + 1 == cfg.nan_at_step, jnp.nan, 1.0)
+        embeddings = embeddings._replace(global_views=embeddings.global_views * poison)
       context = methods.Context(key=loss_key, hparams=cfg.hparams, progress=progress, sliced_mean=sliced_mean)
       loss, terms = method.objective(embeddings, context)
       # Online linear probe on the first global view's features, with no gradient into the backbone.
@@ -179,8 +183,50 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
   return train_step
 
 
-def jit_train_step(cfg: StepConfig, state_shardings: TrainState):
-  """The step jitted over the mesh: batch sharded on `data`, state in its shardings (donated)."""
-  batch_sharding = NamedSharding(cfg.mesh, P(DATA_AXIS))
-  return jax.jit(make_train_step(cfg), in_shardings=(state_shardings, batch_sharding),
-                 out_shardings=(state_shardings, NamedSharding(cfg.mesh, P())), donate_argnums=(0,))
+Guard = dict  # {"step": int32, -1 while every step was finite; "metrics": that first bad step's metrics}
+
+
+def initial_guard(metrics_shapes: dict) -> Guard:
+  """No step has gone non-finite yet; `metrics_shapes` gives the layout of a step's metrics."""
+  return {"step": jnp.full((), -1, jnp.int32),
+          "metrics": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics_shapes)}
+
+
+def guarded(train_step):
+  """`(state, guard, batch) -> (state, guard, metrics)`: the step, recording on the device the first non-finite one.
+
+  The loop reads the guard only when it syncs anyway (logging, checkpoints),
+  so no step waits for the device to find out; the record keeps the step
+  number and its metrics, whatever came after.
+  """
+
+  def step(state: TrainState, guard: Guard, batch: dict):
+    state, metrics = train_step(state, batch)
+    first_bad = (guard["step"] < 0) & ~metrics["finite"]
+    guard = {"step": jnp.where(first_bad, state.step, guard["step"]),
+             "metrics": jax.tree.map(lambda old, new: jnp.where(first_bad, new, old), guard["metrics"], metrics)}
+    return state, guard, metrics
+
+  return step
+
+
+def jit_train_step(cfg: StepConfig, state_shardings: TrainState, device_data=None):
+  """The guarded step jitted over the mesh, state and guard donated.
+
+  Host-fed: `(state, guard, batch)`, the batch sharded on `data`. With
+  `device_data` (`jax_ssl.data.feed.DeviceData`): `(state, guard, arrays)`,
+  the replicated split from which the step gathers its own batch.
+  """
+  replicated = NamedSharding(cfg.mesh, P())
+  step = guarded(make_train_step(cfg))
+  if device_data is None:
+    data_sharding = NamedSharding(cfg.mesh, P(DATA_AXIS))
+    fn = step
+  else:
+    data_sharding = replicated
+
+    def fn(state, guard, arrays):
+      return step(state, guard, device_data.gather_batch(arrays, state.step))
+
+  return jax.jit(fn, in_shardings=(state_shardings, replicated, data_sharding),
+                 out_shardings=(state_shardings, replicated, replicated), donate_argnums=(0, 1))

@@ -88,7 +88,7 @@ def mocked_catalog():
   """
   with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE), \
       mock.patch.object(sources, "check_prepared", lambda *args: None), \
-      mock.patch.object(sources, "SKIP_IMAGE_DECODING_IN_LABEL_SCANS", False):
+      mock.patch.object(sources, "SKIP_IMAGE_DECODING", False):
     yield
 
 

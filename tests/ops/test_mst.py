@@ -23,10 +23,18 @@ def _is_spanning_tree(src, dst, n):
   return len(src) == n - 1 and components == 1
 
 
+ALGORITHMS = ["prim", "boruvka"]
+
+
+def _edge_set(src, dst):
+  return set(map(frozenset, zip(np.asarray(src).tolist(), np.asarray(dst).tolist())))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("n,d", [(2, 3), (10, 2), (64, 8), (300, 32)])
-def test_edges_form_a_minimum_spanning_tree(n, d):
+def test_edges_form_a_minimum_spanning_tree(n, d, algorithm):
   points = _points(n, d, seed=n)
-  src, dst = jax.jit(ops.mst_edges)(points)
+  src, dst = jax.jit(ops.mst_edges, static_argnums=1)(points, algorithm)
   src, dst = np.asarray(src), np.asarray(dst)
   assert src.dtype == np.int32 and src.shape == (n - 1,)
   assert _is_spanning_tree(src, dst, n)
@@ -36,11 +44,12 @@ def test_edges_form_a_minimum_spanning_tree(n, d):
   np.testing.assert_allclose(length, expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("bad_value", [np.nan, np.inf, 1e30])
-def test_non_finite_or_huge_point_still_joins_the_tree(bad_value):
+def test_non_finite_or_huge_point_still_joins_the_tree(bad_value, algorithm):
   points = _points(6, 3)
   points[4, 1] = bad_value
-  src, dst = ops.mst_edges(points)
+  src, dst = ops.mst_edges(points, algorithm)
   assert _is_spanning_tree(np.asarray(src), np.asarray(dst), 6)
 
 
@@ -50,14 +59,21 @@ def test_rejects_bad_shapes(shape):
     ops.mst_edges(np.zeros(shape, np.float32))
 
 
+_boruvka_edges = jax.jit(lambda points: ops.mst_edges(points, "boruvka"))
+
+
 @hypothesis.settings(max_examples=30, deadline=None)
 @hypothesis.given(hnp.arrays(np.int32, hnp.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=12),
                              elements=hypothesis.strategies.integers(-20, 20)))
 def test_minimum_for_any_point_set(points):
   """Integer coordinates: float32 distances are exact, ties and duplicates are frequent."""
   points = points.astype(np.float32)
-  src, dst = (np.asarray(a) for a in ops.mst_edges(points))
+  src, dst = (np.asarray(a) for a in ops.mst_edges(points, "prim"))
   assert _is_spanning_tree(src, dst, len(points))
+  boruvka_src, boruvka_dst = (np.asarray(a) for a in _boruvka_edges(points))
+  assert _is_spanning_tree(boruvka_src, boruvka_dst, len(points))
+  # Ties are broken by (weight, lower endpoint, higher endpoint) in both: the same tree, not just the same length.
+  assert _edge_set(boruvka_src, boruvka_dst) == _edge_set(src, dst)
   length = np.linalg.norm(points[src].astype(np.float64) - points[dst], axis=1).sum()
   # Duplicates add zero-length edges; scipy reads zero entries as missing edges, so it gets the unique points.
   unique = np.unique(points, axis=0).astype(np.float64)
@@ -120,3 +136,35 @@ def test_exact_distances_match_float64(block_elements, monkeypatch):
   np.testing.assert_allclose(mst._exact_squared_distances(jax.numpy.asarray(points)),
                              distance.squareform(distance.pdist(points.astype(np.float64), "sqeuclidean")),
                              rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n,d", [(5, 2), (64, 8), (500, 16), (1024, 64)])
+def test_boruvka_and_prim_give_the_same_tree(n, d):
+  points = _points(n, d, seed=n + d)
+  prim = jax.jit(ops.mst_edges, static_argnums=1)(points, "prim")
+  boruvka = jax.jit(ops.mst_edges, static_argnums=1)(points, "boruvka")
+  assert _edge_set(*boruvka) == _edge_set(*prim)
+  assert len(_edge_set(*boruvka)) == n - 1
+
+
+def test_boruvka_gradient_is_the_sum_of_unit_edge_vectors():
+  # The length's gradient depends on the edges only: Borůvka's edges give scipy's tree and its gradient.
+  points = _points(12, 3, seed=4).astype(np.float64)
+  src, dst = (np.asarray(a) for a in ops.mst_edges(points.astype(np.float32), "boruvka"))
+  gradient = jax.grad(lambda z: jax.numpy.sum(jax.numpy.linalg.norm(z[src] - z[dst], axis=1)))(
+      points.astype(np.float32))
+
+  def scipy_length(z):
+    return csgraph.minimum_spanning_tree(distance.squareform(distance.pdist(z))).sum()
+
+  numerical = np.zeros_like(points)
+  for index in np.ndindex(points.shape):
+    step = np.zeros_like(points)
+    step[index] = 1e-6
+    numerical[index] = (scipy_length(points + step) - scipy_length(points - step)) / 2e-6
+  np.testing.assert_allclose(gradient, numerical, rtol=1e-3, atol=1e-5)
+
+
+def test_unknown_algorithm_is_named():
+  with pytest.raises(ValueError, match="algorithm must be one of auto, prim, boruvka"):
+    ops.mst_edges(_points(4, 2), "kruskal")

@@ -34,7 +34,9 @@ def test_missing_config_file_exits_2(tmp_path):
 
 
 def test_sigkill_after_a_checkpoint_then_resume_is_bit_exact(tmp_path, bundled_dir):
-  steps = ["--config.train.num_steps=4"]
+  # The device-resident path (digits fit). The host path's position after a resume is
+  # tests/data/test_feed.py's; its 2-process run is tests/train/test_multiprocess.py's.
+  steps = ["--config.train.num_steps=4", "--config.data.on_device=true"]
   full = cli.run(cli.smoke_args(tmp_path / "full", bundled_dir, *steps))
   assert full.returncode == 0, full.stderr[-2000:]
 

@@ -3,6 +3,7 @@
 import socket
 
 import numpy as np
+import pytest
 
 from tests.train import cli
 
@@ -13,8 +14,10 @@ def _free_port() -> int:
     return sock.getsockname()[1]
 
 
-def test_two_processes_agree_with_one(tmp_path, bundled_dir):
-  args = lambda workdir: cli.smoke_args(workdir, bundled_dir, "--config.train.num_steps=2")  # noqa: E731
+@pytest.mark.parametrize("on_device", ["true", "false"])
+def test_two_processes_agree_with_one(on_device, tmp_path, bundled_dir):
+  args = lambda workdir: cli.smoke_args(workdir, bundled_dir, "--config.train.num_steps=2",  # noqa: E731
+                                        f"--config.data.on_device={on_device}", "--config.data.worker_count=0")
   single = cli.run(args(tmp_path / "single"), devices=2)
   assert single.returncode == 0, single.stderr[-2000:]
 

@@ -34,7 +34,7 @@ def test_two_sharded_steps_equal_two_single_device_steps(method, fsdp, bundled_d
     run = loop.Run(config, tmp_path / str(num_devices), mesh=loop.data_mesh(jax.devices()[:num_devices]))
     initial = jax.tree.map(np.asarray, run.state.params)
     for _ in range(2):
-      run.state, metrics = run.train_step(run.state, run.next_batch())
+      metrics = run.step_once()
       assert metrics["finite"]
     params[num_devices] = jax.tree.map(np.asarray, run.state.params)
     run.checkpointer.close()
@@ -81,7 +81,7 @@ def test_bfloat16_compute_trains_with_float32_parameters(bundled_dir, tmp_path):
   config = _config("vicreg", bundled_dir)
   config.model.dtype = "bfloat16"
   run = loop.Run(config, tmp_path, mesh=loop.data_mesh(jax.devices()[:1]))
-  run.state, metrics = run.train_step(run.state, run.next_batch())
+  metrics = run.step_once()
   assert metrics["finite"] and np.isfinite(metrics["loss"])
   assert {leaf.dtype for leaf in jax.tree.leaves(run.state.params)} == {np.dtype(np.float32)}
   run.checkpointer.close()
@@ -106,14 +106,13 @@ def test_a_vit_with_stochastic_depth_trains_and_its_masks_follow_the_step(bundle
   losses = []
   for attempt in range(2):
     run = loop.Run(config, tmp_path / str(attempt), mesh=loop.data_mesh(jax.devices()[:1]))
-    batch = run.next_batch()
-    run.state, metrics = run.train_step(run.state, batch)
+    metrics = run.step_once()
     losses.append(float(metrics["loss"]))
     assert metrics["finite"]
     run.checkpointer.close()
   assert losses[0] == losses[1], "the drop masks come from the step's key: a rerun draws the same"
   config.model.drop_path = 0.0
   run = loop.Run(config, tmp_path / "deterministic", mesh=loop.data_mesh(jax.devices()[:1]))
-  _, metrics = run.train_step(run.state, run.next_batch())
+  metrics = run.step_once()
   run.checkpointer.close()
   assert float(metrics["loss"]) != losses[0], "drop path 0.5 must change the forward"

@@ -1,0 +1,171 @@
+"""Getting each step's batch onto the devices without making the step wait.
+
+Two feeds, chosen by `config.data.on_device` (`choose_on_device`):
+
+- `DeviceData`: the whole split's uint8 images and labels live on the devices
+  (replicated), copied once. Step s of epoch e = s // steps_per_epoch reads
+  rows `permutation(key(seed, e))[(s % steps_per_epoch) * B : ... + B]`, a
+  gather inside the jitted step (`gather_batch`): the host does no per-step
+  work, and the data position is the step itself.
+- `HostFeed`: a grain pipeline (`pipeline.train_dataset`) read from step s on,
+  whose batches a background thread turns into global device arrays with the
+  step's input sharding (`jax.make_array_from_process_local_data`), `depth`
+  batches ahead of the step that consumes them. Its position is the step too:
+  batch s is `batches[s]` of the random-access grain dataset.
+
+Both are pure functions of (seed, step), so a resumed run reads exactly the
+batches an uninterrupted one would, and P processes read what one would.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jax_ssl.data import pipeline
+from jax_ssl.data import sources
+
+ON_DEVICE_CHOICES = ("auto", "true", "false")
+# `auto` puts a split on the devices when its uint8 images take at most this fraction of one device's memory.
+ON_DEVICE_MEMORY_FRACTION = 0.25
+# Batches the host feed keeps in flight on the devices.
+PREFETCH_DEPTH = 2
+
+
+def device_memory_bytes(device: jax.Device) -> int:
+  """What one device can hold: its allocator's limit (GPU, TPU), else the host's RAM over its CPU devices."""
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"])
+  physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  return physical // max(1, len(jax.local_devices()))
+
+
+def choose_on_device(setting: str, split_bytes: int, variable_size: bool, device: jax.Device) -> bool:
+  """Whether a split of `split_bytes` (uint8 images) goes on the devices under `config.data.on_device`.
+
+  Raises:
+    ValueError: `setting` is "true" for a dataset of variable-size images, or an unknown value.
+  """
+  if setting not in ON_DEVICE_CHOICES:
+    raise ValueError(f"data.on_device must be one of {', '.join(ON_DEVICE_CHOICES)}; got {setting!r}.")
+  if setting == "false":
+    return False
+  if variable_size:
+    if setting == "true":
+      raise ValueError("data.on_device='true' needs fixed-size images; this dataset's vary in size "
+                       "(they are decoded and resized on the host): use 'auto' or 'false'.")
+    return False
+  return setting == "true" or split_bytes <= ON_DEVICE_MEMORY_FRACTION * device_memory_bytes(device)
+
+
+def default_worker_count(decodes_images: bool) -> int:
+  """Grain decoding processes for `data.worker_count = -1`: one per spare core (at most 16) for encoded images
+  (JPEG decoding is the host's work), none for images stored as raw uint8 (nothing to decode)."""
+  if not decodes_images:
+    return 0
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+  return max(1, min(16, cores - 1))
+
+
+def epoch_permutation(seed: int, epoch: jax.Array, num_records: int) -> jax.Array:
+  """The order of epoch `epoch`: a permutation of range(num_records) drawn from (seed, epoch)."""
+  key = jax.random.fold_in(jax.random.key(seed), epoch)
+  return jax.random.permutation(key, num_records)
+
+
+def batch_indices(seed: int, step: jax.Array, num_records: int, batch_size: int) -> jax.Array:
+  """Rows of step `step`'s global batch: one block of its epoch's permutation (the remainder is dropped)."""
+  steps_per_epoch = num_records // batch_size
+  epoch, position = jnp.divmod(step, steps_per_epoch)
+  order = epoch_permutation(seed, epoch, num_records)
+  return jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
+
+
+class DeviceData:
+  """A split held on the devices: `arrays` (replicated) and the gather that makes a step's batch."""
+
+  def __init__(self, source: sources.Source, *, mesh, global_batch_size: int, seed: int):
+    if len(source) < global_batch_size:
+      raise ValueError(f"{source} has {len(source)} records, fewer than one global batch of {global_batch_size}.")
+    records = [source[i] for i in range(len(source))]
+    local = {key: np.stack([record[key] for record in records]) for key in ("image", "label")}
+    replicated = NamedSharding(mesh, P())
+    # Every process holds the whole split: each passes all of it as its "local" part of a replicated array.
+    self.arrays = {key: jax.make_array_from_process_local_data(replicated, value) for key, value in local.items()}
+    self.num_records = len(source)
+    self.global_batch_size = global_batch_size
+    self.seed = seed
+    self.batch_sharding = NamedSharding(mesh, P(mesh.axis_names[0]))
+
+  def gather_batch(self, arrays: dict, step: jax.Array) -> dict:
+    """Inside `jit`: the global batch of `step`, sharded over the mesh like a host-fed batch."""
+    rows = batch_indices(self.seed, step, self.num_records, self.global_batch_size)
+    return {key: jax.lax.with_sharding_constraint(value[rows], self.batch_sharding) for key, value in arrays.items()}
+
+
+class HostFeed:
+  """Batches from step `start` on, already on the devices: a background thread stays `depth` batches ahead."""
+
+  def __init__(self, source: sources.Source, *, global_batch_size: int, seed: int, start: int, sharding,
+               worker_count: int = 0, depth: int = PREFETCH_DEPTH):
+    dataset = pipeline.train_dataset(source, global_batch_size=global_batch_size, seed=seed, start=start,
+                                     worker_count=worker_count)
+    self._iterator = iter(dataset)
+    self._sharding = sharding
+    self._queue: queue.Queue = queue.Queue(maxsize=depth)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._fill, name="jax_ssl_host_feed", daemon=True)
+    self._thread.start()
+
+  def _put(self, item) -> bool:
+    while not self._stop.is_set():
+      try:
+        self._queue.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  def _fill(self) -> None:
+    try:
+      while not self._stop.is_set():
+        local = next(self._iterator)
+        batch = {key: jax.make_array_from_process_local_data(self._sharding, local[key])
+                 for key in ("image", "label")}
+        if not self._put(batch):
+          return
+    except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+      self._put(error)
+
+  def next(self) -> dict:
+    item = self._queue.get()
+    if isinstance(item, BaseException):
+      raise item
+    return item
+
+  def close(self) -> None:
+    self._stop.set()
+    self._thread.join(timeout=10)
+
+
+def feed_for(on_device: bool, source: sources.Source, *, mesh, global_batch_size: int, seed: int,
+             worker_count: int) -> tuple[DeviceData | None, Callable[[int], HostFeed] | None]:
+  """(DeviceData, None) on the devices, or (None, start -> HostFeed) on the host."""
+  if on_device:
+    return DeviceData(source, mesh=mesh, global_batch_size=global_batch_size, seed=seed), None
+  sharding = NamedSharding(mesh, P(mesh.axis_names[0]))
+
+  def host_feed(start: int) -> HostFeed:
+    return HostFeed(source, global_batch_size=global_batch_size, seed=seed, start=start, sharding=sharding,
+                    worker_count=worker_count)
+
+  return None, host_feed

@@ -1,0 +1,58 @@
+"""The loop dispatches steps without waiting: same parameters as a loop that syncs every step; NaN caught on device."""
+
+import re
+
+import jax
+import numpy as np
+import pytest
+
+from jax_ssl.train import config as config_lib
+from jax_ssl.train import loop
+from tests.train import cli
+
+
+def _by_path(flat: dict) -> dict:
+  """Keys as module paths: Orbax writes ['convs']['0']['kernel']['value'] where nnx has ['convs'][0]['kernel'].value."""
+  return {"/".join(name for name in re.findall(r"\w+", key) if name != "value"): value for key, value in flat.items()}
+
+
+def _config(bundled_dir, on_device, steps=6):
+  config = config_lib.smoke(config_lib.bundled_base("vicreg"))
+  config.data.update(data_dir=str(bundled_dir), on_device=on_device, worker_count=0)
+  config.train.update(num_steps=steps, log_every=3, checkpoint_every=3)
+  config.eval.report = False
+  return config
+
+
+@pytest.mark.parametrize("on_device", ["true", "false"])
+def test_async_loop_gives_the_parameters_of_a_loop_that_syncs_every_step(on_device, bundled_dir, tmp_path):
+  config = _config(bundled_dir, on_device)
+  summary = loop.train(config, tmp_path / "async")
+  assert summary["status"] == "completed"
+  reference = loop.Run(config, tmp_path / "reference")
+  assert reference.on_device == (on_device == "true")
+  reference.restore()
+  for _ in range(6):
+    metrics = jax.device_get(reference.step_once())  # wait for every step, as the loop did before
+    assert metrics["finite"]
+  reference.stop_feed()
+  reference.checkpointer.close()
+  saved = _by_path(cli.flat(cli.saved_state(tmp_path / "async", 6)["params"]))
+  expected = _by_path(cli.flat(jax.device_get(reference.state.params)))
+  assert saved.keys() == expected.keys()
+  for key in saved:
+    np.testing.assert_array_equal(saved[key], expected[key], err_msg=key)
+
+
+def test_a_nan_at_a_known_step_stops_the_run_before_anything_after_it_is_saved(bundled_dir, tmp_path):
+  config = _config(bundled_dir, "true", steps=9)
+  config.train.checkpoint_every = 2
+  config.debug.nan_at_step = 5
+  with pytest.raises(loop.NonFiniteLossError, match=r"non-finite values at step 5: .*loss=nan"):
+    loop.train(config, tmp_path)
+  saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved == [2, 4], "step 6 was due but follows the bad step 5: it must not be saved"
+  state = cli.flat(cli.saved_state(tmp_path, 4))
+  assert all(np.all(np.isfinite(leaf)) for leaf in state.values() if leaf.dtype.kind == "f")
+  # The run stopped at the logging step after the bad one (log_every = 3), not at the end.
+  assert [r["step"] for r in loop.monitor_lib.read_metrics(tmp_path)] == [3]
