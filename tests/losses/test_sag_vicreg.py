@@ -100,7 +100,8 @@ def test_loss_matches_reference_with_the_same_walk(n, d, k, percentile):
   key = jax.random.key(5)
   partners = np.asarray(losses.random_walk_pairs(key, losses.knn_affinity(z1, z2, k=k, percentile=percentile)))
   assert np.any(partners != np.arange(n)), "the walk should leave some images"
-  loss, metrics = jax.jit(losses.sag_vicreg_loss, static_argnums=(3, 4))(key, z1, z2, k, percentile)
+  loss, metrics = jax.jit(losses.sag_vicreg_loss, static_argnums=(3, 4), static_argnames="graph")(
+      key, z1, z2, k, percentile, graph="cross_view")
   expected = ref_sag_vicreg(z1.astype(np.float64), z2.astype(np.float64), partners, k=k, percentile=percentile)
   np.testing.assert_allclose(loss, expected, rtol=1e-4)
   np.testing.assert_allclose(metrics["self_pair_rate"], np.mean(partners == np.arange(n)), rtol=1e-6)
@@ -112,7 +113,7 @@ def test_gradients_match_finite_differences():
   partners = np.asarray(losses.random_walk_pairs(key, losses.knn_affinity(z1, z2, k=3)))
   z2_64 = z2.astype(np.float64)
   assert_grad_matches_reference(
-      lambda z: losses.sag_vicreg_loss(key, z, z2, k=3)[0],
+      lambda z: losses.sag_vicreg_loss(key, z, z2, k=3, graph="cross_view")[0],
       lambda z: ref_sag_vicreg(z, z2_64, partners, k=3), z1, rtol=2e-3)
 
 
@@ -215,3 +216,14 @@ def test_bad_options_are_named():
     losses.sag_vicreg_loss(jax.random.key(0), z, z, regularize="both")
   with pytest.raises(ValueError, match="own_pair pairs row i with candidate i"):
     losses.knn_affinity(z, np.ones((9, 3), np.float32), own_pair=True)
+
+
+def test_default_reading_is_the_one_the_readings_experiment_chose():
+  # experiments/RESULTS.md, sag_vicreg_readings: the cross-view graph with the own pair kept.
+  z1, z2 = _views(32, 8, seed=6)
+  key = jax.random.key(3)
+  default, _ = losses.sag_vicreg_loss(key, z1, z2)
+  chosen, _ = losses.sag_vicreg_loss(key, z1, z2, graph="cross_view_own", scale_over="neighbours", regularize="paired")
+  assert (sag_vicreg.DEFAULT_GRAPH, sag_vicreg.DEFAULT_SCALE_OVER, sag_vicreg.DEFAULT_REGULARIZE) == (
+      "cross_view_own", "neighbours", "paired")
+  np.testing.assert_array_equal(default, chosen)
