@@ -3,7 +3,10 @@
   python -m jax_ssl.main --config configs/sag_vicreg.py --workdir workdirs/sag_vicreg
 
 A few minutes on 2 CPU cores; report.md compares the trained encoder with its
-initialisation. Arguments: `:smoke`, `:first_half` / `:second_half`.
+initialisation and with the input pixels. The walk uses the library's default
+reading (`graph="cross_view_own"`: experiments/RESULTS.md, sag_vicreg_readings);
+`--config.method.graph=cross_view` etc. select the others. Arguments: `:smoke`,
+`:first_half` / `:second_half`.
 """
 
 from jax_ssl.train.config import apply_arg
