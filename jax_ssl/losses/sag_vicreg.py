@@ -207,9 +207,9 @@ def sag_vicreg_loss(
   `regularize="paired"` and `r = z2` when `regularize="views"`.
 
   Default reading: `graph="cross_view_own"`, `scale_over="neighbours"`,
-  `regularize="paired"`. The paper's batch keeps the own pairs "not only"
-  and adds pairs of different images that are close (Sec. 4; its Fig. 3
-  shows the non-trivial ones). On the bare cross-view graph the own second
+  `regularize="paired"`. The paper's batch holds "not only" the pairs of
+  views of the same image but also pairs of different images that are close
+  (Sec. 4; its Fig. 3 shows the non-trivial ones). On the bare cross-view graph the own second
   view is a neighbour only when it happens to be among the k nearest; before
   training it rarely is, and pulling each image toward other images' views
   never makes it so: the walk draws the own pair for 2% of the images over
