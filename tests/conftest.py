@@ -1,10 +1,19 @@
 """Test setup: 8 fake CPU devices, so sharded code runs on a real mesh."""
 
+import os
+import tempfile
+
 import jax
 
 # Must run before any JAX backend starts; conftest is imported before test modules.
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_platforms", "cpu")
+
+# One persistent compilation cache per test session, shared by the xdist workers (they
+# inherit the controller's environment) and by every subprocess the tests start: the
+# smoke configs compile the same programs many times over.
+COMPILATION_CACHE = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jax_ssl_tests_cache_"))
+jax.config.update("jax_compilation_cache_dir", COMPILATION_CACHE)
 
 import pytest  # noqa: E402
 
