@@ -41,7 +41,14 @@ class Checkpointer:
     return step > 0 and step % self.save_every == 0
 
   def save(self, step: int, state: TrainState, *, force: bool = False) -> bool:
-    """Save if `step` is due (or `force`); returns whether a save started."""
+    """Save if `step` is due (or `force`); returns whether a save started.
+
+    A step already on disk is kept as it is (a rerun that fell back past an
+    unreadable newest checkpoint retrains to its step): Orbax refuses to
+    overwrite it.
+    """
+    if step in self._manager.all_steps():
+      return False
     return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=force)
 
   def restore_latest(self, abstract_state: TrainState) -> TrainState | None:
