@@ -18,6 +18,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from jax_ssl.data import feed
 from jax_ssl.losses import sag_vicreg
 
 
@@ -55,7 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
       data_dir="",  # empty: the default location (see jax_ssl.data)
       classes="",  # e.g. "0-49": train on a subset of the fine classes (two-model protocol)
       # auto: the split lives on the devices when its images take at most a quarter of one device's memory.
-      on_device="auto",  # auto | true | false
+      on_device="auto",  # feed.ON_DEVICE_CHOICES
       worker_count=-1,  # host-fed: grain decoding processes; -1: from the CPU count
   ))
 
@@ -138,7 +139,7 @@ CHOICES = {
     "model.stem": ("cifar", "imagenet"),
     "model.projector_activation": ("relu", "gelu"),
     "model.dtype": ("float32", "bfloat16"),
-    "data.on_device": ("auto", "true", "false"),
+    "data.on_device": feed.ON_DEVICE_CHOICES,
     "optim.name": ("lars", "adamw"),
 }
 POSITIVE = ("train.global_batch_size", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",

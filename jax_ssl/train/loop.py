@@ -163,7 +163,6 @@ class Run:
                                                 keep=config.train.keep_checkpoints)
     self.embedder = evaluation.Embedder(self.definitions.eval_network, config.views.size, self.spec.mean,
                                         self.spec.std, self.mesh)
-    self._batch_sharding = NamedSharding(self.mesh, P(state_lib.DATA_AXIS))
     self.step = 0
     self.feed = None
 

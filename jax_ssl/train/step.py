@@ -80,7 +80,7 @@ class StepConfig:
   total_steps: int
   log_every: int
   mesh: Mesh
-  nan_at_step: int = -1  # test hook: the step that makes this step number poisons its embeddings with NaN
+  nan_at_step: int = -1  # test hook: step number nan_at_step poisons its embeddings with NaN (-1: never)
 
 
 def _replicated(mesh: Mesh, x):
