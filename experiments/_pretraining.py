@@ -310,7 +310,8 @@ def experiment_from_flags(name: str, args, variants: Sequence[Variant], parser, 
     if catalog.get_spec(dataset).bundled:
       sources.prepare(dataset, data_dir)
   # The persistent compilation cache: the halves and the seeds of a variant compile the same step.
-  jax.config.update("jax_compilation_cache_dir", str(workdir / "jax_cache"))
+  # A cache the caller already chose (the test suite's, shared by all its runs) is kept.
+  jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR", str(workdir / "jax_cache")))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   return Experiment(name, variants, datasets, args.seeds, scale_name, scale, data_dir, workdir, features,
                     args.output_dir or REPO / "experiments", two_model)

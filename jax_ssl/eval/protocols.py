@@ -58,6 +58,10 @@ def compare_structure(x1, x2, *, max_items: int | None = None, seed: int = 0) ->
   if len(x1) != len(x2):
     raise ValueError(f"the two sets must hold the same items: {len(x1)} rows against {len(x2)}.")
   items = subsample(len(x1), max_items, seed)
+  for rows, name in ((x1, "the first set"), (x2, "the second set")):
+    if np.all(rows[items] == rows[items][:1]):
+      raise ValueError(f"{name} has no structure to compare: its {len(items)} compared rows are all identical "
+                       "(a collapsed embedding?).")
   return {"num_items": int(len(items)), "dims": [int(x1.shape[1]), int(x2.shape[1])],
           "scores": structure_scores(x1[items], x2[items]), "items": items}
 

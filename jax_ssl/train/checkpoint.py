@@ -4,21 +4,48 @@ Saves are asynchronous (arrays are copied to the host before `save` returns,
 so the next step may reuse their buffers), every `checkpoint_every` steps and
 whenever forced (end of training, preemption); the newest `keep` are kept.
 Restoring takes the newest checkpoint that reads back: a corrupt one (a
-truncated file, a lost directory) is skipped with a warning, so a crash
-during or after a save never loses the work of the checkpoints before it.
+truncated file, a lost directory) is skipped with one warning line and, when
+training resumes, moved aside to `checkpoints/unreadable/<step>` (kept, not
+deleted, and out of the way of the run's own saves), so a crash during or
+after a save never loses the work of the checkpoints before it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pathlib
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from jax_ssl.train.state import TrainState
 
 log = logging.getLogger(__name__)
+
+UNREADABLE_DIR = "unreadable"
+
+
+@contextlib.contextmanager
+def orbax_quiet():
+  """Keep Orbax's own logging (hundreds of lines for one unreadable checkpoint) out of the user's way.
+
+  Orbax logs through absl, whose Python logger is "absl"; jax_ssl reports
+  each unreadable step itself, in one line.
+  """
+  absl_logger = logging.getLogger("absl")
+  previous = absl_logger.level
+  absl_logger.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    absl_logger.setLevel(previous)
+
+
+def _reason(error: BaseException) -> str:
+  first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+  return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
 
 
 class Checkpointer:
@@ -51,37 +78,72 @@ class Checkpointer:
       return False
     return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=force)
 
-  def restore_latest(self, abstract_state: TrainState) -> TrainState | None:
-    """The newest readable checkpoint's state, or None if there is none.
+  def _restore(self, step: int, abstract_state: TrainState) -> TrainState:
+    with orbax_quiet():
+      return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))).state
 
-    `abstract_state`: `jax.ShapeDtypeStruct`s with shardings, the layout to restore into.
+  def restore_latest(self, abstract_state: TrainState) -> TrainState | None:
+    """The newest readable checkpoint's state, or None if there is none; moves unreadable newer ones aside.
+
+    Each unreadable step is named in one warning line with the reason, and
+    moved to `unreadable/<step>` so that the run can save that step again.
+
+    Args:
+      abstract_state: `jax.ShapeDtypeStruct`s with shardings, the layout to restore into.
     """
+    unreadable = []
+    restored = None
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state)))
+        restored = self._restore(step, abstract_state)
       except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is skipped, whatever broke it
-        log.warning("checkpoint at step %d in %s is unreadable (%s: %s); trying an earlier one", step,
-                    self.directory, type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+        log.warning("checkpoint at step %d in %s is unreadable (%s); moved to %s/%d, trying an earlier one",
+                    step, self.directory, _reason(error), UNREADABLE_DIR, step)
+        unreadable.append(step)
         continue
       log.info("resuming from the checkpoint at step %d in %s", step, self.directory)
-      return restored.state
-    return None
+      break
+    if unreadable:
+      self._move_aside(unreadable)
+    return restored
+
+  def _move_aside(self, steps: list[int]) -> None:
+    """Move the directories of `steps` to `unreadable/` (process 0; every process waits for it)."""
+    if jax.process_index() == 0:
+      aside = self.directory / UNREADABLE_DIR
+      aside.mkdir(exist_ok=True)
+      for step in steps:
+        target = aside / str(step)
+        suffix = 1
+        while target.exists():  # the same step found unreadable before: keep both
+          target, suffix = aside / f"{step}.{suffix}", suffix + 1
+        (self.directory / str(step)).rename(target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("jax_ssl: unreadable checkpoints moved aside")
+    self._manager.reload()
 
   def restore_state(self, step: int | None, abstract_state: TrainState) -> tuple[int, TrainState]:
-    """The state saved at `step` (default: the newest readable), without the data iterator."""
+    """The state saved at `step` (default: the newest readable), without the data iterator.
+
+    Read only: an unreadable newest checkpoint is skipped with one warning
+    line naming the step and why, not moved.
+
+    Raises:
+      FileNotFoundError: no checkpoint, or none readable (one line per step with its reason).
+    """
     steps = sorted(self._manager.all_steps(), reverse=True) if step is None else [step]
     if not steps:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
     errors = []
     for candidate in steps:
       try:
-        restored = self._manager.restore(candidate, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state)))
-        return candidate, restored.state
+        return candidate, self._restore(candidate, abstract_state)
       except Exception as error:  # noqa: BLE001
-        errors.append(f"step {candidate}: {type(error).__name__}")
-    raise FileNotFoundError(f"no readable checkpoint in {self.directory} ({'; '.join(errors)})")
+        errors.append(f"step {candidate}: {_reason(error)}")
+        if step is None:
+          log.warning("checkpoint at step %d in %s is unreadable (%s); skipped", candidate, self.directory,
+                      _reason(error))
+    raise FileNotFoundError(f"no readable checkpoint in {self.directory}:\n" + "\n".join(errors))
 
   def wait(self) -> None:
     """Block until pending asynchronous saves are on disk."""

@@ -108,6 +108,7 @@ def base_config() -> ml_collections.ConfigDict:
       keep_checkpoints=3,
       eval_every=0,  # kNN monitor every this many steps; 0: only at the end
       probe_lr=1e-3,  # online linear probe (Adam on stop-gradient features)
+      peer_timeout_seconds=30.0,  # several processes: stop when another has been silent this long
   ))
 
   config.eval = ml_collections.ConfigDict(dict(
@@ -143,6 +144,7 @@ CHOICES = {
     "optim.name": ("lars", "adamw"),
 }
 POSITIVE = ("train.global_batch_size", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+            "train.peer_timeout_seconds",
             "method.num_slices", "method.k", "views.size", "views.num_global", "eval.knn_k",
             "eval.max_train_examples", "eval.probe_epochs", "model.width", "model.patch_size")
 NON_NEGATIVE = ("train.num_epochs", "train.num_steps", "train.eval_every", "optim.base_lr", "optim.weight_decay",

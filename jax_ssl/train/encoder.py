@@ -84,11 +84,12 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
   method, spec, num_classes, mesh, init = _run_arrays(config)
   abstract = jax.eval_shape(init)
   shardings = state_lib.state_shardings(abstract, mesh, fsdp=False)
-  checkpointer = checkpoint.Checkpointer(workdir / loop.CHECKPOINT_DIR, save_every=1, keep=1 << 30)
-  try:
-    restored_step, state = checkpointer.restore_state(step, checkpoint.abstract_like(abstract, shardings))
-  finally:
-    checkpointer.close()
+  with checkpoint.orbax_quiet():  # a reader needs none of Orbax's own logging; jax_ssl names skipped steps
+    checkpointer = checkpoint.Checkpointer(workdir / loop.CHECKPOINT_DIR, save_every=1, keep=1 << 30)
+    try:
+      restored_step, state = checkpointer.restore_state(step, checkpoint.abstract_like(abstract, shardings))
+    finally:
+      checkpointer.close()
   return _encoder(config, method, spec, num_classes, mesh, restored_step, state.params, state.batch_stats, output)
 
 

@@ -7,7 +7,7 @@ preempted, killed or crashed job rerun with the same command continues exactly
 where its last checkpoint left it. The loop never waits for the device on a
 step that neither logs nor saves; a non-finite step is recorded on the device
 and checked before any state can be saved, so a NaN never reaches a
-checkpoint; SIGTERM saves and stops cleanly.
+checkpoint; SIGTERM or a first Ctrl-C saves and stops cleanly.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ from jax_ssl.train import optim
 from jax_ssl.train import report
 from jax_ssl.train import state as state_lib
 from jax_ssl.train import step as step_lib
+from jax_ssl.train import workdir as workdir_lib
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = workdir_lib.CONFIG_FILE
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -90,16 +91,26 @@ def schedule_lengths(config: ml_collections.ConfigDict, num_records: int) -> tup
   return steps_per_epoch, total
 
 
-class _Preemption:
-  """Turns SIGTERM into a flag the loop polls; processes agree on it only where they sync anyway."""
+class _StopSignals:
+  """SIGTERM and the first Ctrl-C (SIGINT) become a flag the loop polls; a second Ctrl-C stops at once.
+
+  On the flag the loop saves a checkpoint and returns (SIGTERM: a scheduler's
+  preemption; Ctrl-C: a user). The second Ctrl-C raises KeyboardInterrupt
+  where the program is, keeping the checkpoints already written.
+  """
 
   def __init__(self):
-    self.requested = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self.received: str | None = None
+    self._ctrl_c = 0
+    self._previous = {signum: signal.signal(signum, self._handle) for signum in (signal.SIGTERM, signal.SIGINT)}
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
+    del frame
+    if signum == signal.SIGINT:
+      self._ctrl_c += 1
+      if self._ctrl_c > 1:
+        raise KeyboardInterrupt
+    self.received = self.received or signal.Signals(signum).name
 
   def agreed(self, can_sync: bool) -> bool:
     """Whether to stop now: this process's flag, or with several processes, any process's flag.
@@ -109,17 +120,32 @@ class _Preemption:
     checkpoint steps); elsewhere a multi-process run carries on.
     """
     if jax.process_count() == 1:
-      return self.requested
+      return self.received is not None
     if not can_sync:
       return False
-    return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+    return bool(np.any(multihost_utils.process_allgather(np.array(self.received is not None))))
 
   def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
 
 
 def _image_bytes(source: sources.Source) -> int:
   return len(source) * source.image_size * source.image_size * 3
+
+
+def _agreed_on_device(setting: str, split_bytes: int, variable_size: bool, mesh: Mesh) -> bool:
+  """`feed.choose_on_device` for one of this process's devices, agreed by all processes.
+
+  Only a process's own devices report their memory; with several processes
+  the split goes on the devices only if it fits on every process's (the two
+  feeds read different orders, so all must take the same one).
+  """
+  local = next(d for d in mesh.devices.flat if d.process_index == jax.process_index())
+  fits = feed.choose_on_device(setting, split_bytes, variable_size, local)
+  if jax.process_count() == 1 or setting != "auto":
+    return fits
+  return bool(np.all(multihost_utils.process_allgather(np.array(fits))))
 
 
 class Run:
@@ -145,8 +171,8 @@ class Run:
     self.definitions = state_lib.definitions(config, self.method, num_classes)
     self.state, self.shardings = state_lib.create_state(config, self.method, num_classes, self.optimizer,
                                                         self.probe_optimizer, self.mesh)
-    self.on_device = feed.choose_on_device(config.data.on_device, _image_bytes(self.source),
-                                           self.spec.variable_size, self.mesh.devices.flat[0])
+    self.on_device = _agreed_on_device(config.data.on_device, _image_bytes(self.source), self.spec.variable_size,
+                                       self.mesh)
     self.device_data, self._host_feed = feed.feed_for(
         self.on_device, self.source, mesh=self.mesh, global_batch_size=config.train.global_batch_size,
         seed=config.seed, worker_count=(config.data.worker_count if config.data.worker_count >= 0
@@ -215,11 +241,6 @@ def _bad_terms(metrics: dict) -> str:
   return ", ".join(bad) or "unknown"
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
-
-
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: Mesh | None = None) -> dict:
   """Train (or resume) the run of `config` in `workdir`; returns a summary dict.
 
@@ -229,25 +250,45 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: 
   on the device and checked at every logging step and before every save, so
   no non-finite state is ever saved.
 
+  SIGTERM (a scheduler's preemption) and a first Ctrl-C save a checkpoint
+  and return, with status "preempted" or "interrupted" instead of
+  "completed"; a second Ctrl-C raises KeyboardInterrupt at once.
+
   Raises:
+    ConfigMismatchError: `workdir` holds a run whose config differs in a
+      field its checkpoints depend on (see `workdir.MUTABLE_FIELDS`); raised
+      before anything is built or restored.
     NonFiniteLossError: a loss term, the gradient norm or an embedding
       statistic became NaN or inf; the first such step and its terms are
       named. The run stops within `train.log_every` steps of it.
   """
   workdir = pathlib.Path(workdir)
+  # Before anything is built or restored: the checkpoints belong to the workdir's first config.
+  changes = workdir_lib.check_config(config, workdir)
+  # From here a first Ctrl-C (or SIGTERM), even while compiling, ends in a checkpoint.
+  stop_signals = _StopSignals()
+  try:
+    return _train(config, workdir, mesh, changes, stop_signals)
+  finally:
+    stop_signals.restore()
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh | None,
+           changes: dict, stop_signals: _StopSignals) -> dict:
   is_main = jax.process_index() == 0
   run = Run(config, workdir, mesh)
   resumed = run.restore()
   if is_main:
-    write_config(config, workdir)
+    workdir_lib.record_config(config, workdir, changes, run.step)
   monitor = monitor_lib.Monitor(workdir, total_steps=run.total_steps, images_per_step=config.train.global_batch_size,
                                 enabled=is_main)
   monitor.message(f"{'resuming at' if resumed else 'starting'} step {run.step} of {run.total_steps}: "
                   f"{config.method.name} on {config.data.name} ({'on the devices' if run.on_device else 'host-fed'}), "
                   f"{config.model.backbone}, global batch {config.train.global_batch_size} over "
                   f"{run.mesh.devices.size} devices")
-  eval_data = _EvalData(run) if config.train.eval_every or config.eval.report else None
-  preemption = _Preemption()
+  if changes:
+    monitor.message("config changes accepted (recorded in " + workdir_lib.HISTORY_FILE + "): " + ", ".join(
+        f"{field} {before!r} -> {after!r}" for field, (before, after) in changes.items()))
   status = "completed"
 
   def check_finite(guard=None):
@@ -258,6 +299,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: 
 
   first_step = run.step
   try:
+    eval_data = _EvalData(run) if config.train.eval_every or config.eval.report else None
     run.start_feed()
     while run.step < run.total_steps:
       metrics = run.step_once()
@@ -278,26 +320,27 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: 
         monitor.write(step, scalars)
         monitor.progress(step, float(scalars["loss"]), scalars["images_per_second"])
       due = run.checkpointer.due(step) or final
-      preempted = preemption.agreed(can_sync=logging or due)
-      if due or preempted:
+      stopping = stop_signals.agreed(can_sync=logging or due)
+      if due or stopping:
         if not logging:
           check_finite()
         run.checkpointer.save(step, run.state, force=True)
       if step == config.debug.pause_after_step:
         run.checkpointer.wait()
         monitor.message(f"paused after step {step} (debug.pause_after_step)")
-        while not preemption.agreed(can_sync=True):
+        while not stop_signals.agreed(can_sync=True):
           time.sleep(0.05)
-        preempted = True
+        stopping = True
         if not due:
           run.checkpointer.save(step, run.state, force=True)
-      if preempted:
-        status = "preempted"
-        monitor.message(f"SIGTERM: saved a checkpoint at step {step}; rerun the same command to resume.")
+      if stopping:
+        run.checkpointer.wait()
+        status = "interrupted" if stop_signals.received == "SIGINT" else "preempted"
+        monitor.message(f"{stop_signals.received or 'a stop signal on another process'}: saved a checkpoint at "
+                        f"step {step} in {run.checkpointer.directory}; rerun the same command to resume.")
         break
   finally:
     run.stop_feed()
-    preemption.restore()
     run.checkpointer.wait()
     run.checkpointer.close()
   summary = {"status": status, "step": run.step, "total_steps": run.total_steps, "workdir": str(workdir)}

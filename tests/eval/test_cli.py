@@ -70,6 +70,7 @@ def test_structure_subsamples_the_same_items_in_both_sets(tmp_path):
     (np.zeros((7, 3)), "same items: 120 rows against 7"),
     (np.full((120, 3), np.nan), "NaN"),
     (np.zeros(120), r"one row per item"),
+    (np.ones((120, 3)), "the second set has no structure to compare: its 120 compared rows are all identical"),
 ])
 def test_structure_bad_input_exits_2_with_the_reason(tmp_path, capsys, second, message):
   _arrays(tmp_path)
@@ -78,6 +79,7 @@ def test_structure_bad_input_exits_2_with_the_reason(tmp_path, capsys, second, m
                    "--output_dir", str(tmp_path / "out")]) == cli.EXIT_BAD_INPUT
   error = capsys.readouterr().err
   assert error.startswith("jax_ssl.eval structure:") and re.search(message, error)
+  assert error.count("\n") == 1, "one line"
 
 
 def test_the_module_runs_from_the_command_line(tmp_path):

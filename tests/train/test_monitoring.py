@@ -1,6 +1,7 @@
 """What a run leaves in its workdir: metrics.jsonl, TensorBoard events, the kNN monitor, report.md."""
 
 import json
+import time
 
 from jax_ssl.eval import probes
 from jax_ssl.train import config as config_lib
@@ -49,3 +50,30 @@ def test_read_metrics_merges_a_resumed_runs_records(tmp_path):
   (tmp_path / monitor.METRICS_FILE).write_text(
       '{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n{"step": 2, "loss": 2.5, "knn_accuracy": 0.3}\n')
   assert monitor.read_metrics(tmp_path) == [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5, "knn_accuracy": 0.3}]
+
+
+def test_throughput_and_eta_count_from_the_step_after_compilation(bundled_dir, tmp_path, monkeypatch):
+  # The first call of the step stands for compilation: 2 s longer than any step.
+  jit_train_step = loop.step_lib.jit_train_step
+
+  def slow_first_call(*args, **kwargs):
+    step = jit_train_step(*args, **kwargs)
+    calls = []
+
+    def timed(*step_args):
+      if not calls:
+        time.sleep(2.0)
+      calls.append(1)
+      return step(*step_args)
+    return timed
+
+  monkeypatch.setattr(loop.step_lib, "jit_train_step", slow_first_call)
+  config = config_lib.smoke(config_lib.bundled_base("vicreg"))
+  config.data.data_dir = str(bundled_dir)
+  config.train.update(num_steps=3, log_every=1, checkpoint_every=100)  # no save inside the timed steps
+  config.eval.report = False
+  loop.train(config, tmp_path)
+  records = monitor.read_metrics(tmp_path)
+  batch = config.train.global_batch_size
+  # Counting the first call would give at most batch / 2 s per step; from step 2 on it is not counted.
+  assert min(r["images_per_second"] for r in records[1:]) > 4 * batch / 2.0, records

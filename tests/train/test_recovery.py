@@ -19,17 +19,44 @@ def _smoke(bundled_dir, steps):
   return config
 
 
-def test_corrupt_latest_checkpoint_is_skipped(tmp_path, bundled_dir, caplog):
-  loop.train(_smoke(bundled_dir, 2), tmp_path)
-  for path in (tmp_path / "checkpoints" / "2" / "state").rglob("*"):
+def _corrupt(workdir, step):
+  for path in (workdir / "checkpoints" / str(step) / "state").rglob("*"):
     if path.is_file():
       path.write_bytes(b"\x00garbage")
+
+
+def test_corrupt_latest_checkpoint_is_skipped_moved_aside_and_load_encoder_says_why(tmp_path, bundled_dir, caplog):
+  loop.train(_smoke(bundled_dir, 2), tmp_path)
+  _corrupt(tmp_path, 2)
+  # load_encoder reads only: one warning line naming the step and why, none of Orbax's logging.
+  with caplog.at_level(logging.INFO):
+    encoder = jax_ssl.load_encoder(tmp_path)
+  assert encoder.step == 1
+  records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+  assert len(records) == 1 and records[0].name == "jax_ssl.train.checkpoint", [r.getMessage() for r in records]
+  assert "checkpoint at step 2" in records[0].getMessage() and "JSONDecodeError" in records[0].getMessage()
+  assert not [r for r in caplog.records if r.name == "absl"], "Orbax's logging stays out of the way"
+
+  caplog.clear()
   with caplog.at_level(logging.WARNING, logger="jax_ssl.train.checkpoint"):
     summary = loop.train(_smoke(bundled_dir, 3), tmp_path)
   assert "checkpoint at step 2" in caplog.text and "unreadable" in caplog.text
   assert summary["status"] == "completed" and summary["step"] == 3
   metrics = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert sum('"step": 2' in line for line in metrics) == 2, "step 2 is trained again after resuming from step 1"
+  assert (tmp_path / "checkpoints" / "unreadable" / "2" / "state").is_dir(), "moved aside, not deleted"
+  assert {"2", "3", "unreadable"} <= {p.name for p in (tmp_path / "checkpoints").iterdir()}
+
+  # Every checkpoint unreadable: one line per step, each with its reason.
+  steps = sorted((int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()), reverse=True)
+  for step in steps:
+    _corrupt(tmp_path, step)
+  with pytest.raises(FileNotFoundError) as raised:
+    jax_ssl.load_encoder(tmp_path)
+  lines = str(raised.value).splitlines()
+  assert lines[0].startswith("no readable checkpoint in") and len(lines) == 1 + len(steps)
+  assert [line.split(":")[0] for line in lines[1:]] == [f"step {step}" for step in steps]
+  assert all("JSONDecodeError" in line for line in lines[1:])
 
 
 def test_load_encoder_matches_the_trainer_and_selects_steps(tmp_path, bundled_dir):

@@ -1,0 +1,154 @@
+"""What a run's workdir records about the run: its first config, the changes made since, its errors.
+
+A workdir belongs to one run. Its checkpoints only make sense under the
+config that wrote them, so a rerun is checked against `config.json` (the
+first config, never overwritten) before anything is restored:
+
+- fields that change the model, the data order or the objective (method,
+  model, views, data, optimizer, batch size, seed, mesh, ...) must be equal;
+  a difference is a `ConfigMismatchError` naming every changed field;
+- fields that only say how long to train, how often to log, save or
+  evaluate, where the data lies and how it is read (`MUTABLE_FIELDS`) may
+  change: each change is accepted and appended to `config_history.jsonl`.
+
+`error.log` keeps the full account of a failure whose one-line summary the
+command prints.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+import shutil
+import traceback
+from typing import Any
+
+import ml_collections
+
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "config_history.jsonl"
+ERROR_LOG = "error.log"
+
+# Exact field names, or section prefixes ending in ".", that a rerun may change.
+MUTABLE_FIELDS = (
+    "train.num_steps", "train.num_epochs",  # extend (or shorten) the run
+    "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.eval_every",
+    "train.peer_timeout_seconds",
+    "data.data_dir", "data.worker_count",  # where the same records lie, how many processes decode them
+    "eval.",  # what is measured after training, not what is trained
+    "debug.",
+)
+
+
+class ConfigMismatchError(ValueError):
+  """The config differs from the one that started the run in its workdir in a field that may not change."""
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if not isinstance(tree, dict):
+    return {prefix.removesuffix("."): tree}
+  flat = {}
+  for key, value in tree.items():
+    flat.update(_flat(value, f"{prefix}{key}."))
+  return flat
+
+
+def _as_json(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json())
+
+
+def _mutable(field: str) -> bool:
+  return any(field == name or (name.endswith(".") and field.startswith(name)) for name in MUTABLE_FIELDS)
+
+
+def config_changes(first_flat: dict, current_flat: dict) -> dict[str, tuple[Any, Any]]:
+  """{field: (before, now)} of every field of two flat configs that differs; a missing one reads `<absent>`."""
+  changes = {}
+  for field in sorted(first_flat.keys() | current_flat.keys()):
+    before, after = first_flat.get(field, "<absent>"), current_flat.get(field, "<absent>")
+    if before != after:
+      changes[field] = (before, after)
+  return changes
+
+
+def _latest(first: dict, workdir: pathlib.Path) -> dict[str, Any]:
+  """The flat config the last run in `workdir` used: the first one with the history's changes applied."""
+  latest = _flat(first)
+  history = workdir / HISTORY_FILE
+  if history.exists():
+    for line in history.read_text().splitlines():
+      if line.strip():
+        latest.update({field: change["to"] for field, change in json.loads(line)["changes"].items()})
+  return latest
+
+
+def check_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, tuple[Any, Any]]:
+  """The accepted changes of `config` against the last run in `workdir` ({} for a new workdir).
+
+  Fields outside `MUTABLE_FIELDS` are compared with the run's first config
+  (they never change); the others with their values in the last run, so
+  that the history records each change once.
+
+  Raises:
+    ConfigMismatchError: a field outside `MUTABLE_FIELDS` differs; the
+      message names each such field with both values and the workdir.
+  """
+  path = pathlib.Path(workdir) / CONFIG_FILE
+  if not path.exists():
+    return {}
+  try:
+    latest = _latest(json.loads(path.read_text()), pathlib.Path(workdir))
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    raise ConfigMismatchError(f"{path} or its {HISTORY_FILE} cannot be read ({error}); restore them or use "
+                              "another --workdir.") from None
+  changes = config_changes(latest, _flat(_as_json(config)))
+  fixed = {field: values for field, values in changes.items() if not _mutable(field)}
+  if fixed:
+    listed = ", ".join(f"{field} ({before!r} -> {after!r})" for field, (before, after) in fixed.items())
+    raise ConfigMismatchError(
+        f"the config differs from the run in {pathlib.Path(workdir)} in fields its checkpoints depend on: "
+        f"{listed}; use another --workdir for a new run, or rerun with the first config ({path}).")
+  return changes
+
+
+def record_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                  changes: dict[str, tuple[Any, Any]], step: int) -> None:
+  """Write `config.json` for a new run; for a resumed one, append its accepted changes to the history."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  path = workdir / CONFIG_FILE
+  if not path.exists():
+    path.write_text(config.to_json(indent=2) + "\n")
+  elif changes:
+    entry = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "resumed_at_step": step,
+             "changes": {field: {"from": before, "to": after} for field, (before, after) in changes.items()}}
+    with open(workdir / HISTORY_FILE, "a") as history:
+      history.write(json.dumps(entry) + "\n")
+
+
+def write_error_log(workdir: str | pathlib.Path, error: BaseException) -> pathlib.Path | None:
+  """Append the traceback of `error` to `WORKDIR/error.log`; its path, or None if it cannot be written."""
+  path = pathlib.Path(workdir) / ERROR_LOG
+  stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  try:
+    with open(path, "a") as log:
+      log.write(f"--- {stamp}\n{''.join(traceback.format_exception(error))}\n")
+  except OSError:
+    return None  # the disk may be the very thing that failed
+  return path
+
+
+def remove_incomplete_saves(checkpoint_dir: str | pathlib.Path) -> list[pathlib.Path]:
+  """Delete the temporary directories of saves that never completed (Orbax's `*.orbax-checkpoint-tmp*`).
+
+  They are not checkpoints (a save becomes one only when renamed into
+  place), so no work is lost; after a failed save they only hold disk space.
+  Returns the removed paths.
+  """
+  removed = []
+  for path in pathlib.Path(checkpoint_dir).glob("*.orbax-checkpoint-tmp*"):
+    shutil.rmtree(path, ignore_errors=True)
+    removed.append(path)
+  return removed
