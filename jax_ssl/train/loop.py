@@ -171,8 +171,10 @@ class Run:
     self.definitions = state_lib.definitions(config, self.method, num_classes)
     self.state, self.shardings = state_lib.create_state(config, self.method, num_classes, self.optimizer,
                                                         self.probe_optimizer, self.mesh)
-    self.on_device = _agreed_on_device(config.data.on_device, _image_bytes(self.source), self.spec.variable_size,
-                                       self.mesh)
+    recorded = workdir_lib.recorded_on_device(self.workdir) if config.data.on_device == "auto" else None
+    # A resumed run keeps the feed it started with: the two read the data in different orders.
+    self.on_device = recorded if recorded is not None else _agreed_on_device(
+        config.data.on_device, _image_bytes(self.source), self.spec.variable_size, self.mesh)
     self.device_data, self._host_feed = feed.feed_for(
         self.on_device, self.source, mesh=self.mesh, global_batch_size=config.train.global_batch_size,
         seed=config.seed, worker_count=(config.data.worker_count if config.data.worker_count >= 0
@@ -280,6 +282,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh 
   resumed = run.restore()
   if is_main:
     workdir_lib.record_config(config, workdir, changes, run.step)
+    workdir_lib.record_on_device(workdir, run.on_device)
   monitor = monitor_lib.Monitor(workdir, total_steps=run.total_steps, images_per_step=config.train.global_batch_size,
                                 enabled=is_main)
   monitor.message(f"{'resuming at' if resumed else 'starting'} step {run.step} of {run.total_steps}: "

@@ -11,6 +11,10 @@ first config, never overwritten) before anything is restored:
   evaluate, where the data lies and how it is read (`MUTABLE_FIELDS`) may
   change: each change is accepted and appended to `config_history.jsonl`.
 
+`data.on_device=auto` is resolved once, by the memory of the devices the run
+started on, and recorded in `data_feed.json`: the two feeds read the data in
+different orders, so a run resumed on other hardware keeps its feed.
+
 `error.log` keeps the full account of a failure whose one-line summary the
 command prints.
 """
@@ -28,6 +32,7 @@ import ml_collections
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.jsonl"
+FEED_FILE = "data_feed.json"
 ERROR_LOG = "error.log"
 
 # Exact field names, or section prefixes ending in ".", that a rerun may change.
@@ -126,6 +131,21 @@ def record_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
              "changes": {field: {"from": before, "to": after} for field, (before, after) in changes.items()}}
     with open(workdir / HISTORY_FILE, "a") as history:
       history.write(json.dumps(entry) + "\n")
+
+
+def recorded_on_device(workdir: str | pathlib.Path) -> bool | None:
+  """The feed the run in `workdir` chose for `data.on_device=auto` (True: on the devices), or None."""
+  path = pathlib.Path(workdir) / FEED_FILE
+  if not path.exists():
+    return None
+  return bool(json.loads(path.read_text())["on_device"])
+
+
+def record_on_device(workdir: str | pathlib.Path, on_device: bool) -> None:
+  """Record the feed a new run chose, so that its reruns read the data in the same order."""
+  path = pathlib.Path(workdir) / FEED_FILE
+  if not path.exists():
+    path.write_text(json.dumps({"on_device": on_device}) + "\n")
 
 
 def write_error_log(workdir: str | pathlib.Path, error: BaseException) -> pathlib.Path | None:

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from jax_ssl.train import config as config_lib
 from jax_ssl.train import loop
 from tests.train import cli
 from tests.train import test_multiprocess
@@ -30,6 +31,7 @@ def test_a_corrupt_final_checkpoint_is_moved_aside_and_a_changed_config_is_refus
   workdir = tmp_path / "run"
   first = cli.run(cli.smoke_args(workdir, bundled_dir, "--config.train.num_steps=2"))
   assert first.returncode == 0, first.stderr[-2000:]
+  assert json.loads((workdir / "data_feed.json").read_text()) == {"on_device": True}, "auto's choice is recorded"
 
   # The newest checkpoint is the run's last step, and unreadable.
   for path in (workdir / "checkpoints" / "2" / "state").rglob("*"):
@@ -62,6 +64,21 @@ def test_a_corrupt_final_checkpoint_is_moved_aside_and_a_changed_config_is_refus
   history = [json.loads(line) for line in (workdir / "config_history.jsonl").read_text().splitlines()]
   assert len(history) == 1 and history[0]["resumed_at_step"] == 2
   assert history[0]["changes"] == {"train.num_steps": {"from": 2, "to": 3}, "train.log_every": {"from": 1, "to": 3}}
+
+
+def test_a_resumed_run_keeps_the_feed_that_auto_chose(tmp_path, bundled_dir):
+  config = config_lib.smoke(config_lib.bundled_base("vicreg"))
+  config.data.data_dir = str(bundled_dir)
+  assert config.data.on_device == "auto"
+  fresh = loop.Run(config, tmp_path / "fresh")
+  assert fresh.on_device, "digits fits on the devices"
+  fresh.checkpointer.close()
+  # A run that started where the split did not fit keeps the host feed, and so its data order.
+  (tmp_path / "resumed").mkdir()
+  (tmp_path / "resumed" / "data_feed.json").write_text('{"on_device": false}')
+  resumed = loop.Run(config, tmp_path / "resumed")
+  assert not resumed.on_device
+  resumed.checkpointer.close()
 
 
 def test_a_bad_config_argument_is_one_line_naming_the_valid_ones(tmp_path, bundled_dir):
