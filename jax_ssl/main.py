@@ -148,15 +148,15 @@ class _QuietFileHandler(std_logging.FileHandler):
     del record
 
 
-def _library_logs_to(workdir: pathlib.Path) -> None:
+def _library_logs_to(log_path: pathlib.Path) -> None:
   """Library logging goes to WORKDIR/error.log, not the terminal.
 
   That is absl's (Orbax's among others), asyncio's, and the exceptions Python
   can only report as "ignored" or from a background thread (Orbax's writers
   after a failed save). jax_ssl's own warnings stay on the terminal.
   """
-  workdir.mkdir(parents=True, exist_ok=True)
-  handler = _QuietFileHandler(workdir / "error.log", delay=True)
+  log_path.parent.mkdir(parents=True, exist_ok=True)
+  handler = _QuietFileHandler(log_path, delay=True)
   handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
   for name in ("absl", "asyncio", "jax_ssl.unraisable"):
     library_logger = std_logging.getLogger(name)
@@ -205,7 +205,7 @@ def main(argv: list[str]) -> None:
       _fail(EXIT_BAD_CONFIG, f"config error: {error}")
     except (sources.DatasetNotFoundError, ValueError) as error:
       _fail(EXIT_BAD_CONFIG, f"data error: {_one_line(error)}")
-    _library_logs_to(workdir)
+    _library_logs_to(workdir / workdir_lib.ERROR_LOG)
     try:
       summary = loop.train(config, workdir)
     except workdir_lib.ConfigMismatchError as error:

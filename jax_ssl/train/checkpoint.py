@@ -70,12 +70,9 @@ class Checkpointer:
   def save(self, step: int, state: TrainState, *, force: bool = False) -> bool:
     """Save if `step` is due (or `force`); returns whether a save started.
 
-    A step already on disk is kept as it is (a rerun that fell back past an
-    unreadable newest checkpoint retrains to its step): Orbax refuses to
-    overwrite it.
+    A step is never on disk already: a rerun resumes after its newest readable
+    checkpoint, and unreadable newer ones were moved aside by `restore_latest`.
     """
-    if step in self._manager.all_steps():
-      return False
     return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=force)
 
   def _restore(self, step: int, abstract_state: TrainState) -> TrainState:
