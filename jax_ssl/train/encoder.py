@@ -1,4 +1,7 @@
-"""`jax_ssl.load_encoder(workdir, step=None)`: a trained backbone as a function of images; the same at initialisation."""
+"""`jax_ssl.load_encoder(workdir, step=None)`: a trained backbone as a function of images.
+
+`initial_encoder(config)` is the same at initialisation, the untrained control.
+"""
 
 from __future__ import annotations
 
@@ -96,5 +99,5 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
 def initial_encoder(config: ml_collections.ConfigDict, output: str = "backbone") -> Encoder:
   """The encoder of `config` at initialisation (step 0, from `config.seed`): the untrained control."""
   method, spec, num_classes, mesh, init = _run_arrays(config)
-  state = jax.jit(init)()
+  state = state_lib.initialize(init, state_lib.state_shardings(jax.eval_shape(init), mesh, fsdp=False))
   return _encoder(config, method, spec, num_classes, mesh, 0, state.params, state.batch_stats, output)

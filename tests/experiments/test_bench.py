@@ -9,7 +9,7 @@ import pytest
 
 
 def _run(script, output, *extra):
-  env = {**os.environ, "PYTHONPATH": os.getcwd(), "XLA_FLAGS": ""}
+  env = {**os.environ, "PYTHONPATH": os.getcwd()}
   result = subprocess.run([sys.executable, script, "--small", "--output", str(output), *extra], capture_output=True,
                           text=True, env=env, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -20,7 +20,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _run(name, tmp_path):
-  env = {**os.environ, "PYTHONPATH": os.getcwd(), "XLA_FLAGS": ""}
+  env = {**os.environ, "PYTHONPATH": os.getcwd()}
   result = subprocess.run([sys.executable, f"experiments/{name}.py", "--small", "--output_dir", str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -106,7 +106,7 @@ def test_spectral_demo(tmp_path):
 
 
 def _run_training_experiment(tmp_path, script, *extra):
-  env = {**os.environ, "PYTHONPATH": os.getcwd(), "XLA_FLAGS": ""}
+  env = {**os.environ, "PYTHONPATH": os.getcwd()}
   result = subprocess.run([sys.executable, f"experiments/{script}.py", "--small", "--output_dir", str(tmp_path),
                            *extra], capture_output=True, text=True, env=env, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -125,7 +125,7 @@ def test_overhead(tmp_path, bundled_dir):
 
 
 def _run_pretraining(tmp_path, script, *extra):
-  env = {**os.environ, "PYTHONPATH": os.getcwd(), "XLA_FLAGS": ""}
+  env = {**os.environ, "PYTHONPATH": os.getcwd()}
   result = subprocess.run([sys.executable, f"experiments/{script}.py", "--small", "--output_dir", str(tmp_path / "out"),
                            "--workdir", str(tmp_path / "runs"), *extra], capture_output=True, text=True, env=env,
                           timeout=900)

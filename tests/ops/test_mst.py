@@ -62,8 +62,9 @@ def test_rejects_bad_shapes(shape):
 _boruvka_edges = jax.jit(lambda points: ops.mst_edges(points, "boruvka"))
 
 
-# A few shapes (each compiles both algorithms once), any integer points in them.
-_SHAPES = hypothesis.strategies.sampled_from([(2, 1), (3, 2), (7, 3), (12, 2), (12, 12)])
+# A few shapes (each compiles both algorithms once), any integer points in them: the smallest tree, a
+# plane crowded with ties and duplicates, and a cloud in more dimensions than points.
+_SHAPES = hypothesis.strategies.sampled_from([(2, 1), (12, 2), (7, 9)])
 
 
 @hypothesis.settings(max_examples=30, deadline=None)
