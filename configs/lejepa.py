@@ -1,4 +1,6 @@
-"""LeJEPA (Balestriero & LeCun, 2025): prediction + SIGReg over 2 global + 4 local views; lambda 0.02 as in VISReg's comparison, on the bundled `digits`, on a CPU.
+"""LeJEPA (Balestriero & LeCun, 2025) on the bundled `digits`, on a CPU.
+
+Prediction + SIGReg over 2 global + 4 local views; lambda 0.02 as in VISReg's comparison.
 
   python -m jax_ssl.main --config configs/lejepa.py --workdir workdirs/lejepa
 

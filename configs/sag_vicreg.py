@@ -1,4 +1,6 @@
-"""SAG-VICReg: VICReg with random-walk pairing on a kNN graph (Simai et al., 2025); k=5, 20th percentile, on the bundled `digits`, on a CPU.
+"""SAG-VICReg (Simai et al., 2025) on the bundled `digits`, on a CPU.
+
+VICReg with random-walk pairing on a kNN graph; k=5, the kernel's scale the 20th percentile.
 
   python -m jax_ssl.main --config configs/sag_vicreg.py --workdir workdirs/sag_vicreg
 

@@ -1,4 +1,6 @@
-"""plain sliced-Wasserstein to N(0, I) with LeJEPA's prediction loss (the SWD baseline of VISReg, lambda 0.6), on the bundled `digits`, on a CPU.
+"""Plain sliced-Wasserstein to N(0, I) on the bundled `digits`, on a CPU.
+
+LeJEPA's prediction loss with the sliced-Wasserstein regularizer: the SWD baseline of VISReg, lambda 0.6.
 
   python -m jax_ssl.main --config configs/swd.py --workdir workdirs/swd
 

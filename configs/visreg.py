@@ -1,4 +1,6 @@
-"""VISReg (Wu et al., 2026): LeJEPA prediction + scale/shape/center regularizer over 2 global + 4 local views, on the bundled `digits`, on a CPU.
+"""VISReg (Wu et al., 2026) on the bundled `digits`, on a CPU.
+
+LeJEPA's prediction loss + the scale/shape/center regularizer over 2 global + 4 local views.
 
   python -m jax_ssl.main --config configs/visreg.py --workdir workdirs/visreg
 

@@ -223,7 +223,8 @@ class Experiment:
   def run_file(self, dataset: str, name: str, seed: int) -> pathlib.Path:
     variant = self.variants[0] if name == "controls" else next(v for v in self.variants if v.name == name)
     tag = "controls" if name == "controls" else variant.config_file.removesuffix(".py")
-    return self.workdir / "runs" / dataset / f"{tag}-{_run_key(variant, self.scale, self.features, self.two_model)}" / f"seed{seed}.json"
+    key = _run_key(variant, self.scale, self.features, self.two_model)
+    return self.workdir / "runs" / dataset / f"{tag}-{key}" / f"seed{seed}.json"
 
   def run_job(self, dataset: str, name: str, seed: int) -> None:
     path = self.run_file(dataset, name, seed)
@@ -291,7 +292,10 @@ def add_flags(parser: argparse.ArgumentParser, default_seeds: int = 3) -> None:
 
 def experiment_from_flags(name: str, args, variants: Sequence[Variant], parser, *, two_model: bool = True,
                           steps: int | None = None) -> Experiment:
-  """The experiment the flags describe; `two_model=False` skips the halves, `steps` replaces the scale's (not --small)."""
+  """The experiment the flags describe.
+
+  `two_model=False` skips the halves; `steps` replaces the scale's (not under --small).
+  """
   features = [f for f in args.features.split(",") if f]
   if not features or set(features) - set(FEATURES):
     parser.error(f"--features takes {' or '.join(FEATURES)} (comma-separated)")
@@ -311,7 +315,8 @@ def experiment_from_flags(name: str, args, variants: Sequence[Variant], parser, 
       sources.prepare(dataset, data_dir)
   # The persistent compilation cache: the halves and the seeds of a variant compile the same step.
   # A cache the caller already chose (the test suite's, shared by all its runs) is kept.
-  jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR", str(workdir / "jax_cache")))
+  cache = os.environ.get("JAX_COMPILATION_CACHE_DIR", str(workdir / "jax_cache"))
+  jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   return Experiment(name, variants, datasets, args.seeds, scale_name, scale, data_dir, workdir, features,
                     args.output_dir or REPO / "experiments", two_model)

@@ -108,7 +108,8 @@ def main() -> None:
   workdirs = pathlib.Path(tempfile.mkdtemp(prefix="jax_ssl_overhead_"))
   times = {}
   for method in args.methods.split(","):
-    times[method] = step_time(method_config(method, setup, data_dir), workdirs / method, 1 if args.small else args.repeats)
+    repeats = 1 if args.small else args.repeats
+    times[method] = step_time(method_config(method, setup, data_dir), workdirs / method, repeats)
     print(f"{method:12s} {times[method]:8.4f} s/step", flush=True)
   rows = [{"method": method, "baseline": baseline, "step_s": times[method], "baseline_step_s": times[baseline],
            "overhead": times[method] / times[baseline] - 1, "paper_overhead": paper}

@@ -75,8 +75,9 @@ def make_data(rng, per_cluster):
 
 def init_mlp(key, sizes):
   params = []
-  for key, (fan_in, fan_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
-    params.append({"w": jax.random.normal(key, (fan_in, fan_out)) * np.sqrt(2.0 / fan_in), "b": jnp.zeros(fan_out)})
+  for layer_key, (fan_in, fan_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
+    weights = jax.random.normal(layer_key, (fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+    params.append({"w": weights, "b": jnp.zeros(fan_out)})
   return params
 
 

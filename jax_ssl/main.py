@@ -227,7 +227,8 @@ def main(argv: list[str]) -> None:
         raise
       checkpoints = workdir / loop.CHECKPOINT_DIR
       complete = sorted(int(p.name) for p in checkpoints.glob("*") if p.name.isdigit())
-      kept = f"the last complete checkpoint, step {complete[-1]}, is intact" if complete else "no checkpoint was complete"
+      kept = (f"the last complete checkpoint, step {complete[-1]}, is intact" if complete
+              else "no checkpoint was complete")
       _fail(EXIT_FAILED, f"the disk is full: a write under {workdir} failed ({full.strerror or 'no space left'}); "
                          f"{kept} in {checkpoints}: free space and rerun the same command to resume"
                          + (f" (details in {log_path})." if log_path else "."))

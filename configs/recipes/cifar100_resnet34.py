@@ -1,7 +1,7 @@
 """VICReg and SAG-VICReg on CIFAR-100 with ResNet-34: the SAG-VICReg paper's setup (Simai et al., 2025, App. D-F).
 
-  python -m jax_ssl.main --config configs/recipes/cifar100_resnet34.py:sag_vicreg --workdir workdirs/sag_vicreg_cifar100 \
-      --config.data.data_dir=$TFDS_DATA_DIR
+  python -m jax_ssl.main --config configs/recipes/cifar100_resnet34.py:sag_vicreg \
+      --workdir workdirs/sag_vicreg_cifar100 --config.data.data_dir=$TFDS_DATA_DIR
   python -m jax_ssl.main --config configs/recipes/cifar100_resnet34.py:vicreg --workdir workdirs/vicreg_cifar100 \
       --config.data.data_dir=$TFDS_DATA_DIR
 

@@ -1,9 +1,11 @@
-"""T-REGS on CIFAR-10/100 with ResNet-18 (Mordacq et al.): alone with the MSE invariance, or added to BYOL or Barlow Twins.
+"""T-REGS on CIFAR-10/100 with ResNet-18 (Mordacq et al.).
+
+Alone with the MSE invariance, or added to BYOL or Barlow Twins:
 
   python -m jax_ssl.main --config configs/recipes/tregs_cifar_resnet18.py:cifar10 --workdir workdirs/tregs_cifar10 \
       --config.data.data_dir=$TFDS_DATA_DIR
-  python -m jax_ssl.main --config configs/recipes/tregs_cifar_resnet18.py:cifar100,byol --workdir workdirs/byol_tregs_cifar100 \
-      --config.data.data_dir=$TFDS_DATA_DIR
+  python -m jax_ssl.main --config configs/recipes/tregs_cifar_resnet18.py:cifar100,byol \
+      --workdir workdirs/byol_tregs_cifar100 --config.data.data_dir=$TFDS_DATA_DIR
 
 The slides' protocol (inherited from Fang et al.): ResNet-18 pretrained for
 500 epochs with batch 256, then a linear probe. T-REG coefficients

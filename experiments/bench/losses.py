@@ -157,7 +157,8 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--small", action="store_true", help="tiny sizes, for a quick check")
   parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--output", type=pathlib.Path, default=None, help="JSON path (default results/losses-<device>.json)")
+  parser.add_argument("--output", type=pathlib.Path, default=None,
+                      help="JSON path (default results/losses-<device>.json)")
   args = parser.parse_args()
 
   if args.small:

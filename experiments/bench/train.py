@@ -155,6 +155,7 @@ def conv_backward(args) -> None:
   from unittest import mock  # noqa: PLC0415  (only this mode swaps the implementation)
 
   from jax import lax  # noqa: PLC0415
+
   from jax_ssl.models import conv  # noqa: PLC0415
 
   data_dir = args.data_dir or tempfile.mkdtemp(prefix="jax_ssl_bench_")
@@ -241,8 +242,10 @@ def main() -> None:
       "timing": "median step time after a warm-up step; all methods in this run",
   }
   for row in rows:
-    goal = "" if row["goal"] is None else f"  goal < {100 * row['goal']:.0f}%: " + ("met" if row["meets_goal"] else "MISSED")
-    print(f"{row['method']:12s} {row['images_per_s']:8.1f} img/s  {100 * row['overhead_vs_vicreg']:+6.1f}% vs vicreg{goal}")
+    verdict = "met" if row["meets_goal"] else "MISSED"
+    goal = "" if row["goal"] is None else f"  goal < {100 * row['goal']:.0f}%: {verdict}"
+    overhead = 100 * row["overhead_vs_vicreg"]
+    print(f"{row['method']:12s} {row['images_per_s']:8.1f} img/s  {overhead:+6.1f}% vs vicreg{goal}")
   output = args.output or RESULTS_DIR / f"train-{result['device']}.json"
   output.parent.mkdir(parents=True, exist_ok=True)
   output.write_text(json.dumps(result, indent=2) + "\n")

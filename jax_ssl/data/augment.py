@@ -1,7 +1,7 @@
 """Image augmentations for self-supervised views, one image at a time, on device.
 
 Every op takes ONE float32 image `(H, W, C)` with values in [0, 1] and returns
-an image of the same kind; `augment_view` chains them into the standard
+an image of the same kind; `views.augment_view` chains them into the standard
 SimCLR/BYOL/VICReg pipeline. They are pure functions of an explicit PRNG key:
 batches are made by `jax.vmap` with one key per image (see `views.py`), so
 the whole pipeline runs inside `jit` on the accelerator.
@@ -26,16 +26,13 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import dm_pix as pix
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-if TYPE_CHECKING:
-  from jax_ssl.data.views import ViewSpec
 
 Range = tuple[float, float]
 Box = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
@@ -44,7 +41,7 @@ Box = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 CROP_ATTEMPTS = 10
 
 
-def _check_image(name: str, image: jax.Array) -> None:
+def check_image(name: str, image: jax.Array) -> None:
   if image.ndim != 3 or image.shape[-1] not in (1, 3):
     raise ValueError(f"{name} must be one (H, W, C) image with C in (1, 3), got shape {image.shape}.")
 
@@ -159,7 +156,7 @@ def random_resized_crop(
     key: jax.Array, image: jax.Array, size: int, scale: Range = (0.08, 1.0), ratio: Range = (3 / 4, 4 / 3),
 ) -> jax.Array:
   """A box drawn by `sample_crop_box`, resized to `(size, size, C)` by `crop_and_resize`."""
-  _check_image("image", image)
+  check_image("image", image)
   height, width, _ = image.shape
   return crop_and_resize(image, sample_crop_box(key, height, width, scale, ratio), size)
 
@@ -360,22 +357,3 @@ def to_float(image: jax.Array) -> jax.Array:
   if jnp.issubdtype(image.dtype, jnp.floating):
     return image.astype(jnp.float32)
   raise ValueError(f"images must be uint8 (or float in [0, 1]), got dtype {image.dtype}.")
-
-
-def augment_view(key: jax.Array, image: jax.Array, spec: ViewSpec) -> jax.Array:
-  """One augmented view: uint8 `(H, W, C)` -> float32 `(spec.size, spec.size, C)`.
-
-  To [0, 1], random resized crop, flip, colour jitter, grayscale, blur (kernel
-  from the output size), solarize, normalise, in that order, each step with
-  its own key split from `key`.
-  """
-  _check_image("image", image)
-  crop_key, flip_key, jitter_key, gray_key, blur_key, solarize_key = jax.random.split(key, 6)
-  view = random_resized_crop(crop_key, to_float(image), spec.size, spec.crop_scale, spec.crop_ratio)
-  view = random_flip(flip_key, view, spec.flip_prob)
-  view = color_jitter(
-      jitter_key, view, spec.brightness, spec.contrast, spec.saturation, spec.hue, spec.jitter_prob)
-  view = random_grayscale(gray_key, view, spec.grayscale_prob)
-  view = random_gaussian_blur(blur_key, view, spec.blur_prob, spec.blur_sigma)
-  view = random_solarize(solarize_key, view, spec.solarize_prob)
-  return normalize(view, spec.mean, spec.std)

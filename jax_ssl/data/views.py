@@ -4,7 +4,7 @@ A `ViewSpec` is a frozen, hashable record of one view's augmentation
 parameters, so it can be a static argument of `jit`. Presets return the
 published recipes as tuples of specs; `views_from_config` builds the same from
 a config, so a recipe is data rather than code. `augment_batch` and
-`multi_crop` run `augment.augment_view` over a batch on device, one key per
+`multi_crop` run `augment_view` over a batch on device, one key per
 image.
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -35,7 +36,7 @@ _RANGE_FIELDS = ("crop_scale", "crop_ratio", "blur_sigma")
 
 @dataclasses.dataclass(frozen=True)
 class ViewSpec:
-  """Augmentation parameters of one view; see `augment.augment_view` for the pipeline.
+  """Augmentation parameters of one view; see `augment_view` for the pipeline.
 
   Defaults are the BYOL/VICReg colour recipe without blur or solarisation.
   Sequences are stored as tuples of floats, so specs compare and hash by value.
@@ -97,8 +98,27 @@ class ViewSpec:
 # Batched views.
 
 
+def augment_view(key: jax.Array, image: jax.Array, spec: ViewSpec) -> jax.Array:
+  """One augmented view: uint8 `(H, W, C)` -> float32 `(spec.size, spec.size, C)`.
+
+  To [0, 1], random resized crop, flip, colour jitter, grayscale, blur (kernel
+  from the output size), solarize, normalise, in that order, each step with
+  its own key split from `key`.
+  """
+  augment.check_image("image", image)
+  crop_key, flip_key, jitter_key, gray_key, blur_key, solarize_key = jax.random.split(key, 6)
+  view = augment.random_resized_crop(crop_key, augment.to_float(image), spec.size, spec.crop_scale, spec.crop_ratio)
+  view = augment.random_flip(flip_key, view, spec.flip_prob)
+  view = augment.color_jitter(
+      jitter_key, view, spec.brightness, spec.contrast, spec.saturation, spec.hue, spec.jitter_prob)
+  view = augment.random_grayscale(gray_key, view, spec.grayscale_prob)
+  view = augment.random_gaussian_blur(blur_key, view, spec.blur_prob, spec.blur_sigma)
+  view = augment.random_solarize(solarize_key, view, spec.solarize_prob)
+  return augment.normalize(view, spec.mean, spec.std)
+
+
 def _views_of_batch(keys: jax.Array, images: jax.Array, spec: ViewSpec) -> jax.Array:
-  return jax.vmap(functools.partial(augment.augment_view, spec=spec))(keys, images)
+  return jax.vmap(functools.partial(augment_view, spec=spec))(keys, images)
 
 
 def _check_batch(images: jax.Array) -> None:
@@ -259,6 +279,24 @@ def simclr_views(
 
 # ---------------------------------------------------------------------------
 # Configs.
+
+
+def recipe_views(views_config: Any, mean: Sequence[float], std: Sequence[float]) -> tuple[ViewSpec, ...]:
+  """The views a run's `config.views` section describes, normalised with the dataset's `mean` and `std`.
+
+  `views_config.recipe` names a preset: `multicrop` (`multicrop_views` with the section's sizes, counts
+  and scales) or a two-view pair (`vicreg`, `byol`, `simclr`, with `small_images`); then every field of
+  `views_config.overrides` is set on every view (e.g. `flip_prob=0.0` for digits).
+  """
+  v = views_config
+  if v.recipe == "multicrop":
+    specs = multicrop_views(v.size, v.local_size, v.num_global, v.num_local, tuple(v.global_scale),
+                            tuple(v.local_scale), mean=mean, std=std)
+  else:
+    pairs = {"vicreg": vicreg_views, "byol": byol_views, "simclr": simclr_views}
+    specs = pairs[v.recipe](v.size, mean=mean, std=std, small_images=v.small_images)
+  overrides = dict(v.overrides)
+  return tuple(dataclasses.replace(spec, **overrides) for spec in specs)
 
 VIEW_SPEC_FIELDS = tuple(field.name for field in dataclasses.fields(ViewSpec))
 

@@ -17,7 +17,8 @@ where needed so a level's k clusters can exist (see `_affinity`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import sparse

@@ -42,7 +42,8 @@ def _parse_map(level: str, mapping: Any) -> dict[int, Any]:
       try:
         parsed[int(key)] = value
       except ValueError:
-        raise ValueError(f"hierarchy level {level!r}: key {key!r} is not an integer class of the finer level.") from None
+        raise ValueError(
+            f"hierarchy level {level!r}: key {key!r} is not an integer class of the finer level.") from None
     return parsed
   raise ValueError(f"hierarchy level {level!r}: the map must be a list or an object, got {type(mapping).__name__}.")
 

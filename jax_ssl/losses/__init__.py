@@ -30,11 +30,13 @@ from jax_ssl.losses.vicreg import invariance
 from jax_ssl.losses.vicreg import variance
 from jax_ssl.losses.vicreg import vicreg_loss
 from jax_ssl.losses.visreg import center_loss
+from jax_ssl.losses.visreg import combine_visreg
 from jax_ssl.losses.visreg import prediction_loss
 from jax_ssl.losses.visreg import scale_loss
 from jax_ssl.losses.visreg import shape_loss
 from jax_ssl.losses.visreg import visreg_loss
 from jax_ssl.losses.visreg import visreg_regularizer
+from jax_ssl.losses.visreg import visreg_terms
 from jax_ssl.ops.mst import mst_edges
 from jax_ssl.ops.slices import gaussian_quantiles
 from jax_ssl.ops.slices import random_directions
@@ -43,6 +45,7 @@ __all__ = [
     "barlow_twins_loss",
     "byol_loss",
     "center_loss",
+    "combine_visreg",
     "covariance",
     "gaussian_quantiles",
     "invariance",
@@ -66,4 +69,5 @@ __all__ = [
     "vicreg_loss",
     "visreg_loss",
     "visreg_regularizer",
+    "visreg_terms",
 ]

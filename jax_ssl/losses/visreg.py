@@ -84,6 +84,48 @@ def _weighted_sum(terms, lambda_scale, lambda_shape, lambda_center) -> jax.Array
   return lambda_scale * terms["scale"] + lambda_shape * terms["shape"] + lambda_center * terms["center"]
 
 
+def visreg_terms(views: jax.Array, directions: jax.Array, detach_std: bool = True) -> Metrics:
+  """The regularizer's three unweighted terms, each averaged over the views.
+
+  Args:
+    views: (V, N, D) embeddings of every crop.
+    directions: (D, K) unit slice directions, shared by the views.
+    detach_std: see `shape_loss`.
+
+  Returns:
+    `{"scale", "shape", "center"}`: `mean_v scale_loss(views[v])` and so on. A
+    mean over slices, so the means over blocks of directions average to the
+    terms over all of them (what the trainer does on a device mesh).
+  """
+  views = _checks.views("views", views)
+  terms = jax.vmap(functools.partial(_regularizer_terms, detach_std=detach_std), in_axes=(0, None))(views, directions)
+  return {name: jnp.mean(value) for name, value in terms.items()}
+
+
+def combine_visreg(
+    prediction: jax.Array,
+    terms: Metrics,
+    lam: float = 0.9,
+    lambda_scale: float = 1.0,
+    lambda_shape: float = 1.0,
+    lambda_center: float = 1.0,
+) -> tuple[jax.Array, Metrics]:
+  """VISReg's objective from its parts: `(1 - lam) prediction + lam (weighted scale + shape + center)`.
+
+  Args:
+    prediction: `prediction_loss` of the views.
+    terms: `visreg_terms` of the views.
+    lam, lambda_scale, lambda_shape, lambda_center: as in `visreg_loss`.
+
+  Returns:
+    `(loss, metrics)`: `prediction`, `regularizer` (the weighted sum) and the
+    unweighted `scale`, `shape`, `center`.
+  """
+  regularizer = _weighted_sum(terms, lambda_scale, lambda_shape, lambda_center)
+  loss = (1.0 - lam) * prediction + lam * regularizer
+  return loss, {"prediction": prediction, "regularizer": regularizer, **terms}
+
+
 def visreg_regularizer(
     z: jax.Array,
     directions: jax.Array,
@@ -161,10 +203,6 @@ def visreg_loss(
           f"got {local_views.shape} and {global_views.shape}.")
     all_views = jnp.concatenate([global_views, local_views], axis=0)
   directions = ops.random_directions(key, global_views.shape[-1], num_slices)
-  terms = jax.vmap(functools.partial(_regularizer_terms, detach_std=detach_std), in_axes=(0, None))(
-      all_views, directions)
-  terms = {name: jnp.mean(value) for name, value in terms.items()}
-  regularizer = _weighted_sum(terms, lambda_scale, lambda_shape, lambda_center)
-  prediction = prediction_loss(global_views, all_views)
-  loss = (1.0 - lam) * prediction + lam * regularizer
-  return loss, {"prediction": prediction, "regularizer": regularizer, **terms}
+  terms = visreg_terms(all_views, directions, detach_std)
+  return combine_visreg(prediction_loss(global_views, all_views), terms, lam, lambda_scale, lambda_shape,
+                        lambda_center)

@@ -42,7 +42,8 @@ class Embeddings(NamedTuple):
     return jax.numpy.concatenate([self.global_views, self.local_views], axis=0)
 
 
-# (fn(views (V, N, D), directions (D, K_block)) -> mean over the block's slices, views, key, K) -> mean over all K.
+# (fn(views (V, N, D), directions (D, K_block)) -> means over the block's slices (an array or a dict of them),
+#  views, key, K) -> the same means over all K.
 SlicedMean = Callable[[Callable[[jax.Array, jax.Array], jax.Array], jax.Array, jax.Array, int], jax.Array]
 
 

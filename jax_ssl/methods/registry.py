@@ -61,12 +61,16 @@ def _jepa(regularizer_name: str, per_view_regularizer):
   return objective
 
 
-def _visreg_regularizer(z, directions, hp):
-  return losses.visreg_regularizer(z, directions, hp["lambda_scale"], hp["lambda_shape"], hp["lambda_center"],
-                                   hp["detach_std"])
+def visreg(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
+  """`losses.visreg_loss` with the slices split over the mesh: its scale, shape and center terms are logged."""
+  hp = ctx.hparams
+  views = embeddings.all_views
+  terms = ctx.sliced_mean(lambda views, directions: losses.visreg_terms(views, directions, hp["detach_std"]),
+                          views, ctx.key, hp["num_slices"])
+  return losses.combine_visreg(losses.prediction_loss(embeddings.global_views, views), terms, hp["lam"],
+                               hp["lambda_scale"], hp["lambda_shape"], hp["lambda_center"])
 
 
-visreg = _jepa("visreg_regularizer", _visreg_regularizer)
 lejepa = _jepa("sigreg", lambda z, directions, hp: losses.sigreg(z, directions, knots=hp["sigreg_knots"]))
 swd = _jepa("swd", lambda z, directions, hp: losses.swd_gaussian(z, directions))
 

@@ -12,11 +12,11 @@ from jax_ssl.ops.distances import squared_euclidean_distances
 from jax_ssl.ops.mst import mst_edges
 from jax_ssl.ops.slices import gaussian_quantiles
 from jax_ssl.ops.slices import random_directions
-from jax_ssl.ops.spectrum import effective_rank
 from jax_ssl.ops.sorting import argsort
 from jax_ssl.ops.sorting import sort
 from jax_ssl.ops.sorting import sort_ranks
 from jax_ssl.ops.sorting import squared_w2_1d
+from jax_ssl.ops.spectrum import effective_rank
 
 __all__ = [
     "argsort",

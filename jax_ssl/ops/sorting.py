@@ -2,8 +2,9 @@
 
 Sliced-Wasserstein losses sort every projection of the batch. XLA:CPU sorts
 floats through a generic comparator, about 20x slower than numpy's vectorised
-sort on the same machine (jax issue 10434), so on CPU the permutation is computed on the host with numpy (vectorised argsort, one
-thread per core); GPU and TPU use `lax.sort`. Only the *permutation* leaves XLA:
+sort on the same machine (jax issue 10434), so on CPU the permutation is
+computed on the host with numpy (vectorised argsort, one thread per core); GPU
+and TPU use `lax.sort`. Only the *permutation* leaves XLA:
 values and gradients are always formed inside the program from it, so both are
 exact on every backend: the gradient of a sort is the gradient routed back
 through the permutation, which is what `take_along_axis` differentiates to.

@@ -193,7 +193,6 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   from jax_ssl import methods
   from jax_ssl import models
   from jax_ssl.data import catalog
-
   from jax_ssl.data import views as views_lib
   schema = _flatten(base_config())
   given = _flatten(config)
@@ -232,7 +231,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     if not given[key] >= 0:
       raise ConfigError(f"{key} must not be negative, got {given[key]!r}.")
   if not 0.0 <= config.method.lam <= 1.0:
-    raise ConfigError(f"method.lam weighs the regularizer against the prediction loss, in [0, 1]; got {config.method.lam}.")
+    raise ConfigError("method.lam weighs the regularizer against the prediction loss, in [0, 1]; "
+                      f"got {config.method.lam}.")
   if config.data.worker_count < -1:
     raise ConfigError(f"data.worker_count is a number of processes, or -1 for one per spare CPU core; "
                       f"got {config.data.worker_count}.")

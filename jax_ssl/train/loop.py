@@ -12,7 +12,6 @@ checkpoint; SIGTERM or a first Ctrl-C saves and stops cleanly.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import pathlib
@@ -59,20 +58,6 @@ def data_mesh(devices=None) -> Mesh:
   """A 1-D mesh over all devices, axis `data`, with automatic (compiler-inserted) collectives."""
   devices = jax.devices() if devices is None else devices
   return jax.make_mesh((len(devices),), (state_lib.DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices)
-
-
-def view_specs(config: ml_collections.ConfigDict, spec: catalog.DatasetSpec) -> tuple[views.ViewSpec, ...]:
-  """The augmentation recipe of `config.views`, normalised with the dataset's statistics."""
-  v = config.views
-  stats = dict(mean=spec.mean, std=spec.std)
-  if v.recipe == "multicrop":
-    specs = views.multicrop_views(v.size, v.local_size, v.num_global, v.num_local, tuple(v.global_scale),
-                                  tuple(v.local_scale), **stats)
-  else:
-    recipe = {"vicreg": views.vicreg_views, "byol": views.byol_views, "simclr": views.simclr_views}[v.recipe]
-    specs = recipe(v.size, small_images=v.small_images, **stats)
-  overrides = dict(v.overrides)
-  return tuple(dataclasses.replace(spec, **overrides) for spec in specs)
 
 
 def open_training_source(config: ml_collections.ConfigDict, split: str = "train") -> sources.Source:
@@ -163,7 +148,7 @@ class Run:
     self.method = methods.get_method(config.method.name)
     self.source = open_training_source(config)
     self.steps_per_epoch, self.total_steps = schedule_lengths(config, len(self.source))
-    self.view_specs = view_specs(config, self.spec)
+    self.view_specs = views.recipe_views(config.views, self.spec.mean, self.spec.std)
     self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch, self.total_steps)
     self.optimizer = optim.make_optimizer(config, self.schedule)
     self.probe_optimizer = optax.adam(config.train.probe_lr)
@@ -391,9 +376,8 @@ class _EvalData:
     trained encoder adds over the better of the two.
     """
     run, config = self.run, self.run.config
-    initial = jax.jit(lambda: state_lib.initial_state(config, run.method, run.spec.num_classes["label"],
-                                                      run.optimizer, run.probe_optimizer),
-                      out_shardings=run.shardings)()
+    initial = state_lib.initialize(lambda: state_lib.initial_state(
+        config, run.method, run.spec.num_classes["label"], run.optimizer, run.probe_optimizer), run.shardings)
     epochs = config.eval.probe_epochs
     return {"trained": self.accuracies(run.state.params, run.state.batch_stats, epochs),
             "initial": self.accuracies(initial.params, initial.batch_stats, epochs),

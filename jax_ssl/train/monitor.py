@@ -73,7 +73,8 @@ class Monitor:
   def progress(self, step: int, loss: float, images_per_second: float) -> None:
     if not self.enabled:
       return
-    remaining = (self.total_steps - step) * self.images_per_step / images_per_second if images_per_second > 0 else float("nan")
+    remaining = ((self.total_steps - step) * self.images_per_step / images_per_second if images_per_second > 0
+                 else float("nan"))
     width = 24
     done = int(width * step / self.total_steps)
     line = (f"[{'#' * done}{'.' * (width - done)}] step {step}/{self.total_steps}  loss {loss:.4g}  "

@@ -57,7 +57,7 @@ def _plot_accuracies(results: dict, path: pathlib.Path) -> None:
     positions = range(len(levels))
     for index, (name, label) in enumerate(encoders):
       offset = (index - (len(encoders) - 1) / 2) * width
-      axis.bar([p + offset for p in positions], [results[name][probe][l] for l in levels], width, label=label)
+      axis.bar([p + offset for p in positions], [results[name][probe][level] for level in levels], width, label=label)
     axis.set_xticks(list(positions), levels, fontsize=8)
     axis.set_ylim(0, 1)
     axis.set_title(f"{probe} probe accuracy")

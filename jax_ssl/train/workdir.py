@@ -126,7 +126,7 @@ def record_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   if not path.exists():
     path.write_text(config.to_json(indent=2) + "\n")
   elif changes:
-    entry = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    entry = {"time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
              "resumed_at_step": step,
              "changes": {field: {"from": before, "to": after} for field, (before, after) in changes.items()}}
     with open(workdir / HISTORY_FILE, "a") as history:
@@ -151,7 +151,7 @@ def record_on_device(workdir: str | pathlib.Path, on_device: bool) -> None:
 def write_error_log(workdir: str | pathlib.Path, error: BaseException) -> pathlib.Path | None:
   """Append the traceback of `error` to `WORKDIR/error.log`; its path, or None if it cannot be written."""
   path = pathlib.Path(workdir) / ERROR_LOG
-  stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
   try:
     with open(path, "a") as log:
       log.write(f"--- {stamp}\n{''.join(traceback.format_exception(error))}\n")

@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import integrate, stats
+from scipy import integrate
+from scipy import stats
 
-from jax_ssl.data import augment, views
+from jax_ssl.data import augment
 
 LUMA = np.array([0.2989, 0.5870, 0.1140])  # ITU-R BT.601, as dm-pix and torchvision weigh it
 KS_MIN_P = 1e-3  # keys are fixed, so each KS test is deterministic; this is its stated bound
@@ -320,36 +321,3 @@ def test_normalize_per_channel_and_rejects_mismatched_stats():
   np.testing.assert_allclose(augment.normalize(image, mean, std), (image - mean) / np.array(std), rtol=1e-6, atol=1e-7)
   with pytest.raises(ValueError, match="mean"):
     augment.normalize(image, (0.5, 0.5), std)
-
-
-# ---------------------------------------------------------------------------
-# The full view.
-
-
-def _uint8_images(n, h, w, c, seed=0):
-  return np.random.default_rng(seed).integers(0, 256, (n, h, w, c), dtype=np.uint8)
-
-
-@pytest.mark.parametrize("channels", [1, 3])
-def test_augment_view_shape_range_and_keys(channels):
-  mean, std = ((0.5,), (0.25,)) if channels == 1 else (views.IMAGENET_MEAN, views.IMAGENET_STD)
-  spec = views.ViewSpec(size=12, blur_prob=0.5, solarize_prob=0.5, mean=mean, std=std)
-  images = _uint8_images(8, 20, 20, channels, seed=14)
-  view_fn = jax.jit(jax.vmap(augment.augment_view, in_axes=(0, 0, None)), static_argnums=2)
-  keys = _keys(8, 15)
-  out = np.asarray(view_fn(keys, images, spec))
-  assert out.shape == (8, 12, 12, channels) and out.dtype == np.float32
-  undone = out * np.array(std, np.float32) + np.array(mean, np.float32)
-  assert undone.min() >= -1e-6 and undone.max() <= 1 + 1e-6
-  np.testing.assert_array_equal(view_fn(keys, images, spec), out)  # same keys: the same views
-  other = np.asarray(view_fn(_keys(8, 16), images, spec))
-  assert np.all(np.any(other != out, axis=(1, 2, 3)))
-
-
-def test_augment_view_with_everything_off_is_the_scaled_image():
-  spec = views.ViewSpec(
-      size=16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0,
-      grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-  image = _uint8_images(1, 16, 16, 3, seed=17)[0]
-  out = augment.augment_view(jax.random.key(0), image, spec)
-  np.testing.assert_allclose(out, image / 255.0, atol=1e-6)

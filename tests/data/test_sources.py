@@ -61,7 +61,8 @@ def test_tfrecord_preparation_is_refused_with_the_fix():
   spec = catalog.get_spec("cifar100")
   tfrecord_builder = types.SimpleNamespace(
       is_prepared=lambda: True, info=types.SimpleNamespace(file_format=tfds.core.FileFormat.TFRECORD))
-  with pytest.raises(sources.DatasetNotFoundError, match="needs array_record. Rebuild it: .*--file_format=array_record"):
+  expected = "needs array_record. Rebuild it: .*--file_format=array_record"
+  with pytest.raises(sources.DatasetNotFoundError, match=expected):
     sources.check_prepared(spec, tfrecord_builder, "/data", "train")
 
 

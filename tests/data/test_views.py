@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jax_ssl.data import augment, views
+from jax_ssl.data import views
 
 GLOBAL = views.ViewSpec(size=16, blur_prob=0.5, solarize_prob=0.5)
 LOCAL = views.ViewSpec(size=8, crop_scale=(0.05, 0.3))
@@ -17,6 +17,35 @@ MEAN, STD = np.array(views.IMAGENET_MEAN, np.float32), np.array(views.IMAGENET_S
 
 def _uint8_images(n, h=32, w=32, c=3, seed=0):
   return np.random.default_rng(seed).integers(0, 256, (n, h, w, c), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------
+# The full view.
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_augment_view_shape_range_and_keys(channels):
+  mean, std = ((0.5,), (0.25,)) if channels == 1 else (views.IMAGENET_MEAN, views.IMAGENET_STD)
+  spec = views.ViewSpec(size=12, blur_prob=0.5, solarize_prob=0.5, mean=mean, std=std)
+  images = _uint8_images(8, 20, 20, channels, seed=14)
+  view_fn = jax.jit(jax.vmap(views.augment_view, in_axes=(0, 0, None)), static_argnums=2)
+  keys = jax.random.split(jax.random.key(15), 8)
+  out = np.asarray(view_fn(keys, images, spec))
+  assert out.shape == (8, 12, 12, channels) and out.dtype == np.float32
+  undone = out * np.array(std, np.float32) + np.array(mean, np.float32)
+  assert undone.min() >= -1e-6 and undone.max() <= 1 + 1e-6
+  np.testing.assert_array_equal(view_fn(keys, images, spec), out)  # same keys: the same views
+  other = np.asarray(view_fn(jax.random.split(jax.random.key(16), 8), images, spec))
+  assert np.all(np.any(other != out, axis=(1, 2, 3)))
+
+
+def test_augment_view_with_everything_off_is_the_scaled_image():
+  spec = views.ViewSpec(
+      size=16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0,
+      grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+  image = _uint8_images(1, 16, 16, 3, seed=17)[0]
+  out = views.augment_view(jax.random.key(0), image, spec)
+  np.testing.assert_allclose(out, image / 255.0, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -33,7 +62,7 @@ def test_augment_batch_gives_each_image_its_own_key():
   np.testing.assert_array_equal(views.augment_batch(key, images, GLOBAL), out)
   assert np.all(np.any(np.asarray(views.augment_batch(jax.random.key(1), images, GLOBAL)) != out, axis=(1, 2, 3)))
   # Image i is augment_view with key i of split(key, B).
-  single = jax.jit(augment.augment_view, static_argnums=2)
+  single = jax.jit(views.augment_view, static_argnums=2)
   for index, image_key in enumerate(jax.random.split(key, 4)):
     np.testing.assert_allclose(single(image_key, images[index], GLOBAL), out[index], atol=1e-5)
   # Copies of one image still get different views.
@@ -168,3 +197,18 @@ def test_views_from_config_fills_defaults_and_rejects_unknown_or_missing_keys():
     views.views_from_config([{"blur_prob": 0.5}])
   with pytest.raises(ValueError, match="ViewSpec.hue"):
     views.views_from_config([{"size": 32, "hue": 0.7}])
+
+
+def test_recipe_views_follow_the_config_section():
+  from jax_ssl.train import config as config_lib
+  section = config_lib.base_config().views
+  section.update(recipe="multicrop", size=32, local_size=16, num_global=2, num_local=3)
+  section.overrides.update(flip_prob=0.0)
+  specs = views.recipe_views(section, mean=(0.5,), std=(0.25,))
+  assert [s.size for s in specs] == [32, 32, 16, 16, 16]
+  assert all(s.flip_prob == 0.0 and s.mean == (0.5,) and s.std == (0.25,) for s in specs)
+  assert specs[0].crop_scale == tuple(section.global_scale) and specs[2].crop_scale == tuple(section.local_scale)
+  section.update(recipe="vicreg", size=16, small_images=True)
+  first, second = views.recipe_views(section, mean=(0.5,), std=(0.25,))
+  expected = views.vicreg_views(16, mean=(0.5,), std=(0.25,), small_images=True)
+  assert (first, second) == tuple(dataclasses.replace(s, flip_prob=0.0) for s in expected)

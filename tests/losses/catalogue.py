@@ -4,7 +4,6 @@ import jax.numpy as jnp
 
 from jax_ssl import losses
 
-
 # SAG-VICReg's readings besides the default, each option switched once.
 SAG_READINGS = {
     "cross_view": dict(graph="cross_view"),

@@ -115,6 +115,20 @@ def test_visreg_loss_composes_prediction_and_regularizer(with_local):
   np.testing.assert_allclose(loss, 0.4 * prediction + 0.6 * regularizer, rtol=1e-4)
 
 
+def test_visreg_terms_and_their_combination_match_the_reference():
+  rng = np.random.default_rng(3)
+  views = rng.standard_normal((3, 32, 6)).astype(np.float32) * [[[0.5, 1.0, 2.0, 1.0, 0.1, 3.0]]] + 0.2
+  w = np.asarray(losses.random_directions(jax.random.key(4), 6, 40))
+  terms = jax.jit(losses.visreg_terms)(views, w)
+  for name in ("scale", "shape", "center"):
+    assert float(terms[name]) == pytest.approx(np.mean([ref_visreg_terms(v, w)[name] for v in views]), rel=1e-4)
+  prediction = np.float32(0.7)
+  loss, metrics = losses.combine_visreg(prediction, terms, 0.6, 0.5, 2.0, 0.25)
+  regularizer = 0.5 * terms["scale"] + 2.0 * terms["shape"] + 0.25 * terms["center"]
+  assert float(metrics["regularizer"]) == pytest.approx(float(regularizer), rel=1e-6)
+  assert float(loss) == pytest.approx(0.4 * 0.7 + 0.6 * float(regularizer), rel=1e-6)
+
+
 def test_visreg_loss_weights_inside_the_regularizer():
   views = np.random.default_rng(2).standard_normal((2, 16, 4)).astype(np.float32)
   key = jax.random.key(0)

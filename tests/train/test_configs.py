@@ -64,7 +64,8 @@ def test_recipes_follow_the_papers():
   text = nette.get_config()
   assert text.method.num_slices == 8 * 4096 and text.model.projector.endswith("-256")
   official = nette.get_config("official")
-  assert (official.optim.warmup_epochs, official.optim.end_lr_fraction, official.optim.grad_clip_norm) == (1.0, 1e-3, 1.0)
+  optim = official.optim
+  assert (optim.warmup_epochs, optim.end_lr_fraction, optim.grad_clip_norm) == (1.0, 1e-3, 1.0)
   assert (official.views.overrides.brightness, official.views.overrides.contrast, official.views.overrides.saturation,
           official.views.overrides.hue) == (0.8, 0.8, 0.8, 0.1)
   assert official.model.projector.endswith("-128") and official.model.drop_path == 0.1

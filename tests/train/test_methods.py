@@ -38,13 +38,17 @@ def test_two_view_methods(name, expected):
   assert all(np.isfinite(v) for v in metrics.values())
 
 
-def test_visreg_method_is_visreg_loss():
-  embeddings, context = _embeddings(num_global=2, num_local=3), _context()
+def test_visreg_method_is_visreg_loss_and_logs_its_terms():
+  weights = {"lambda_scale": 0.5, "lambda_shape": 2.0, "lambda_center": 0.25}
+  embeddings = _embeddings(num_global=2, num_local=3)
+  context = methods.Context(key=jax.random.key(0), hparams={**HPARAMS, **weights}, progress=jnp.float32(0.5))
   loss, metrics = methods.get_method("visreg").objective(embeddings, context)
   expected, expected_metrics = losses.visreg_loss(context.key, embeddings.global_views, embeddings.local_views,
-                                                  lam=HPARAMS["lam"], num_slices=HPARAMS["num_slices"])
+                                                  lam=HPARAMS["lam"], num_slices=HPARAMS["num_slices"], **weights)
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
-  np.testing.assert_allclose(metrics["prediction"], expected_metrics["prediction"], rtol=1e-6)
+  assert set(metrics) == {"prediction", "regularizer", "scale", "shape", "center"}
+  for name, value in expected_metrics.items():
+    np.testing.assert_allclose(metrics[name], value, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name,regularizer", [

@@ -5,9 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jax_ssl import losses
+from jax_ssl import methods
 from jax_ssl.train import config as config_lib
 from jax_ssl.train import loop
 from jax_ssl.train import optim
+from jax_ssl.train import step as step_lib
 
 
 def _config(method, bundled_dir):
@@ -45,6 +48,28 @@ def test_two_sharded_steps_equal_two_single_device_steps(method, fsdp, bundled_d
     np.testing.assert_allclose(sharded, single, rtol=1e-4, atol=1e-6)
   moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(params[8]), jax.tree.leaves(initial))]
   assert max(moved) > 1e-3, "the steps should have changed the parameters"
+
+
+def test_slices_split_over_the_mesh_average_to_all_slices():
+  # Each device takes a block of the directions; the blocks' means of VISReg's three terms
+  # average to the terms over all of them, with their gradient.
+  views = jnp.asarray(np.random.default_rng(0).standard_normal((3, 32, 8)), jnp.float32)
+  key, num_slices = jax.random.key(1), 64
+  terms = lambda views, directions: losses.visreg_terms(views, directions)  # noqa: E731
+
+  def weighted(sliced_mean, views):
+    result = sliced_mean(terms, views, key, num_slices)
+    return result["scale"] + 2.0 * result["shape"] + 3.0 * result["center"], result
+
+  single = jax.jit(jax.value_and_grad(lambda v: weighted(methods.sliced_mean_on_one_device, v), has_aux=True))
+  sharded = jax.jit(jax.value_and_grad(lambda v: weighted(step_lib.mesh_sliced_mean(loop.data_mesh()), v),
+                                       has_aux=True))
+  (_, single_terms), single_grad = single(views)
+  (_, sharded_terms), sharded_grad = sharded(views)
+  assert len(jax.devices()) == 8
+  for name in ("scale", "shape", "center"):
+    np.testing.assert_allclose(sharded_terms[name], single_terms[name], rtol=1e-5)
+  np.testing.assert_allclose(sharded_grad, single_grad, rtol=1e-4, atol=1e-7)
 
 
 def test_optimizer_skips_biases_and_norms():
