@@ -44,6 +44,8 @@ _GRAM_ERROR_ULPS = 8.0
 # the distances are recomputed from coordinate differences. The bound is a worst
 # case (every weight off by the full error): the error seen is ~1e-7 far below it.
 _LENGTH_RTOL = 1e-4
+# Prim's tie-break key `lower * N + higher` fits int32 up to this N; beyond it, two reductions.
+_COMBINED_KEY_MAX_N = 46340
 # Elements of the (rows, N, D) block of differences that the exact path builds at once.
 _EXACT_BLOCK_ELEMENTS = 1 << 24
 
@@ -72,26 +74,49 @@ def _exact_squared_distances(points: jax.Array) -> jax.Array:
   return blocks.reshape(-1, n)[:n]
 
 
+def _first_edge_vertex(candidate: jax.Array, parent: jax.Array, in_tree: jax.Array) -> jax.Array:
+  """The outside vertex j whose edge (parent[j], j) comes first in (lower, higher) endpoint order among `candidate`."""
+  n = candidate.shape[0]
+  iota = jnp.arange(n, dtype=jnp.int32)
+  low, high = jnp.minimum(parent, iota), jnp.maximum(parent, iota)
+  if n <= _COMBINED_KEY_MAX_N:
+    # One reduction over a combined key (the loop is latency-bound: each reduction is a step's cost).
+    first = jnp.min(jnp.where(candidate, low * n + high, n * n))
+    low, high = first // n, first % n
+  else:
+    low_first = jnp.min(jnp.where(candidate, low, n))
+    high = jnp.min(jnp.where(candidate & (low == low_first), high, n))
+    low = low_first
+  # One endpoint of the edge is in the tree; the other is the vertex that joins.
+  return jnp.where(in_tree[low], high, low)
+
+
 def _prim(sq_dist: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Prim's algorithm from vertex 0 on a dense symmetric matrix of finite edge weights."""
+  """Prim's algorithm from vertex 0 on a dense symmetric matrix of finite edge weights.
+
+  Each step adds the crossing edge first in the order (weight, lower endpoint,
+  higher endpoint), so the tree is the unique minimum of that order, the one
+  Borůvka's algorithm finds too.
+  """
   n = sq_dist.shape[0]
   iota = jnp.arange(n, dtype=jnp.int32)
   # best[j]: weight from j to the tree, +inf once j is in it (and only then:
-  # every other entry is finite). parent[j]: the tree vertex attaining it,
-  # frozen when j joins, so the edge that brought j in is (parent[j], j).
+  # every other entry is finite). parent[j]: the lowest-numbered tree vertex
+  # attaining it (its edge to j comes first among j's equal-weight edges), frozen
+  # when j joins, so the edge that brought j in is (parent[j], j).
   best = sq_dist[0].at[0].set(jnp.inf)
   parent = jnp.zeros(n, jnp.int32)
   joined = jnp.zeros(n - 1, jnp.int32)
 
   def add_nearest_vertex(step, state):
     best, parent, joined = state
-    # min, then the first index attaining it: several times faster than argmin on XLA:CPU.
-    nearest = jnp.min(best)
-    vertex = jnp.min(jnp.where(best == nearest, iota, n))
+    in_tree = best == jnp.inf
+    vertex = _first_edge_vertex(best == jnp.min(best), parent, in_tree)
     joined = joined.at[step].set(vertex)
     through_vertex = lax.dynamic_index_in_dim(sq_dist, vertex, keepdims=False)
-    outside = (best != jnp.inf) & (iota != vertex)
-    parent = jnp.where(outside & (through_vertex < best), vertex, parent)
+    outside = ~in_tree & (iota != vertex)
+    closer = (through_vertex < best) | ((through_vertex == best) & (vertex < parent))
+    parent = jnp.where(outside & closer, vertex, parent)
     best = jnp.where(outside, jnp.minimum(best, through_vertex), jnp.inf)
     return best, parent, joined
 

@@ -86,6 +86,18 @@ def test_minimum_for_any_point_set(points):
   np.testing.assert_allclose(length, expected, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("combined_key", [True, False])
+def test_prim_breaks_ties_by_the_lower_then_higher_endpoint(combined_key, monkeypatch):
+  # Point 10 is at distance 1 from points 1 and 2; Prim's reaches 2 first, but the edge order prefers (1, 10).
+  points = np.array([[1, -1], [0, 1], [1, 0], *[[1, 1]] * 7, [0, 0], [1, 1]], np.float32)
+  if not combined_key:  # the path for batches too large for one int32 key
+    monkeypatch.setattr(mst, "_COMBINED_KEY_MAX_N", 0)
+  src, dst = jax.jit(lambda p: ops.mst_edges(p, "prim"))(points)
+  edges = _edge_set(np.asarray(src), np.asarray(dst))
+  assert frozenset({1, 10}) in edges and frozenset({2, 10}) not in edges
+  assert edges == _edge_set(*(np.asarray(a) for a in _boruvka_edges(points)))
+
+
 def _collapsed_cloud(spread, n=256, d=32, centre_norm=10.0, seed=0):
   """Points packed within `spread` of a centre far from the origin: a collapsing batch."""
   rng = np.random.default_rng(seed)
