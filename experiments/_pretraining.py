@@ -407,6 +407,9 @@ def figure(results: dict, output: str, path: pathlib.Path) -> None:
   with_two_models = all("generalization" in v["summary"][output] for d in datasets
                         for v in results[d]["variants"].values())
   panels = (*SCORES, "generalization") if with_two_models else SCORES
+  # One colour per variant or control in every panel, whichever of them a dataset has run.
+  names = list(dict.fromkeys(name for d in datasets for name in results[d]["variants"])) + list(CONTROLS)
+  colours = {name: f"C{index % 10}" for index, name in enumerate(names)}
   fig, axes = plt.subplots(len(datasets), len(panels), figsize=(4.4 * len(panels), 3.3 * len(datasets)),
                            squeeze=False)
   for row, dataset in enumerate(datasets):
@@ -423,7 +426,8 @@ def figure(results: dict, output: str, path: pathlib.Path) -> None:
       for index, (name, (summary, control)) in enumerate(rows.items()):
         values = summary[panel] if panel != "generalization" else summary["generalization"]["a_vs_b"]
         axis.bar(positions + (index - (len(rows) - 1) / 2) * width, [values[k]["mean"] for k in keys], width,
-                 yerr=[values[k]["std"] for k in keys], capsize=2, label=name, hatch="//" if control else None,
+                 yerr=[values[k]["std"] for k in keys], capsize=2, label=name, color=colours[name],
+                 hatch="//" if control else None,
                  edgecolor="black" if control else None, linewidth=0.3)
       axis.set_xticks(positions, [k.replace("label_", "").replace("cophenetic_", "coph ") for k in keys], fontsize=8)
       axis.set_title(f"{dataset}: {panel.replace('_', ' ')}" + (" A vs B" if panel == "generalization" else ""),
