@@ -298,6 +298,7 @@ def recipe_views(views_config: Any, mean: Sequence[float], std: Sequence[float])
   overrides = dict(v.overrides)
   return tuple(dataclasses.replace(spec, **overrides) for spec in specs)
 
+
 VIEW_SPEC_FIELDS = tuple(field.name for field in dataclasses.fields(ViewSpec))
 
 
