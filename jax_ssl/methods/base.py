@@ -44,7 +44,8 @@ class Embeddings(NamedTuple):
 
 # (fn(views (V, N, D), directions (D, K_block)) -> means over the block's slices (an array or a dict of them),
 #  views, key, K) -> the same means over all K.
-SlicedMean = Callable[[Callable[[jax.Array, jax.Array], jax.Array], jax.Array, jax.Array, int], jax.Array]
+SliceMeans = jax.Array | dict[str, jax.Array]
+SlicedMean = Callable[[Callable[[jax.Array, jax.Array], SliceMeans], jax.Array, jax.Array, int], SliceMeans]
 
 
 def sliced_mean_on_one_device(fn, views: jax.Array, key: jax.Array, num_slices: int) -> jax.Array:
