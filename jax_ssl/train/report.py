@@ -1,4 +1,4 @@
-"""The end-of-run report: report.md with the probe accuracies, and its figures.
+"""The end-of-run report: report.md with the probe accuracies, its figures, and report.json.
 
 It answers the first question about a pretraining run: did the encoder learn
 anything? The same probes (kNN and linear, per label level) run on the
@@ -11,6 +11,7 @@ network says nothing.
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import matplotlib
@@ -20,6 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import ml_collections  # noqa: E402
 
 REPORT_FILE = "report.md"
+# The report's numbers, for results files that cite a run (experiments/RESULTS.md).
+REPORT_JSON = "report.json"
 # The encoders a report compares, in the order of its bars.
 _ENCODERS = (("pixels", "input pixels"), ("initial", "initialisation"), ("trained", "trained"))
 CURVES_FIGURE = "report_training.png"
@@ -69,17 +72,18 @@ def _plot_accuracies(results: dict, path: pathlib.Path) -> None:
 
 def write_report(workdir: str | pathlib.Path, config: ml_collections.ConfigDict, results: dict,
                  records: list[dict]) -> pathlib.Path:
-  """Write report.md (and its figures) in `workdir`; returns its path.
+  """Write report.md (and its figures) and report.json in `workdir`; returns report.md's path.
 
   results: {"trained": {probe: {level: accuracy}}, "initial": {...}, "pixels": {...}}.
   records: the logged metrics (`monitor.read_metrics`).
   """
   workdir = pathlib.Path(workdir)
+  steps = records[-1]["step"] if records else 0
   lines = [
       f"# Pretraining report: {config.method.name} on {config.data.name}",
       "",
       f"Backbone `{config.model.backbone}`, projector `{config.model.projector}`, global batch "
-      f"{config.train.global_batch_size}, {records[-1]['step'] if records else 0} steps, seed {config.seed}.",
+      f"{config.train.global_batch_size}, {steps} steps, seed {config.seed}.",
       "",
       "Accuracy on the test split of probes on frozen backbone features: kNN (k = "
       f"{config.eval.knn_k}, cosine, weighted) and a linear probe (multinomial logistic regression). "
@@ -104,4 +108,8 @@ def write_report(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
   lines += ["", f"![probe accuracies]({ACCURACY_FIGURE})", ""]
   path = workdir / REPORT_FILE
   path.write_text("\n".join(lines))
+  numbers = {"method": config.method.name, "dataset": config.data.name, "backbone": config.model.backbone,
+             "steps": steps, "seed": config.seed, "accuracy": results,
+             "final_metrics": {k: v for k, v in records[-1].items() if k != "step"} if records else {}}
+  (workdir / REPORT_JSON).write_text(json.dumps(numbers, indent=1) + "\n")
   return path

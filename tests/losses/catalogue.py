@@ -4,7 +4,7 @@ import jax.numpy as jnp
 
 from jax_ssl import losses
 
-# SAG-VICReg's readings besides the default, each option switched once.
+# SAG-VICReg's readings: every graph, and the other options switched once from the default.
 SAG_READINGS = {
     "cross_view": dict(graph="cross_view"),
     "cross_view_own": dict(graph="cross_view_own"),

@@ -80,3 +80,18 @@ def test_drop_path_is_refused_where_it_does_not_apply():
   config.model.drop_path = 0.1
   with pytest.raises(config_lib.ConfigError, match="applies to ViT backbones"):
     config_lib.validate(config, num_devices=1)
+
+
+def test_sag_vicreg_shapes_trains_as_the_readings_experiment_does():
+  # configs/sag_vicreg.py:shapes is the run RESULTS.md cites beside sag_vicreg_readings' same_view runs.
+  from experiments import _pretraining
+  config = _module(CONFIG_DIR / "sag_vicreg.py").get_config("shapes")
+  same_view = _pretraining.Variant("same_view", "sag_vicreg.py", (("method.graph", "same_view"),))
+  reading = _pretraining.variant_config(same_view, "shapes", config.seed, _pretraining.SCALES["cpu"],
+                                        config.data.data_dir)
+  reading.method.num_slices = config.method.num_slices  # capped by the experiments for VISReg; unused here
+  for section in ("model", "views", "method", "optim"):
+    assert config[section].to_dict() == reading[section].to_dict(), section
+  assert (config.data.name, config.train.global_batch_size, config.train.num_steps) == (
+      reading.data.name, reading.train.global_batch_size, reading.train.num_steps)
+  config_lib.validate(config, num_devices=8)

@@ -31,6 +31,8 @@ def test_workdir_holds_metrics_events_and_a_report(bundled_dir, tmp_path):
   assert (tmp_path / "report_training.png").stat().st_size > 0 and (tmp_path / "report_accuracy.png").exists()
   evaluation = summary["evaluation"]
   assert set(evaluation) == {"trained", "initial", "pixels"} and set(evaluation["trained"]) == {"knn", "linear"}
+  numbers = json.loads((tmp_path / "report.json").read_text())
+  assert numbers["accuracy"] == evaluation and numbers["steps"] == 4 and numbers["final_metrics"]["loss"] > 0
   # The pixel control is the probes on the flattened eval images themselves.
   source = loop.open_training_source(config)
   train = evaluation_lib.sample_split(source, 128, seed=config.seed)
