@@ -35,9 +35,10 @@ import ml_collections
 import numpy as np
 
 from experiments import _common
+from jax_ssl import protocols
 from jax_ssl.data import catalog
 from jax_ssl.data import sources
-from jax_ssl.eval import protocols
+from jax_ssl.eval import scores
 from jax_ssl.train import config as config_lib
 from jax_ssl.train import loop
 from jax_ssl.train import monitor
@@ -54,7 +55,7 @@ SCALES = {
                   max_items=40, probe_epochs=2),
 }
 SCORES = ("knn", "linear", "rand_index")
-STRUCTURE = protocols.STRUCTURE_KEYS
+STRUCTURE = scores.STRUCTURE_KEYS
 TWO_MODEL = ("a_vs_b", "a_vs_pixels", "b_vs_pixels")
 CONTROLS = ("untrained", "pixels")
 FEATURES = ("backbone", "projector")
@@ -155,9 +156,9 @@ def run_controls(reference: Variant, dataset: str, seed: int, scale: dict, data_
                   knn_k=config.eval.knn_k, knn_temperature=config.eval.knn_temperature,
                   probe_epochs=scale["probe_epochs"], seed=seed)
   result = {"seed": seed}
-  pixel_scores = _scores(protocols.evaluate_embedding(protocols.pixels, dataset, **evaluate))
+  pixel_scores = _scores(scores.evaluate_embedding(scores.pixels, dataset, **evaluate))
   for output in features:
-    untrained = _scores(protocols.evaluate_embedding(initial_encoder(config, output), dataset, **evaluate))
+    untrained = _scores(scores.evaluate_embedding(initial_encoder(config, output), dataset, **evaluate))
     result[output] = {"untrained": untrained, "pixels": dict(pixel_scores)}
     if two_model:
       two_models = protocols.untrained_generalization(config, max_items=scale["max_items"], seed=seed, output=output)

@@ -39,6 +39,7 @@ from experiments import _common  # noqa: E402
 from experiments import _pretraining  # noqa: E402
 from experiments._pretraining import Variant  # noqa: E402
 from jax_ssl.data import sources  # noqa: E402
+from jax_ssl.eval import probes  # noqa: E402
 from jax_ssl.train import config as config_lib  # noqa: E402
 from jax_ssl.train import evaluation  # noqa: E402
 from jax_ssl.train import loop  # noqa: E402
@@ -86,7 +87,7 @@ def final_knn(run, state, config) -> dict:
   sample = lambda split, seed: evaluation.sample_split(loop.open_training_source(config, split), 2000, seed)  # noqa: E731
   train, test = sample("train", config.seed), sample("test", config.seed + 1)
   levels = run.spec.label_levels
-  return evaluation.probe_accuracies(
+  return probes.probe_accuracies(
       run.embedder(state.params, state.batch_stats, train["image"]), {level: train[level] for level in levels},
       run.embedder(state.params, state.batch_stats, test["image"]), {level: test[level] for level in levels},
       knn_k=config.eval.knn_k, knn_temperature=config.eval.knn_temperature)["knn"]

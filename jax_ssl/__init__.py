@@ -5,8 +5,10 @@
   jax_ssl.data          datasets by name, grain pipeline, on-device augmentation
   jax_ssl.models        ResNet, ViT, projector heads (Flax NNX)
   jax_ssl.methods       methods by name: losses composed over views
-  jax_ssl.eval          probes and the label-free structure metrics
+  jax_ssl.eval          probes and the label-free structure metrics (arrays in, numbers out)
+  jax_ssl.protocols     a checkpoint's evaluation, the two-model generalization protocol
   python -m jax_ssl.main --config configs/<x>.py   pretraining runs
+  python -m jax_ssl.evaluate {structure,checkpoint,generalization} ...   evaluation
 """
 
 

@@ -1,4 +1,4 @@
-"""`python -m jax_ssl.eval {structure,checkpoint,generalization} ...`: evaluation from the command line.
+"""`python -m jax_ssl.evaluate {structure,checkpoint,generalization} ...`: evaluation from the command line.
 
   structure A.npy B.npy           compare the hierarchies of two sets of the same items
                                   (embeddings, or raw inputs such as images: rows are flattened)
@@ -21,6 +21,11 @@ import sys
 
 import numpy as np
 
+from jax_ssl import protocols
+from jax_ssl.eval import figures
+from jax_ssl.eval import scores
+from jax_ssl.eval import trees
+
 EXIT_BAD_INPUT = 2
 
 
@@ -41,10 +46,10 @@ def _write_json(path: pathlib.Path, result: dict) -> None:
 
 
 def _structure_table(rows: dict[str, dict[str, float]]) -> list[str]:
-  from jax_ssl.eval.protocols import STRUCTURE_KEYS
-  lines = ["| comparison | " + " | ".join(STRUCTURE_KEYS) + " |", "| --- |" + " --- |" * len(STRUCTURE_KEYS)]
-  for name, scores in rows.items():
-    lines.append(f"| {name} | " + " | ".join(f"{scores[key]:.4f}" for key in STRUCTURE_KEYS) + " |")
+  keys = scores.STRUCTURE_KEYS
+  lines = ["| comparison | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
+  for name, row in rows.items():
+    lines.append(f"| {name} | " + " | ".join(f"{row[key]:.4f}" for key in keys) + " |")
   return lines
 
 
@@ -59,16 +64,13 @@ def _load_rows(path: str) -> np.ndarray:
 
 
 def run_structure(args) -> dict:
-  from jax_ssl.eval import figures
-  from jax_ssl.eval import protocols
-  from jax_ssl.eval import trees
   first, second = _load_rows(args.first), _load_rows(args.second)
-  result = protocols.compare_structure(first, second, max_items=args.max_items, seed=args.seed)
+  result = scores.compare_structure(first, second, max_items=args.max_items, seed=args.seed)
   result.update(first=str(args.first), second=str(args.second))
   output = _output_dir(args, f"structure-{pathlib.Path(args.first).stem}-vs-{pathlib.Path(args.second).stem}")
   items = result["items"]
-  figures.dendrograms({pathlib.Path(args.first).name: trees.ward_linkage(protocols.as_rows(first, "A")[items]),
-                       pathlib.Path(args.second).name: trees.ward_linkage(protocols.as_rows(second, "B")[items])},
+  figures.dendrograms({pathlib.Path(args.first).name: trees.ward_linkage(scores.as_rows(first, "A")[items]),
+                       pathlib.Path(args.second).name: trees.ward_linkage(scores.as_rows(second, "B")[items])},
                       output / "dendrograms.png")
   _write_json(output / "structure.json", result)
   print("\n".join(_structure_table({f"{args.first} vs {args.second}": result["scores"]})))
@@ -94,9 +96,6 @@ def _checkpoint_markdown(result: dict) -> str:
 
 
 def run_checkpoint(args) -> dict:
-  from jax_ssl.eval import figures
-  from jax_ssl.eval import protocols
-  from jax_ssl.eval import trees
   result = protocols.evaluate_checkpoint(args.workdir, args.dataset, step=args.step, data_dir=args.data_dir,
                                          split=args.split, hierarchy_file=args.hierarchy, max_train=args.max_train,
                                          max_items=args.max_items, probe_epochs=args.probe_epochs, seed=args.seed,
@@ -105,7 +104,7 @@ def run_checkpoint(args) -> dict:
   figures.scores_by_level({"kNN": result["knn"], "linear": result["linear"], "Rand index": result["rand_index"]},
                           output / "scores_by_level.png", title=f"{result['method']} on {result['dataset']}")
   # The trees behind the structure numbers: pixels and features of the same evaluated items.
-  figures.dendrograms({"input pixels": trees.ward_linkage(protocols.as_rows(result["item_inputs"], "images")),
+  figures.dendrograms({"input pixels": trees.ward_linkage(scores.as_rows(result["item_inputs"], "images")),
                        "encoder features": trees.ward_linkage(result["item_features"])}, output / "dendrograms.png")
   _write_json(output / "eval.json", result)
   (output / "eval.md").write_text(_checkpoint_markdown(result))
@@ -130,9 +129,6 @@ def _generalization_markdown(result: dict) -> str:
 
 
 def run_generalization(args) -> dict:
-  from jax_ssl.eval import figures
-  from jax_ssl.eval import protocols
-  from jax_ssl.eval import trees
   config = protocols.load_config_file(args.config)
   if args.data_dir:
     config.data.data_dir = args.data_dir
@@ -165,7 +161,7 @@ def _positive(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-  main = argparse.ArgumentParser(prog="python -m jax_ssl.eval", description=__doc__.split("\n\n")[0],
+  main = argparse.ArgumentParser(prog="python -m jax_ssl.evaluate", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
   commands = main.add_subparsers(dest="command", required=True, metavar="{structure,checkpoint,generalization}")
 
@@ -209,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     args.run(args)
   except (ValueError, FileNotFoundError) as error:  # ConfigError and DatasetNotFoundError among them
     message = " ".join(str(error).split())
-    print(f"jax_ssl.eval {args.command}: {message}", file=sys.stderr)
+    print(f"jax_ssl.evaluate {args.command}: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
   return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,4 +1,4 @@
-"""`python -m jax_ssl.eval`: structure, checkpoint and generalization, end to end on bundled data."""
+"""`python -m jax_ssl.evaluate`: structure, checkpoint and generalization, end to end on bundled data."""
 
 import json
 import os
@@ -9,15 +9,16 @@ import sys
 import numpy as np
 import pytest
 
+from jax_ssl import evaluate
+from jax_ssl import protocols
 from jax_ssl.data import sources
-from jax_ssl.eval import cli
 from jax_ssl.eval import probes
-from jax_ssl.eval import protocols
+from jax_ssl.eval import scores
 from jax_ssl.train import config as config_lib
 from jax_ssl.train import loop
 from jax_ssl.train.encoder import load_encoder
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _arrays(tmp_path, n=120):
@@ -32,14 +33,15 @@ def _arrays(tmp_path, n=120):
 def test_structure_writes_the_five_numbers(tmp_path, capsys):
   first, second = _arrays(tmp_path)
   output = tmp_path / "out"
-  assert cli.main(["structure", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--output_dir", str(output)]) == 0
+  arguments = ["structure", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--output_dir", str(output)]
+  assert evaluate.main(arguments) == 0
   result = json.loads((output / "structure.json").read_text())
-  expected = protocols.structure_scores(first, second)
+  expected = scores.structure_scores(first, second)
   assert result["num_items"] == 120 and result["dims"] == [12, 6]
-  for key in protocols.STRUCTURE_KEYS:
+  for key in scores.STRUCTURE_KEYS:
     assert result["scores"][key] == pytest.approx(expected[key], abs=1e-12)
   printed = capsys.readouterr().out
-  assert all(f"{expected[key]:.4f}" in printed for key in protocols.STRUCTURE_KEYS)
+  assert all(f"{expected[key]:.4f}" in printed for key in scores.STRUCTURE_KEYS)
   assert (output / "dendrograms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -47,7 +49,7 @@ def test_structure_of_a_set_with_itself_and_of_raw_images(tmp_path):
   images = np.random.default_rng(1).integers(0, 256, size=(50, 4, 4, 3), dtype=np.uint8)
   np.save(tmp_path / "images.npy", images)
   output = tmp_path / "out"
-  cli.main(["structure", str(tmp_path / "images.npy"), str(tmp_path / "images.npy"), "--output_dir", str(output)])
+  evaluate.main(["structure", str(tmp_path / "images.npy"), str(tmp_path / "images.npy"), "--output_dir", str(output)])
   scores = json.loads((output / "structure.json").read_text())["scores"]
   for key in ("lca_pearson", "lca_spearman", "lca_kendall"):
     assert scores[key] == pytest.approx(1.0, abs=1e-12)
@@ -57,13 +59,13 @@ def test_structure_of_a_set_with_itself_and_of_raw_images(tmp_path):
 def test_structure_subsamples_the_same_items_in_both_sets(tmp_path):
   first, second = _arrays(tmp_path)
   output = tmp_path / "out"
-  cli.main(["structure", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--max_items", "40",
+  evaluate.main(["structure", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--max_items", "40",
             "--output_dir", str(output)])
   result = json.loads((output / "structure.json").read_text())
-  items = protocols.subsample(120, 40, 0)
+  items = scores.subsample(120, 40, 0)
   assert result["num_items"] == 40
   assert result["scores"]["lca_kendall"] == pytest.approx(
-      protocols.structure_scores(first[items], second[items])["lca_kendall"], abs=1e-12)
+      scores.structure_scores(first[items], second[items])["lca_kendall"], abs=1e-12)
 
 
 @pytest.mark.parametrize("second, message", [
@@ -75,21 +77,21 @@ def test_structure_subsamples_the_same_items_in_both_sets(tmp_path):
 def test_structure_bad_input_exits_2_with_the_reason(tmp_path, capsys, second, message):
   _arrays(tmp_path)
   np.save(tmp_path / "bad.npy", second)
-  assert cli.main(["structure", str(tmp_path / "a.npy"), str(tmp_path / "bad.npy"),
-                   "--output_dir", str(tmp_path / "out")]) == cli.EXIT_BAD_INPUT
+  assert evaluate.main(["structure", str(tmp_path / "a.npy"), str(tmp_path / "bad.npy"),
+                   "--output_dir", str(tmp_path / "out")]) == evaluate.EXIT_BAD_INPUT
   error = capsys.readouterr().err
-  assert error.startswith("jax_ssl.eval structure:") and re.search(message, error)
+  assert error.startswith("jax_ssl.evaluate structure:") and re.search(message, error)
   assert error.count("\n") == 1, "one line"
 
 
 def test_the_module_runs_from_the_command_line(tmp_path):
   _arrays(tmp_path)
   env = {**os.environ, "PYTHONPATH": REPO}
-  result = subprocess.run([sys.executable, "-m", "jax_ssl.eval", "structure", str(tmp_path / "a.npy"),
+  result = subprocess.run([sys.executable, "-m", "jax_ssl.evaluate", "structure", str(tmp_path / "a.npy"),
                            str(tmp_path / "missing.npy")], capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=120)
   assert result.returncode == 2 and "missing.npy does not exist" in result.stderr
-  result = subprocess.run([sys.executable, "-m", "jax_ssl.eval", "structure", str(tmp_path / "a.npy"),
+  result = subprocess.run([sys.executable, "-m", "jax_ssl.evaluate", "structure", str(tmp_path / "a.npy"),
                            str(tmp_path / "b.npy")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
   assert result.returncode == 0, result.stderr
   assert "lca_kendall" in result.stdout and (tmp_path / "structure-a-vs-b" / "structure.json").exists()
@@ -108,7 +110,7 @@ def digits_workdir(bundled_dir, tmp_path_factory):
 
 def test_checkpoint_reports_every_level(digits_workdir, bundled_dir, tmp_path, capsys):
   output = tmp_path / "eval"
-  assert cli.main(["checkpoint", "--workdir", str(digits_workdir), "--data_dir", str(bundled_dir),
+  assert evaluate.main(["checkpoint", "--workdir", str(digits_workdir), "--data_dir", str(bundled_dir),
                    "--max_train", "300", "--max_items", "90", "--probe_epochs", "3", "--output_dir", str(output)]) == 0
   result = json.loads((output / "eval.json").read_text())
   assert result["dataset"] == "digits" and result["levels"] == ["label", "label_coarse"]
@@ -116,7 +118,7 @@ def test_checkpoint_reports_every_level(digits_workdir, bundled_dir, tmp_path, c
   assert result["num_test"] == len(test["image"]) and result["num_train"] == 300 and result["num_items"] == 90
   # The probes saw the right splits and levels: recompute kNN from the saved encoder.
   train = sources.load_numpy("digits", "train", bundled_dir)
-  rows = protocols.subsample(len(train["image"]), 300, 0)
+  rows = scores.subsample(len(train["image"]), 300, 0)
   encoder = load_encoder(digits_workdir)
   coarse = np.array([0, 1, 2, 2, 1, 2, 0, 1, 0, 0])
   expected = probes.knn_accuracy_by_level(
@@ -127,25 +129,26 @@ def test_checkpoint_reports_every_level(digits_workdir, bundled_dir, tmp_path, c
   for level in result["levels"]:
     for score in ("knn", "knn_majority", "linear", "rand_index"):
       assert 0.0 <= result[score][level] <= 1.0
-  assert set(result["structure_to_inputs"]) == set(protocols.STRUCTURE_KEYS)
+  assert set(result["structure_to_inputs"]) == set(scores.STRUCTURE_KEYS)
   markdown = (output / "eval.md").read_text()
   assert "| label_coarse |" in markdown and "pixels vs features" in markdown
   for figure in ("scores_by_level.png", "dendrograms.png"):
     assert (output / figure).stat().st_size > 1000
   # In the same test: the trained run is a module fixture, and xdist would train it again elsewhere.
   capsys.readouterr()
-  assert cli.main(["checkpoint", "--workdir", str(digits_workdir), "--dataset", "mnist"]) == cli.EXIT_BAD_INPUT
+  unknown_dataset = ["checkpoint", "--workdir", str(digits_workdir), "--dataset", "mnist"]
+  assert evaluate.main(unknown_dataset) == evaluate.EXIT_BAD_INPUT
   assert "unknown dataset 'mnist'" in capsys.readouterr().err
 
 
 def test_checkpoint_of_a_directory_without_a_run_exits_2(tmp_path, capsys):
-  assert cli.main(["checkpoint", "--workdir", str(tmp_path)]) == cli.EXIT_BAD_INPUT
+  assert evaluate.main(["checkpoint", "--workdir", str(tmp_path)]) == evaluate.EXIT_BAD_INPUT
   assert "is not a jax_ssl workdir" in capsys.readouterr().err
 
 
 def test_generalization_trains_two_halves_and_compares_them(bundled_dir, tmp_path):
   workdir, output = tmp_path / "runs", tmp_path / "eval"
-  assert cli.main(["generalization", "--config", os.path.join(REPO, "configs", "vicreg.py:smoke"), "--data_dir",
+  assert evaluate.main(["generalization", "--config", os.path.join(REPO, "configs", "vicreg.py:smoke"), "--data_dir",
                    str(bundled_dir), "--workdir", str(workdir), "--max_items", "60", "--output_dir", str(output)]) == 0
   configs = {name: json.loads((workdir / name / loop.CONFIG_FILE).read_text()) for name in ("model_a", "model_b")}
   assert configs["model_a"]["data"]["classes"] == "0-4" and configs["model_b"]["data"]["classes"] == "5-9"
@@ -153,7 +156,7 @@ def test_generalization_trains_two_halves_and_compares_them(bundled_dir, tmp_pat
   embeddings = np.load(output / "embeddings.npz")
   test = sources.load_numpy("digits", "test", bundled_dir)
   assert result["num_items"] == 60 and np.all(test["label"][embeddings["items"]] <= 4)
-  expected = protocols.structure_scores(embeddings["model_a"], embeddings["model_b"])
+  expected = scores.structure_scores(embeddings["model_a"], embeddings["model_b"])
   assert result["a_vs_b"] == pytest.approx(expected, abs=1e-12)
   reloaded = load_encoder(workdir / "model_a")(test["image"][embeddings["items"]])
   np.testing.assert_allclose(embeddings["model_a"], reloaded, rtol=1e-5, atol=1e-6)
@@ -161,5 +164,5 @@ def test_generalization_trains_two_halves_and_compares_them(bundled_dir, tmp_pat
 
 
 def test_generalization_with_a_missing_config_exits_2(tmp_path, capsys):
-  assert cli.main(["generalization", "--config", str(tmp_path / "none.py")]) == cli.EXIT_BAD_INPUT
+  assert evaluate.main(["generalization", "--config", str(tmp_path / "none.py")]) == evaluate.EXIT_BAD_INPUT
   assert "none.py does not exist" in capsys.readouterr().err

@@ -38,7 +38,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from experiments.bench.losses import device_description  # noqa: E402
 from experiments.bench.losses import device_name  # noqa: E402
 from experiments.bench.losses import time_call  # noqa: E402
-from jax_ssl.eval import protocols  # noqa: E402
+from jax_ssl import protocols  # noqa: E402
 from jax_ssl.train import config as config_lib  # noqa: E402
 from jax_ssl.train import loop  # noqa: E402
 from jax_ssl.train import monitor  # noqa: E402

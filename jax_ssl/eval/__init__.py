@@ -12,9 +12,10 @@ two embeddings of the same items: `lca_similarity` and `cophenetic_similarity`
 These run in float64 numpy / scipy / scikit-learn, by row chunks.
 
 Label levels come from `jax_ssl.eval.hierarchy` (the dataset's own, shipped
-JSON files, or the user's); `jax_ssl.eval.protocols` builds the checkpoint
-report and the two-model generalization protocol from these pieces, and
-`python -m jax_ssl.eval` runs them (see `jax_ssl.eval.cli`).
+JSON files, or the user's); `jax_ssl.eval.scores` gathers the numbers a set of
+features gets. Arrays in, numbers out: nothing here trains or loads a model.
+`jax_ssl.protocols` (the checkpoint report, the two-model generalization
+protocol) builds on these pieces, and `python -m jax_ssl.evaluate` runs them.
 """
 
 from jax_ssl.eval.clustering import hierarchical_rand_index

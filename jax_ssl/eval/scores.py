@@ -1,19 +1,21 @@
-"""Evaluation protocols built from the metrics: a structure comparison, a checkpoint report, two-model generalization.
+"""The numbers a set of features gets: probes and Rand index per label level, and structure comparisons.
 
-Each protocol returns a JSON-ready dict; `jax_ssl.eval.cli` writes it with its
-Markdown and figures. They are plain functions so that experiments can call
-them without the command line.
+Arrays in, JSON-ready dicts out: `compare_structure` (two sets of the same
+items), `evaluate_features` (train/test features and labels),
+`evaluate_embedding` (any function of images on a dataset, the pixel control
+`pixels` among them). `jax_ssl.protocols` builds the checkpoint report and
+the two-model generalization protocol on top of them, and
+`python -m jax_ssl.evaluate` runs those from the command line.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import pathlib
 from collections.abc import Mapping
 
 import numpy as np
 
+from jax_ssl.data import sources
 from jax_ssl.eval import clustering
 from jax_ssl.eval import hierarchy
 from jax_ssl.eval import probes
@@ -76,17 +78,11 @@ def evaluate_features(train_features, train_levels: Mapping[str, np.ndarray], te
   "rand_index": {level: ri}, "structure_to_inputs": scores or None, "num_items": n}`,
   plus the sampled test rows as arrays: `items` and their `item_features`.
   """
-  k = min(knn_k, len(train_features))
-  results = {
-      "knn": probes.knn_accuracy_by_level(train_features, train_levels, test_features, test_levels, k=k,
-                                          temperature=knn_temperature),
-      "knn_majority": probes.knn_accuracy_by_level(train_features, train_levels, test_features, test_levels, k=k,
-                                                   weighted=False),
-  }
-  linear = probes.linear_probe_by_level(train_features, train_levels, test_features, test_levels,
-                                        epochs=probe_epochs, seed=seed)
-  results["linear"] = {level: result["accuracy"] for level, result in linear.items()}
-  results["linear_learning_rate"] = {level: result["best_learning_rate"] for level, result in linear.items()}
+  results = probes.probe_accuracies(train_features, train_levels, test_features, test_levels, knn_k=knn_k,
+                                    knn_temperature=knn_temperature, probe_epochs=probe_epochs, seed=seed,
+                                    learning_rates=True)
+  results["knn_majority"] = probes.knn_accuracy_by_level(train_features, train_levels, test_features, test_levels,
+                                                         k=min(knn_k, len(train_features)), weighted=False)
   items = subsample(len(test_features), max_items, seed)
   features = np.asarray(test_features)[items]
   results["rand_index"] = clustering.hierarchical_rand_index(
@@ -100,7 +96,6 @@ def evaluate_features(train_features, train_levels: Mapping[str, np.ndarray], te
 
 
 def _split(dataset: str, split: str, data_dir, hierarchy_file, max_examples: int | None, seed: int):
-  from jax_ssl.data import sources
   arrays = sources.load_numpy(dataset, split, data_dir)
   rows = subsample(len(arrays["image"]), max_examples, seed)
   levels = hierarchy.dataset_levels(dataset, arrays, hierarchy_file)
@@ -129,146 +124,3 @@ def evaluate_embedding(embed, dataset: str, *, data_dir: str | os.PathLike | Non
 def pixels(images) -> np.ndarray:
   """The input-pixel control: each image flattened to one float row."""
   return as_rows(images, "images")
-
-
-def evaluate_checkpoint(workdir: str | os.PathLike, dataset: str | None = None, *, step: int | None = None,
-                        data_dir: str | os.PathLike | None = None, split: str = "test",
-                        hierarchy_file: str | os.PathLike | None = None, max_train: int | None = 10_000,
-                        max_items: int | None = 2000, probe_epochs: int = 100, seed: int = 0,
-                        output: str = "backbone") -> dict:
-  """Embed `dataset` with the encoder saved in `workdir` and evaluate it (see `evaluate_embedding`).
-
-  The train split (at most `max_train` images) fits the probes; `split` is
-  evaluated. `dataset` defaults to the one the run trained on. `output`:
-  backbone features or projector embeddings (`jax_ssl.load_encoder`).
-  """
-  from jax_ssl.train.encoder import load_encoder
-  encoder = load_encoder(workdir, step, output)
-  dataset = dataset or encoder.config.data.name
-  if data_dir is None and dataset == encoder.config.data.name and encoder.config.data.data_dir:
-    data_dir = encoder.config.data.data_dir
-  results = evaluate_embedding(encoder, dataset, data_dir=data_dir, split=split, hierarchy_file=hierarchy_file,
-                               max_train=max_train, max_items=max_items, knn_k=encoder.config.eval.knn_k,
-                               knn_temperature=encoder.config.eval.knn_temperature, probe_epochs=probe_epochs,
-                               seed=seed)
-  return {"protocol": "checkpoint", "workdir": str(workdir), "step": encoder.step, "method": encoder.config.method.name,
-          "output": output, "backbone": encoder.config.model.backbone, **results}
-
-
-def load_config_file(argument: str):
-  """`path/to/config.py[:arg]` -> the ConfigDict its `get_config(arg)` returns (the trainer's --config syntax)."""
-  path, _, arg = argument.partition(":")
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"config file {path} does not exist.")
-  spec = importlib.util.spec_from_file_location(f"_jax_ssl_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise ValueError(f"config file {path} defines no get_config(arg=None).")
-  return module.get_config(arg or None)
-
-
-def half_configs(config):
-  """Model A's and model B's configs: `config` trained on the first and on the second half of its classes.
-
-  Model B starts from another initialisation (`seed + 1`): with a shared one,
-  two models that barely moved from it would agree by construction, and the
-  protocol would rank methods by how little they train.
-  """
-  import ml_collections
-
-  from jax_ssl.train import config as config_lib
-  halves = []
-  for offset, which in enumerate(("first_half", "second_half")):
-    half = ml_collections.ConfigDict(config.to_dict())
-    config_lib.COMMON_VARIANTS[which](half)
-    half.seed = config.seed + offset
-    halves.append(half)
-  return tuple(halves)
-
-
-def generalization(config, workdir: str | os.PathLike, *, max_items: int | None = 2000, seed: int = 0,
-                   output: str = "backbone") -> dict:
-  """The two-model protocol of SAG-VICReg (Sec. 5.3): does a model trained on unseen classes agree in structure?
-
-  Model A trains on the first half of the fine classes, model B on the second
-  half (each resumes if its workdir already holds checkpoints). Both embed the
-  test images of the first half's classes, and the LCA and cophenetic
-  similarities of the two embeddings say how much of A's hierarchy over its
-  own classes B recovers without having seen them. Each model's similarity to
-  the input pixels is reported beside it, for scale, and so is the same
-  comparison between the two networks at initialisation (`untrained_a_vs_b`:
-  what two untrained encoders agree on by themselves). Model B starts from
-  another initialisation than A (`half_configs`). The runs skip their
-  end-of-training report (`python -m jax_ssl.eval checkpoint` gives one).
-  `output` picks backbone features or projector embeddings.
-  """
-  import jax
-
-  from jax_ssl.train import config as config_lib
-  from jax_ssl.train import loop
-  from jax_ssl.train.encoder import load_encoder
-
-  workdir = pathlib.Path(workdir)
-  config_a, config_b = half_configs(config)
-  runs = {}
-  for name, half in (("model_a", config_a), ("model_b", config_b)):
-    # The protocol's numbers are its own; `checkpoint` gives either model the full report.
-    half.eval.report = False
-    config_lib.validate(half, num_devices=jax.device_count())
-    runs[name] = workdir / name
-    loop.train(half, runs[name])
-  images, items = _first_half_test_images(config_a, max_items, seed)
-  features = {name: load_encoder(path, output=output)(images) for name, path in runs.items()}
-  controls = _control_scores(config_a, config_b, images, output)
-  pixel_rows = pixels(images)
-  return {
-      "protocol": "generalization", "workdir": str(workdir), "method": config.method.name,
-      "dataset": config_a.data.name, "classes_a": config_a.data.classes, "classes_b": config_b.data.classes,
-      "num_items": int(len(items)),
-      "a_vs_b": structure_scores(features["model_a"], features["model_b"]),
-      "a_vs_pixels": structure_scores(pixel_rows, features["model_a"]),
-      "b_vs_pixels": structure_scores(pixel_rows, features["model_b"]),
-      "untrained_a_vs_b": controls["untrained"]["a_vs_b"],
-      "untrained_a_vs_pixels": controls["untrained"]["a_vs_pixels"],
-      "output": output,
-      "items": items, "features": features,
-  }
-
-
-def _first_half_test_images(config_a, max_items: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """The test images of model A's classes that the protocol compares (at most `max_items`), and their indices."""
-  from jax_ssl.data import sources
-  from jax_ssl.train import config as config_lib
-  classes_a = config_lib.parse_classes(config_a.data.classes)
-  test = sources.load_numpy(config_a.data.name, "test", config_a.data.data_dir or None)
-  seen_by_a = np.flatnonzero(np.isin(test["label"], classes_a))
-  items = seen_by_a[subsample(len(seen_by_a), max_items, seed)]
-  return test["image"][items], items
-
-
-def _control_scores(config_a, config_b, images, output: str) -> dict:
-  """The protocol's numbers with models A and B at initialisation, and with the pixels in both roles."""
-  from jax_ssl.train.encoder import initial_encoder
-  untrained = [initial_encoder(half, output)(images) for half in (config_a, config_b)]
-  pixel_rows = pixels(images)
-  pixels_to_pixels = structure_scores(pixel_rows, pixel_rows)
-  return {
-      "untrained": {"a_vs_b": structure_scores(*untrained), "a_vs_pixels": structure_scores(pixel_rows, untrained[0]),
-                    "b_vs_pixels": structure_scores(pixel_rows, untrained[1])},
-      "pixels": {"a_vs_b": pixels_to_pixels, "a_vs_pixels": pixels_to_pixels, "b_vs_pixels": pixels_to_pixels},
-  }
-
-
-def untrained_generalization(config, *, max_items: int | None = 2000, seed: int = 0,
-                             output: str = "backbone") -> dict:
-  """The two-model protocol's numbers for its controls, without training anything.
-
-  `untrained`: models A and B at initialisation (the seeds `half_configs`
-  gives them); `pixels`: the input pixels in both roles (A vs B is then the
-  pixels' tree against the pixels themselves). Each also against the pixels.
-  """
-  config_a, config_b = half_configs(config)
-  images, items = _first_half_test_images(config_a, max_items, seed)
-  return {"num_items": int(len(items)), **_control_scores(config_a, config_b, images, output)}

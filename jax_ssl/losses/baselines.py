@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
 
 from jax_ssl import ops
 from jax_ssl.losses import _checks
 from jax_ssl.losses.vicreg import Metrics
+from jax_ssl.ops.distances import NORM_FLOOR
 
 # Barlow Twins standardises with a parameter-free BatchNorm, whose epsilon this is.
 _BN_EPS = 1e-5
@@ -48,6 +50,12 @@ def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.1) -> jax.Array
   `temperature`; for each, the other view of the same image is the positive
   and the remaining 2N - 2 are negatives (itself excluded):
   `mean_a -log(exp(s_{a,p(a)}) / sum_{b != a} exp(s_{a,b}))`.
+
+  This is `optax.losses.ntxent(concat(z1, z2), labels=[0..N-1, 0..N-1],
+  temperature)` (the tests prove it). optax builds its similarities by
+  broadcasting a (2N, 2N, D) product instead of one matmul; its gradient at
+  N = 256, D = 1024 takes 32 s on a CPU against 0.11 s here, so the
+  hand-written form stays.
   """
   z1 = _checks.embeddings("z1", z1, min_rows=1)
   z2 = _checks.embeddings("z2", z2, min_rows=1)
@@ -64,6 +72,8 @@ def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.1) -> jax.Array
 def byol_loss(p: jax.Array, z_target: jax.Array) -> jax.Array:
   """BYOL's regression loss (Grill et al., NeurIPS 2020): `mean_i (2 - 2 cos(p_i, sg(z_target_i)))`.
 
+  Computed as twice `optax.losses.cosine_distance`, with the library's norm floor.
+
   Args:
     p: (N, D) predictions of the online network.
     z_target: (N, D) projections of the target network (gradient stopped here).
@@ -71,6 +81,6 @@ def byol_loss(p: jax.Array, z_target: jax.Array) -> jax.Array:
   p = _checks.embeddings("p", p, min_rows=1)
   z_target = _checks.embeddings("z_target", z_target, min_rows=1)
   _checks.same_shape("p", p, "z_target", z_target)
-  z_target = lax.stop_gradient(z_target)
-  cosine = jnp.sum(p * z_target, axis=1) * ops.inverse_norms(p) * ops.inverse_norms(z_target)
-  return jnp.mean(2.0 - 2.0 * cosine)
+  # optax's norm floor sqrt(epsilon) is the library's: a zero row has cosine 0 with everything.
+  distance = optax.losses.cosine_distance(p, lax.stop_gradient(z_target), epsilon=NORM_FLOOR**2)
+  return jnp.mean(2.0 * distance)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax import lax
 
 # Norms below this are treated as this, so a zero vector has cosine 0 to everything.
-_NORM_FLOOR = 1e-8
+NORM_FLOOR = 1e-8
 
 
 def safe_norm(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -26,7 +26,7 @@ def safe_norm(x: jax.Array, axis: int = -1) -> jax.Array:
 
 def inverse_norms(x: jax.Array) -> jax.Array:
   """`1 / max(||x_i||, 1e-8)` per row: a zero row gets cosine 0 with everything."""
-  return 1.0 / jnp.maximum(jnp.linalg.norm(x, axis=-1), _NORM_FLOOR)
+  return 1.0 / jnp.maximum(jnp.linalg.norm(x, axis=-1), NORM_FLOOR)
 
 
 def cosine_similarities(x: jax.Array, y: jax.Array) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Embedding images with a trained backbone, and the probes the trainer runs on them.
+"""Embedding images with a trained backbone, and sampling the records the trainer's probes see.
 
 Evaluation views are the whole image, resized (bilinear, antialiased) to the
 training view size and normalised with the dataset statistics; the backbone
@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 
 from jax_ssl.data import augment
 from jax_ssl.data import sources
+from jax_ssl.eval import scores
 from jax_ssl.train.state import DATA_AXIS
 
 
@@ -84,23 +85,5 @@ class Embedder:
 
 def sample_split(source: sources.Source, max_examples: int, seed: int) -> dict[str, np.ndarray]:
   """At most `max_examples` records of `source` (all of them, in order, if it is small enough)."""
-  if len(source) <= max_examples:
-    indices = np.arange(len(source))
-  else:
-    indices = np.sort(np.random.default_rng(seed).choice(len(source), max_examples, replace=False))
-  records = [source[int(i)] for i in indices]
+  records = [source[int(i)] for i in scores.subsample(len(source), max_examples, seed)]
   return {key: np.stack([record[key] for record in records]) for key in records[0]}
-
-
-def probe_accuracies(train_features, train_labels: dict, test_features, test_labels: dict, *, knn_k: int,
-                     knn_temperature: float, probe_epochs: int | None = None, seed: int = 0) -> dict[str, dict]:
-  """kNN (and, if `probe_epochs`, linear-probe) test accuracy per label level: {"knn": {level: acc}, ...}."""
-  from jax_ssl.eval import probes
-  k = min(knn_k, len(train_features))
-  results = {"knn": probes.knn_accuracy_by_level(train_features, train_labels, test_features, test_labels, k=k,
-                                                 temperature=knn_temperature)}
-  if probe_epochs:
-    linear = probes.linear_probe_by_level(train_features, train_labels, test_features, test_labels,
-                                          epochs=probe_epochs, seed=seed)
-    results["linear"] = {level: result["accuracy"] for level, result in linear.items()}
-  return results

@@ -34,6 +34,7 @@ from jax_ssl.data import catalog
 from jax_ssl.data import feed
 from jax_ssl.data import sources
 from jax_ssl.data import views
+from jax_ssl.eval import probes
 from jax_ssl.train import checkpoint
 from jax_ssl.train import config as config_lib
 from jax_ssl.train import evaluation
@@ -386,7 +387,7 @@ class _EvalData:
   def _probes(self, train_features, test_features, probe_epochs: int | None) -> dict:
     run, config = self.run, self.run.config
     levels = run.spec.label_levels
-    return evaluation.probe_accuracies(
+    return probes.probe_accuracies(
         train_features, {level: self.train[level] for level in levels},
         test_features, {level: self.test[level] for level in levels},
         knn_k=config.eval.knn_k, knn_temperature=config.eval.knn_temperature, probe_epochs=probe_epochs,

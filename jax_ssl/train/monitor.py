@@ -5,6 +5,12 @@ per logged step (every loss term, embedding std and effective rank, learning
 rate, online-probe accuracy, images/s, kNN accuracy when evaluated);
 `tensorboard/` holds the same scalars as event files (tensorboardX: no
 TensorFlow needed).
+
+Why not `clu.metric_writers`: importing that package imports its TensorFlow
+summary writer (clu 0.0.12's `metric_writers/__init__.py`), even to reach
+`MetricWriter` or `MultiWriter`, and the library does not depend on
+TensorFlow. tensorboardX writes the same event files on its own, and the
+JSON lines are one `json.dumps` per record.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Barlow Twins, NT-Xent and BYOL against float64 numpy."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jax_ssl import losses
@@ -51,6 +53,21 @@ def test_losses_match_reference(n, d):
   np.testing.assert_allclose(jax.jit(losses.nt_xent)(z1, z2), ref_nt_xent(z1, z2), rtol=1e-4)
   np.testing.assert_allclose(losses.nt_xent(z1, z2, temperature=0.5), ref_nt_xent(z1, z2, 0.5), rtol=1e-4)
   np.testing.assert_allclose(jax.jit(losses.byol_loss)(z1, z2), ref_byol(z1, z2), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("n,d", [(2, 1), (16, 8)])
+def test_nt_xent_is_optax_ntxent_with_the_two_views_as_positive_pairs(n, d):
+  # The same formula as optax's (its docstring says why ours stays): equal on values and gradients.
+  z1, z2 = _pair(n, d, seed=3 * n)
+  labels = np.tile(np.arange(n), 2)
+
+  def optax_form(a, b, temperature):
+    return optax.losses.ntxent(jnp.concatenate([a, b]), labels, temperature)
+
+  for temperature in (0.1, 0.5):
+    np.testing.assert_allclose(losses.nt_xent(z1, z2, temperature), optax_form(z1, z2, temperature), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(losses.nt_xent)(z1, z2), jax.grad(optax_form)(z1, z2, 0.1), rtol=1e-4,
+                             atol=1e-6)
 
 
 def test_gradients_match_finite_differences():

@@ -1,0 +1,118 @@
+"""What the probes share: input checks (numpy in, ValueError naming the argument out) and row-chunked evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def check_features(name: str, features) -> np.ndarray:
+  """`features` as a finite float32 (N, D) numpy array with N, D >= 1."""
+  features = np.asarray(features)
+  if features.ndim != 2:
+    raise ValueError(f"{name} must be a 2-D (num_samples, dim) array, got shape {features.shape}.")
+  if features.shape[0] < 1 or features.shape[1] < 1:
+    raise ValueError(f"{name} is empty: it needs at least one row and one column, got shape {features.shape}.")
+  if not (np.issubdtype(features.dtype, np.floating) or np.issubdtype(features.dtype, np.integer)):
+    raise ValueError(f"{name} must be a real numeric array, got dtype {features.dtype}.")
+  # Checked after the cast: values beyond float32's range become inf and are
+  # reported below, so numpy's overflow warning would only repeat it.
+  with np.errstate(over="ignore"):
+    features = features.astype(np.float32, copy=False)
+  if not np.isfinite(features).all():
+    raise ValueError(f"{name} contain NaN or inf: check the encoder.")
+  return features
+
+
+def check_labels(name: str, labels, num_rows: int, features_name: str) -> np.ndarray:
+  """`labels` as a non-negative int32 (N,) numpy array, one per row of the features."""
+  labels = np.asarray(labels)
+  if labels.ndim != 1:
+    raise ValueError(f"{name} must be a 1-D array of class indices, got shape {labels.shape}.")
+  if labels.shape[0] != num_rows:
+    raise ValueError(
+        f"{name} has {labels.shape[0]} entries but {features_name} has {num_rows} rows: "
+        f"they must match one to one.")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"{name} must hold integer class indices, got dtype {labels.dtype}.")
+  if labels.min() < 0:
+    raise ValueError(f"{name} contains negative labels (min {labels.min()}): classes are indexed from 0.")
+  if labels.max() > np.iinfo(np.int32).max:
+    raise ValueError(f"{name} contains labels beyond the int32 range (max {labels.max()}).")
+  return labels.astype(np.int32, copy=False)
+
+
+def check_same_width(train: np.ndarray, test: np.ndarray) -> None:
+  if train.shape[1] != test.shape[1]:
+    raise ValueError(
+        f"train_features and test_features must have the same width (feature dimension), "
+        f"got {train.shape[1]} and {test.shape[1]}.")
+
+
+def resolve_num_classes(num_classes: int | None, train_labels: np.ndarray, name: str = "train_labels") -> int:
+  """`num_classes`, defaulting to the largest train label + 1; ValueError if a train label does not fit."""
+  largest = int(train_labels.max())
+  if num_classes is None:
+    return largest + 1
+  if num_classes < 1:
+    raise ValueError(f"num_classes must be positive, got {num_classes}.")
+  if largest >= num_classes:
+    raise ValueError(f"{name} contains label {largest}, which does not fit num_classes = {num_classes}.")
+  return int(num_classes)
+
+
+def check_levels(train_labels_by_level: Mapping, test_labels_by_level: Mapping) -> list:
+  """The hierarchy levels, in the train dict's order; ValueError if the two dicts disagree."""
+  train_levels, test_levels = list(train_labels_by_level), list(test_labels_by_level)
+  if not train_levels:
+    raise ValueError("train_labels_by_level is empty: give at least one level, e.g. {'label': labels}.")
+  only_train = [level for level in train_levels if level not in test_labels_by_level]
+  only_test = [level for level in test_levels if level not in train_labels_by_level]
+  if only_train or only_test:
+    raise ValueError(
+        f"train and test label levels differ: only in train_labels_by_level: {only_train}; "
+        f"only in test_labels_by_level: {only_test}.")
+  return train_levels
+
+
+def level_num_classes(num_classes: int | Mapping | None, level) -> int | None:
+  """Per-level class count: a mapping is looked up by level; one int would be wrong for all but one level."""
+  if num_classes is None:
+    return None
+  if isinstance(num_classes, Mapping):
+    return num_classes.get(level)
+  raise ValueError(
+      "num_classes must be a mapping {level: count} (or None) for the per-level probes, "
+      f"got {num_classes!r}.")
+
+
+def map_row_chunks(fn: Callable, arrays: Sequence, chunk_size: int):
+  """`fn` applied to aligned row chunks of `arrays` (numpy or JAX), its outputs concatenated along rows as numpy.
+
+  The last chunk is zero-padded to the full chunk size so one compilation
+  serves every chunk; the padded rows' outputs are dropped. Outputs stay on
+  the device until all chunks are dispatched, so the host does not wait
+  between chunks.
+  """
+  num_rows = arrays[0].shape[0]
+  chunk = min(chunk_size, num_rows)
+  pieces = []
+  for start in range(0, num_rows, chunk):
+    parts = [a[start:start + chunk] for a in arrays]
+    valid = parts[0].shape[0]
+    if valid < chunk:
+      parts = [pad_rows(p, chunk - valid) for p in parts]
+    pieces.append((fn(*parts), valid))
+  host = [jax.tree.map(lambda out, valid=valid: np.asarray(out)[:valid], out) for out, valid in pieces]
+  return jax.tree.map(lambda *outs: np.concatenate(outs), *host)
+
+
+def pad_rows(x, count: int):
+  """`x` with `count` zero rows appended, staying on the device if it is there."""
+  widths = [(0, count)] + [(0, 0)] * (x.ndim - 1)
+  return jnp.pad(x, widths) if isinstance(x, jax.Array) else np.pad(x, widths)

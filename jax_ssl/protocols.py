@@ -1,0 +1,158 @@
+"""Protocols that train or load encoders, above `jax_ssl.train` and `jax_ssl.eval`.
+
+`evaluate_checkpoint` scores the encoder a training run saved;
+`generalization` is SAG-VICReg's two-model protocol (train on each half of
+the classes, compare the two models' hierarchies on the first half's test
+images), and `untrained_generalization` its controls. Each returns a
+JSON-ready dict (plus arrays); `python -m jax_ssl.evaluate` writes them with
+their Markdown and figures. `load_config_file` reads a config file as the
+trainer's `--config` does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+
+from jax_ssl.data import sources
+from jax_ssl.eval import scores
+from jax_ssl.train import config as config_lib
+from jax_ssl.train import loop
+from jax_ssl.train.encoder import initial_encoder
+from jax_ssl.train.encoder import load_encoder
+
+
+def evaluate_checkpoint(workdir: str | os.PathLike, dataset: str | None = None, *, step: int | None = None,
+                        data_dir: str | os.PathLike | None = None, split: str = "test",
+                        hierarchy_file: str | os.PathLike | None = None, max_train: int | None = 10_000,
+                        max_items: int | None = 2000, probe_epochs: int = 100, seed: int = 0,
+                        output: str = "backbone") -> dict:
+  """Embed `dataset` with the encoder saved in `workdir` and evaluate it (see `evaluate_embedding`).
+
+  The train split (at most `max_train` images) fits the probes; `split` is
+  evaluated. `dataset` defaults to the one the run trained on. `output`:
+  backbone features or projector embeddings (`jax_ssl.load_encoder`).
+  """
+  encoder = load_encoder(workdir, step, output)
+  dataset = dataset or encoder.config.data.name
+  if data_dir is None and dataset == encoder.config.data.name and encoder.config.data.data_dir:
+    data_dir = encoder.config.data.data_dir
+  results = scores.evaluate_embedding(encoder, dataset, data_dir=data_dir, split=split, hierarchy_file=hierarchy_file,
+                                      max_train=max_train, max_items=max_items, knn_k=encoder.config.eval.knn_k,
+                                      knn_temperature=encoder.config.eval.knn_temperature, probe_epochs=probe_epochs,
+                                      seed=seed)
+  return {"protocol": "checkpoint", "workdir": str(workdir), "step": encoder.step, "method": encoder.config.method.name,
+          "output": output, "backbone": encoder.config.model.backbone, **results}
+
+
+def load_config_file(argument: str):
+  """`path/to/config.py[:arg]` -> the ConfigDict its `get_config(arg)` returns (the trainer's --config syntax)."""
+  path, _, arg = argument.partition(":")
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"config file {path} does not exist.")
+  spec = importlib.util.spec_from_file_location(f"_jax_ssl_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"config file {path} defines no get_config(arg=None).")
+  return module.get_config(arg or None)
+
+
+def half_configs(config):
+  """Model A's and model B's configs: `config` trained on the first and on the second half of its classes.
+
+  Model B starts from another initialisation (`seed + 1`): with a shared one,
+  two models that barely moved from it would agree by construction, and the
+  protocol would rank methods by how little they train.
+  """
+  halves = []
+  for offset, which in enumerate(("first_half", "second_half")):
+    half = ml_collections.ConfigDict(config.to_dict())
+    config_lib.COMMON_VARIANTS[which](half)
+    half.seed = config.seed + offset
+    halves.append(half)
+  return tuple(halves)
+
+
+def generalization(config, workdir: str | os.PathLike, *, max_items: int | None = 2000, seed: int = 0,
+                   output: str = "backbone") -> dict:
+  """The two-model protocol of SAG-VICReg (Sec. 5.3): does a model trained on unseen classes agree in structure?
+
+  Model A trains on the first half of the fine classes, model B on the second
+  half (each resumes if its workdir already holds checkpoints). Both embed the
+  test images of the first half's classes, and the LCA and cophenetic
+  similarities of the two embeddings say how much of A's hierarchy over its
+  own classes B recovers without having seen them. Each model's similarity to
+  the input pixels is reported beside it, for scale, and so is the same
+  comparison between the two networks at initialisation (`untrained_a_vs_b`:
+  what two untrained encoders agree on by themselves). Model B starts from
+  another initialisation than A (`half_configs`). The runs skip their
+  end-of-training report (`python -m jax_ssl.evaluate checkpoint` gives one).
+  `output` picks backbone features or projector embeddings.
+  """
+  workdir = pathlib.Path(workdir)
+  config_a, config_b = half_configs(config)
+  runs = {}
+  for name, half in (("model_a", config_a), ("model_b", config_b)):
+    # The protocol's numbers are its own; `checkpoint` gives either model the full report.
+    half.eval.report = False
+    config_lib.validate(half, num_devices=jax.device_count())
+    runs[name] = workdir / name
+    loop.train(half, runs[name])
+  images, items = _first_half_test_images(config_a, max_items, seed)
+  features = {name: load_encoder(path, output=output)(images) for name, path in runs.items()}
+  controls = _control_scores(config_a, config_b, images, output)
+  pixel_rows = scores.pixels(images)
+  return {
+      "protocol": "generalization", "workdir": str(workdir), "method": config.method.name,
+      "dataset": config_a.data.name, "classes_a": config_a.data.classes, "classes_b": config_b.data.classes,
+      "num_items": int(len(items)),
+      "a_vs_b": scores.structure_scores(features["model_a"], features["model_b"]),
+      "a_vs_pixels": scores.structure_scores(pixel_rows, features["model_a"]),
+      "b_vs_pixels": scores.structure_scores(pixel_rows, features["model_b"]),
+      "untrained_a_vs_b": controls["untrained"]["a_vs_b"],
+      "untrained_a_vs_pixels": controls["untrained"]["a_vs_pixels"],
+      "output": output,
+      "items": items, "features": features,
+  }
+
+
+def _first_half_test_images(config_a, max_items: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """The test images of model A's classes that the protocol compares (at most `max_items`), and their indices."""
+  classes_a = config_lib.parse_classes(config_a.data.classes)
+  test = sources.load_numpy(config_a.data.name, "test", config_a.data.data_dir or None)
+  seen_by_a = np.flatnonzero(np.isin(test["label"], classes_a))
+  items = seen_by_a[scores.subsample(len(seen_by_a), max_items, seed)]
+  return test["image"][items], items
+
+
+def _control_scores(config_a, config_b, images, output: str) -> dict:
+  """The protocol's numbers with models A and B at initialisation, and with the pixels in both roles."""
+  untrained = [initial_encoder(half, output)(images) for half in (config_a, config_b)]
+  pixel_rows = scores.pixels(images)
+  pixels_to_pixels = scores.structure_scores(pixel_rows, pixel_rows)
+  return {
+      "untrained": {"a_vs_b": scores.structure_scores(*untrained),
+                    "a_vs_pixels": scores.structure_scores(pixel_rows, untrained[0]),
+                    "b_vs_pixels": scores.structure_scores(pixel_rows, untrained[1])},
+      "pixels": {"a_vs_b": pixels_to_pixels, "a_vs_pixels": pixels_to_pixels, "b_vs_pixels": pixels_to_pixels},
+  }
+
+
+def untrained_generalization(config, *, max_items: int | None = 2000, seed: int = 0,
+                             output: str = "backbone") -> dict:
+  """The two-model protocol's numbers for its controls, without training anything.
+
+  `untrained`: models A and B at initialisation (the seeds `half_configs`
+  gives them); `pixels`: the input pixels in both roles (A vs B is then the
+  pixels' tree against the pixels themselves). Each also against the pixels.
+  """
+  config_a, config_b = half_configs(config)
+  images, items = _first_half_test_images(config_a, max_items, seed)
+  return {"num_items": int(len(items)), **_control_scores(config_a, config_b, images, output)}
