@@ -8,8 +8,8 @@ accuracy of the trained encoder with the same network at initialisation
 (seconds), `:first_half` / `:second_half` (train on digits 0-4 / 5-9).
 """
 
-from jax_ssl.train.config import apply_arg
-from jax_ssl.train.config import bundled_base
+from configs.common import apply_arg
+from configs.common import bundled_base
 
 
 def get_config(arg=None):

@@ -6,8 +6,8 @@ A few minutes on 2 CPU cores; report.md compares the trained encoder with its
 initialisation. Arguments: `:smoke`, `:first_half` / `:second_half`.
 """
 
-from jax_ssl.train.config import apply_arg
-from jax_ssl.train.config import bundled_base
+from configs.common import apply_arg
+from configs.common import bundled_base
 
 
 def get_config(arg=None):

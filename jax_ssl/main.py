@@ -79,6 +79,12 @@ def parse_flags(argv: list[str]) -> list[str]:
     key = next((a.split("=")[0].removeprefix("--config.") for a in argv[1:] if a.startswith("--config.")
                 and a.split("=")[0].removeprefix("--config.").split(".")[-1] in message), None)
     _fail(EXIT_BAD_CONFIG, f"unknown config key {key or '?'!r} on the command line: {message}")
+  except ModuleNotFoundError as error:
+    if (error.name or "").split(".")[0] != "configs":
+      _fail(EXIT_BAD_CONFIG, f"cannot load the config: ModuleNotFoundError: {_one_line(error)}")
+    # The repository's config files share configs/common.py, importable from the repository root.
+    _fail(EXIT_BAD_CONFIG, f"the config file imports {error.name}, which is not importable from here: run from the "
+                           "repository root (the folder that holds configs/) or put that folder on PYTHONPATH.")
   except Exception as error:  # noqa: BLE001 - a config file that fails to load or to apply overrides
     _fail(EXIT_BAD_CONFIG, f"cannot load the config: {type(error).__name__}: {_one_line(error)}")
 

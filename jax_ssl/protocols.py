@@ -72,10 +72,10 @@ def half_configs(config):
   protocol would rank methods by how little they train.
   """
   halves = []
-  for offset, which in enumerate(("first_half", "second_half")):
+  for which in (0, 1):
     half = ml_collections.ConfigDict(config.to_dict())
-    config_lib.COMMON_VARIANTS[which](half)
-    half.seed = config.seed + offset
+    config_lib.restrict_to_half(half, which)
+    half.seed = config.seed + which
     halves.append(half)
   return tuple(halves)
 

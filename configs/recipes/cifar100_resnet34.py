@@ -18,7 +18,7 @@ Arguments: `:vicreg` (default) or `:sag_vicreg`; `:first_half` / `:second_half`
 (classes 0-49 / 50-99: the paper's two-model protocol); `:smoke`.
 """
 
-from jax_ssl.train.config import apply_arg
+from configs.common import apply_arg
 from jax_ssl.train.config import base_config
 
 

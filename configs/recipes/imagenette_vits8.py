@@ -24,7 +24,7 @@ Arguments: `:visreg` (default), `:lejepa`, `:swd`; `:official`; `:visreg_star`
 (VISReg*: lambda_scale 0.5, lambda_shape 2, lambda_center 0.5); `:smoke`.
 """
 
-from jax_ssl.train.config import apply_arg
+from configs.common import apply_arg
 from jax_ssl.train.config import base_config
 
 LAMBDAS = {"visreg": 0.6, "lejepa": 0.02, "swd": 0.6}

@@ -17,7 +17,7 @@ Arguments: a dataset (`cifar10` default, `cifar100`), a method (`mse` default,
 `byol`, `barlow_twins`), `:smoke`; e.g. `:cifar100,byol`.
 """
 
-from jax_ssl.train.config import apply_arg
+from configs.common import apply_arg
 from jax_ssl.train.config import base_config
 
 

@@ -22,7 +22,7 @@ Arguments: `:visreg_star` (VISReg*: lambda_scale 0.5, lambda_shape 2,
 lambda_center 0.5, the paper's weights for low-quality data), `:smoke`.
 """
 
-from jax_ssl.train.config import apply_arg
+from configs.common import apply_arg
 from jax_ssl.train.config import base_config
 
 # The paper's GPUs and slices per GPU: the total over the mesh is their product.

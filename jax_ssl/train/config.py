@@ -18,7 +18,11 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from jax_ssl import methods
+from jax_ssl import models
+from jax_ssl.data import catalog
 from jax_ssl.data import feed
+from jax_ssl.data import views as views_lib
 from jax_ssl.losses import sag_vicreg
 
 
@@ -190,10 +194,6 @@ def parse_classes(spec: str) -> list[int] | None:
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   """Raise `ConfigError` (one line) for the first problem found in `config`."""
-  from jax_ssl import methods
-  from jax_ssl import models
-  from jax_ssl.data import catalog
-  from jax_ssl.data import views as views_lib
   schema = _flatten(base_config())
   given = _flatten(config)
   overridable = [field for field in views_lib.VIEW_SPEC_FIELDS if field != "size"]
@@ -278,82 +278,12 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
                       f"use a multiple of {num_devices}.")
 
 
-def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Shrink any config to seconds on a CPU, keeping its method, views recipe and optimizer.
+def restrict_to_half(config: ml_collections.ConfigDict, which: int) -> None:
+  """Train on the first (`which=0`) or second (1) half of the fine classes of the config's dataset.
 
-  Bundled data (`shapes` replaces a dataset that needs preparing), a tiny CNN,
-  16 px views, a global batch of 16 (it divides over 1, 2, 4, 8 or 16 devices),
-  two steps, small probes.
+  The two models of SAG-VICReg's generalization protocol (Sec. 5.3); with an
+  odd number of classes the second half holds one more.
   """
-  from jax_ssl.data import catalog
-  config = ml_collections.ConfigDict(config.to_dict())  # a copy, unlocked
-  if not catalog.get_spec(config.data.name).bundled:
-    config.data.name, config.data.data_dir = "shapes", ""
-  config.data.classes = ""
-  config.model.update(backbone="small_cnn", width=8, projector="64-64", predictor="64-64", dtype="float32",
-                      drop_path=0.0)
-  config.views.update(size=16, local_size=8)
-  config.train.update(global_batch_size=16, num_steps=2, log_every=1, checkpoint_every=1, eval_every=0)
-  config.method.update(num_slices=min(config.method.num_slices, 64), k=min(config.method.k, 5))
-  config.optim.warmup_epochs = 0.0
-  config.eval.update(max_train_examples=256, probe_epochs=5)
-  return config
-
-
-def bundled_base(method: str) -> ml_collections.ConfigDict:
-  """A run of `method` on the bundled `digits` that trains in minutes on a CPU (configs/<method>.py).
-
-  A narrow ResNet-18 (CIFAR stem, width 8) on 16 px views of the 8x8 digits,
-  without flips (a mirrored digit is another symbol), LARS with the batch-scaled
-  learning rate, about 45 epochs.
-  """
-  config = base_config()
-  config.method.name = method
-  config.data.name = "digits"
-  config.views.update(recipe="vicreg", size=16, small_images=True)
-  config.views.overrides.update(flip_prob=0.0, crop_scale=(0.4, 1.0))
-  config.model.update(backbone="resnet18", stem="cifar", width=8, projector="512-512-512")
-  config.optim.update(name="lars", base_lr=0.3, weight_decay=1e-6, warmup_epochs=2.0)
-  config.train.update(global_batch_size=128, num_epochs=45, log_every=10, checkpoint_every=100)
-  config.eval.update(max_train_examples=10_000, probe_epochs=60)
-  return config
-
-
-def _train_on_half(which: int):
-  """A variant that trains on the first (0) or second (1) half of the fine classes of the config's dataset."""
-
-  def variant(config: ml_collections.ConfigDict) -> None:
-    from jax_ssl.data import catalog
-    total = catalog.get_spec(config.data.name).num_classes["label"]
-    half = total // 2
-    config.data.classes = f"0-{half - 1}" if which == 0 else f"{half}-{total - 1}"
-
-  return variant
-
-
-# Variants every config file accepts: the two halves of the two-model protocol.
-COMMON_VARIANTS = {"first_half": _train_on_half(0), "second_half": _train_on_half(1)}
-
-
-def apply_arg(config: ml_collections.ConfigDict, arg: str | None, variants: dict | None = None):
-  """Apply a config file's `:arg`: comma-separated variant names of that file, and/or `smoke`.
-
-  The file's own variants are applied in order, then `smoke` shrinks the
-  result, then `first_half` / `second_half` (accepted by every file) split the
-  classes of the dataset chosen by then. An unknown name raises ConfigError listing the accepted ones.
-  """
-  variants = {**(variants or {}), **COMMON_VARIANTS}
-  names = [name.strip() for name in (arg or "").split(",") if name.strip()]
-  for name in names:
-    if name != "smoke" and name not in variants:
-      raise ConfigError(f"unknown config argument {name!r}; this config takes: smoke, {', '.join(variants)}.")
-  for name in names:
-    if name != "smoke" and name not in COMMON_VARIANTS:
-      variants[name](config)
-  if "smoke" in names:
-    config = smoke(config)
-  # The halves last: they split the classes of the dataset that `smoke` may have swapped in.
-  for name in names:
-    if name in COMMON_VARIANTS:
-      COMMON_VARIANTS[name](config)
-  return config
+  total = catalog.get_spec(config.data.name).num_classes["label"]
+  half = total // 2
+  config.data.classes = f"0-{half - 1}" if which == 0 else f"{half}-{total - 1}"

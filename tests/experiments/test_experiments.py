@@ -217,3 +217,23 @@ def test_every_declared_variant_is_a_valid_config_with_its_overrides(script):
     for key, value in variant.overrides:
       section, field = key.split(".")
       assert config[section][field] == value
+
+
+def test_config_runs_gathers_each_seeds_report(tmp_path, monkeypatch):
+  # Runs whose report.json exists are not trained again: the script only gathers them.
+  from experiments import config_runs
+  accuracy = lambda shift: {encoder: {"knn": {"label": base + shift}, "linear": {"label": base + 2 * shift}}  # noqa: E731
+                            for encoder, base in (("pixels", 0.2), ("initial", 0.1), ("trained", 0.5))}
+  for seed, shift in enumerate((0.0, 0.1)):
+    run = tmp_path / "runs" / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "report.json").write_text(json.dumps({"method": "vicreg", "dataset": "shapes", "backbone": "small_cnn",
+                                                 "steps": 7, "seed": seed, "accuracy": accuracy(shift)}))
+  monkeypatch.setattr(sys, "argv", ["experiments/config_runs.py", "--config", "configs/vicreg.py", "--seeds", "2",
+                                    "--workdir", str(tmp_path / "runs"), "--output_dir", str(tmp_path)])
+  config_runs.main()
+  data = json.loads((tmp_path / "results" / "config_runs-vicreg.json").read_text())
+  linear = data["accuracy"]["trained"]["linear"]["label"]
+  assert linear["values"] == [0.5, 0.7] and linear["mean"] == pytest.approx(0.6) and linear["std"] == pytest.approx(0.1)
+  assert data["accuracy"]["pixels"]["knn"]["label"]["mean"] == pytest.approx(0.25) and data["seeds"] == [0, 1]
+  assert (tmp_path / "figures" / "config_runs-vicreg.png").read_bytes()[:8] == PNG_SIGNATURE

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_ssl.train import config as config_lib
+from configs import common
 from jax_ssl.train import loop
 from tests.train import cli
 
@@ -17,7 +17,7 @@ def _by_path(flat: dict) -> dict:
 
 
 def _config(bundled_dir, on_device, steps=6):
-  config = config_lib.smoke(config_lib.bundled_base("vicreg"))
+  config = common.smoke(common.bundled_base("vicreg"))
   config.data.update(data_dir=str(bundled_dir), on_device=on_device, worker_count=0)
   config.train.update(num_steps=steps, log_every=3, checkpoint_every=3)
   config.eval.report = False

@@ -3,6 +3,7 @@
 import ml_collections
 import pytest
 
+from configs import common
 from jax_ssl.train import config as config_lib
 
 
@@ -80,7 +81,7 @@ def test_smoke_keeps_the_recipe_and_shrinks_the_rest():
   config.method.name = "visreg"
   config.views.update(recipe="multicrop", num_global=4, num_local=6)
   config.data.update(name="imagenette", data_dir="/data")
-  small = config_lib.smoke(config)
+  small = common.smoke(config)
   assert small.method.name == "visreg" and small.views.num_global == 4 and small.views.num_local == 6
   assert small.data.name == "shapes" and small.model.backbone == "small_cnn" and small.train.num_steps == 2
   assert config.data.name == "imagenette", "smoke must not modify its input"

@@ -9,7 +9,7 @@ from jax_ssl.train import config as config_lib
 from jax_ssl.train import loop
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
-CONFIG_FILES = sorted(p for p in CONFIG_DIR.rglob("*.py") if p.name != "__init__.py")
+CONFIG_FILES = sorted(p for p in CONFIG_DIR.rglob("*.py") if p.name not in ("__init__.py", "common.py"))
 
 
 def _module(path):
@@ -39,6 +39,19 @@ def test_config_trains_one_step_under_smoke(path, bundled_dir, tmp_path):
 def test_unknown_argument_is_refused():
   with pytest.raises(config_lib.ConfigError, match="unknown config argument 'resnet'; this config takes: smoke"):
     _module(CONFIG_DIR / "default.py").get_config("resnet")
+
+
+def test_typed_key_value_arguments_set_fields_after_smoke():
+  config = _module(CONFIG_DIR / "vicreg.py").get_config("smoke,seed=3,train.num_steps=5,data.name=digits,first_half")
+  assert (config.seed, config.train.num_steps, config.data.name, config.data.classes) == (3, 5, "digits", "0-4")
+  assert _module(CONFIG_DIR / "vicreg.py").get_config("optim.base_lr=1").optim.base_lr == 1.0  # the field's float
+  assert _module(CONFIG_DIR / "vicreg.py").get_config("eval.report=false").eval.report is False
+  for arg, message in (("train.num_stepz=5", "unknown config key 'train.num_stepz'"),
+                       ("seed=three", "'three' does not parse as int, the type of seed"),
+                       ("train=5", "train is a section, not a field"),
+                       ("eval.report=maybe", "'maybe' does not parse as bool")):
+    with pytest.raises(config_lib.ConfigError, match=message):
+      _module(CONFIG_DIR / "vicreg.py").get_config(arg)
 
 
 def test_variants_compose():

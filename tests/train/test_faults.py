@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from jax_ssl.train import config as config_lib
+from configs import common
 from jax_ssl.train import loop
 from tests.train import cli
 from tests.train import test_multiprocess
@@ -67,7 +67,7 @@ def test_a_corrupt_final_checkpoint_is_moved_aside_and_a_changed_config_is_refus
 
 
 def test_a_resumed_run_keeps_the_feed_that_auto_chose(tmp_path, bundled_dir):
-  config = config_lib.smoke(config_lib.bundled_base("vicreg"))
+  config = common.smoke(common.bundled_base("vicreg"))
   config.data.data_dir = str(bundled_dir)
   assert config.data.on_device == "auto"
   fresh = loop.Run(config, tmp_path / "fresh")
@@ -86,7 +86,7 @@ def test_a_bad_config_argument_is_one_line_naming_the_valid_ones(tmp_path, bundl
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [
       "jax_ssl: config error in --config configs/default.py:smok: unknown config argument 'smok'; "
-      "this config takes: smoke, first_half, second_half."]
+      "this config takes: smoke, first_half, second_half, key=value."]
 
 
 def test_a_full_disk_is_one_line_and_the_last_complete_checkpoint_survives(tmp_path, bundled_dir):

@@ -3,15 +3,15 @@
 import json
 import time
 
+from configs import common
 from jax_ssl.eval import probes
-from jax_ssl.train import config as config_lib
 from jax_ssl.train import evaluation as evaluation_lib
 from jax_ssl.train import loop
 from jax_ssl.train import monitor
 
 
 def test_workdir_holds_metrics_events_and_a_report(bundled_dir, tmp_path):
-  config = config_lib.smoke(config_lib.bundled_base("vicreg"))
+  config = common.smoke(common.bundled_base("vicreg"))
   config.data.data_dir = str(bundled_dir)
   config.train.update(num_steps=4, log_every=2, eval_every=2)
   config.eval.update(max_train_examples=128, probe_epochs=3)
@@ -70,7 +70,7 @@ def test_throughput_and_eta_count_from_the_step_after_compilation(bundled_dir, t
     return timed
 
   monkeypatch.setattr(loop.step_lib, "jit_train_step", slow_first_call)
-  config = config_lib.smoke(config_lib.bundled_base("vicreg"))
+  config = common.smoke(common.bundled_base("vicreg"))
   config.data.data_dir = str(bundled_dir)
   config.train.update(num_steps=3, log_every=1, checkpoint_every=100)  # no save inside the timed steps
   config.eval.report = False

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 import jax_ssl
+from configs import common
 from jax_ssl.data import sources
-from jax_ssl.train import config as config_lib
 from jax_ssl.train import loop
 
 
 def _smoke(bundled_dir, steps):
-  config = config_lib.smoke(__import__("configs.default", fromlist=["get_config"]).get_config())
+  config = common.smoke(__import__("configs.default", fromlist=["get_config"]).get_config())
   config.data.data_dir = str(bundled_dir)
   config.train.num_steps = steps
   config.eval.report = False

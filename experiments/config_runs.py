@@ -1,0 +1,114 @@
+"""A config file's launch command, run with several seeds: what its report.md shows, with mean and spread.
+
+  python experiments/config_runs.py --config configs/sag_vicreg.py:shapes --seeds 3 --data_dir DIR
+  python experiments/config_runs.py --config configs/vicreg.py --small          # seconds; for the tests
+
+Each seed trains `python -m jax_ssl.main --config <config> --config.seed=<seed>`
+into `<workdir>/seed<seed>` (resumed if it stopped, skipped if its report
+exists) and leaves the run's report.json there: kNN and linear probe
+accuracy per label level for the trained encoder and its two controls, the
+same network at initialisation and the input pixels. Writes
+experiments/results/config_runs-<config>.json (every seed's numbers, and the
+mean and standard deviation over the seeds) and a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import matplotlib.pyplot as plt  # noqa: E402
+
+from experiments import _common  # noqa: E402
+from jax_ssl import protocols  # noqa: E402
+from jax_ssl.train import config as config_lib  # noqa: E402
+from jax_ssl.train import loop  # noqa: E402
+from jax_ssl.train import report  # noqa: E402
+
+ENCODERS = ("pixels", "initial", "trained")
+
+
+def tag(config_argument: str) -> str:
+  """`configs/sag_vicreg.py:shapes` -> `sag_vicreg-shapes`: the results file's name."""
+  path, _, arg = config_argument.partition(":")
+  return pathlib.Path(path).stem + (f"-{arg.replace(',', '-')}" if arg else "")
+
+
+def run_seed(config_argument: str, seed: int, run_dir: pathlib.Path, data_dir: str | None) -> dict:
+  """The report.json of the config trained with `seed` in `run_dir` (trained or resumed if it has none yet)."""
+  numbers = run_dir / report.REPORT_JSON
+  if not numbers.exists():
+    config = protocols.load_config_file(config_argument)
+    config.seed = seed
+    config.eval.report = True
+    if data_dir:
+      config.data.data_dir = data_dir
+    config_lib.validate(config, num_devices=jax.device_count())
+    loop.train(config, run_dir)
+  return json.loads(numbers.read_text())
+
+
+def summarise(reports: list[dict]) -> dict:
+  """`{encoder: {probe: {level: {"mean", "std", "values"}}}}` over the seeds' reports."""
+  summary = {}
+  for encoder in ENCODERS:
+    for probe, by_level in reports[0]["accuracy"][encoder].items():
+      for level in by_level:
+        values = [r["accuracy"][encoder][probe][level] for r in reports]
+        summary.setdefault(encoder, {}).setdefault(probe, {})[level] = {
+            "mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+  return summary
+
+
+def figure(summary: dict, title: str):
+  probes = list(summary["trained"])
+  levels = list(summary["trained"][probes[0]])
+  fig, axes = plt.subplots(1, len(probes), figsize=(4.5 * len(probes), 3.2), squeeze=False)
+  width = 0.8 / len(ENCODERS)
+  for axis, probe in zip(axes[0], probes):
+    for index, encoder in enumerate(ENCODERS):
+      cells = [summary[encoder][probe][level] for level in levels]
+      positions = [p + (index - 1) * width for p in range(len(levels))]
+      axis.bar(positions, [c["mean"] for c in cells], width, yerr=[c["std"] for c in cells], label=encoder)
+    axis.set_xticks(range(len(levels)), levels, fontsize=8)
+    axis.set_title(f"{probe} probe accuracy")
+    axis.legend(fontsize=7)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  return fig
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  _common.add_output_flags(parser)
+  parser.add_argument("--config", required=True, help="configs/<x>.py[:arg], as for jax_ssl.main")
+  parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--workdir", type=pathlib.Path, default=None,
+                      help="where the runs go (default: workdirs/config_runs-<config>)")
+  parser.add_argument("--data_dir", default=None, help="where bundled datasets are (default: the config's)")
+  args = parser.parse_args()
+  started = time.perf_counter()
+  config_argument = args.config
+  if args.small:
+    config_argument += ",smoke" if ":" in config_argument else ":smoke"
+  name = tag(config_argument)
+  workdir = args.workdir or pathlib.Path("workdirs") / f"config_runs-{name}"
+  reports = [run_seed(config_argument, seed, workdir / f"seed{seed}", args.data_dir) for seed in range(args.seeds)]
+  summary = summarise(reports)
+  result = {"config": config_argument, "seeds": list(range(args.seeds)),
+            "method": reports[0]["method"], "dataset": reports[0]["dataset"], "backbone": reports[0]["backbone"],
+            "steps": reports[0]["steps"], "accuracy": summary, "reports": reports}
+  title = f"{config_argument}: {len(reports)} seeds, {reports[0]['steps']} steps (mean ± std)"
+  _common.write_results(f"config_runs-{name}", args.output_dir, result, figure(summary, title), small=args.small,
+                        started=started)
+
+
+if __name__ == "__main__":
+  main()
