@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
+from jax.typing import ArrayLike
 
 from jax_ssl import ops
 from jax_ssl.losses import _checks
@@ -22,7 +23,7 @@ def _standardise(z: jax.Array) -> jax.Array:
   return (z - mean) / jnp.sqrt(var + _BN_EPS)
 
 
-def barlow_twins_loss(z1: jax.Array, z2: jax.Array, lambd: float = 5e-3) -> tuple[jax.Array, Metrics]:
+def barlow_twins_loss(z1: ArrayLike, z2: ArrayLike, lambd: float = 5e-3) -> tuple[jax.Array, Metrics]:
   """Barlow Twins (Zbontar et al., ICML 2021): decorrelate the cross-correlation matrix.
 
   Each dimension is standardised over the batch (ddof = 0, `sqrt(var + 1e-5)`,
@@ -43,7 +44,7 @@ def barlow_twins_loss(z1: jax.Array, z2: jax.Array, lambd: float = 5e-3) -> tupl
   return on_diagonal + lambd * off_diagonal, {"on_diagonal": on_diagonal, "off_diagonal": off_diagonal}
 
 
-def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.1) -> jax.Array:
+def nt_xent(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.1) -> jax.Array:
   """SimCLR's normalised temperature-scaled cross entropy (Chen et al., ICML 2020).
 
   The 2N embeddings of both views are compared by cosine similarity over
@@ -69,7 +70,7 @@ def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.1) -> jax.Array
   return -jnp.mean(jnp.take_along_axis(log_prob, positives[:, None], axis=1))
 
 
-def byol_loss(p: jax.Array, z_target: jax.Array) -> jax.Array:
+def byol_loss(p: ArrayLike, z_target: ArrayLike) -> jax.Array:
   """BYOL's regression loss (Grill et al., NeurIPS 2020): `mean_i (2 - 2 cos(p_i, sg(z_target_i)))`.
 
   Computed as twice `optax.losses.cosine_distance`, with the library's norm floor.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 from jax_ssl import ops
 from jax_ssl.losses import _checks
@@ -64,8 +65,8 @@ def _percentile_of_sorted(sorted_rows: jax.Array, percentile: float) -> jax.Arra
 
 
 def knn_affinity(
-    z: jax.Array,
-    z_prime: jax.Array,
+    z: ArrayLike,
+    z_prime: ArrayLike,
     k: int = 5,
     percentile: float = 20.0,
     min_scale: float = 1e-7,
@@ -144,7 +145,7 @@ def knn_affinity(
   return jnp.zeros(dist.shape, jnp.float32).at[rows, neighbours].set(weights)
 
 
-def random_walk_pairs(key: jax.Array, affinity: jax.Array) -> jax.Array:
+def random_walk_pairs(key: jax.Array, affinity: ArrayLike) -> jax.Array:
   """One random-walk step from every row: `j_i ~ Categorical(W_i / sum_j W_ij)`.
 
   Args:
@@ -166,8 +167,8 @@ def random_walk_pairs(key: jax.Array, affinity: jax.Array) -> jax.Array:
 
 
 def walk_affinity(
-    z1: jax.Array,
-    z2: jax.Array,
+    z1: ArrayLike,
+    z2: ArrayLike,
     k: int = 5,
     percentile: float = 20.0,
     graph: str = DEFAULT_GRAPH,
@@ -187,8 +188,8 @@ def walk_affinity(
 
 def sag_vicreg_loss(
     key: jax.Array,
-    z1: jax.Array,
-    z2: jax.Array,
+    z1: ArrayLike,
+    z2: ArrayLike,
     k: int = 5,
     percentile: float = 20.0,
     sim_coeff: float = 25.0,

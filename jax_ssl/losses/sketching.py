@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jax_ssl import ops
 from jax_ssl.losses import _checks
 
 
-def sliced_w2_to_gaussian(projections: jax.Array) -> jax.Array:
+def sliced_w2_to_gaussian(projections: ArrayLike) -> jax.Array:
   """Mean over slices of the squared 1-D W2 distance to N(0, 1).
 
   Args:
@@ -24,11 +25,12 @@ def sliced_w2_to_gaussian(projections: jax.Array) -> jax.Array:
   Returns:
     `mean_k mean_i (sort(projections[:, k])_i - q_i)^2`, `q = gaussian_quantiles(N)`.
   """
+  projections = jnp.asarray(projections)
   quantiles = ops.gaussian_quantiles(projections.shape[0])
   return jnp.mean(ops.squared_w2_1d(projections, quantiles, axis=0))
 
 
-def swd_gaussian(z: jax.Array, directions: jax.Array) -> jax.Array:
+def swd_gaussian(z: ArrayLike, directions: ArrayLike) -> jax.Array:
   """Plain sliced squared W2 between the embeddings and N(0, I).
 
   `mean((sort(z @ directions, axis=0) - q[:, None])^2)` with
@@ -52,7 +54,7 @@ def _epps_pulley_weights(knots: int, t_max: float) -> tuple[jax.Array, jax.Array
   return t, gaussian_cf, trapezoid * gaussian_cf
 
 
-def sigreg(z: jax.Array, directions: jax.Array, knots: int = 17, t_max: float = 3.0) -> jax.Array:
+def sigreg(z: ArrayLike, directions: ArrayLike, knots: int = 17, t_max: float = 3.0) -> jax.Array:
   """SIGReg (LeJEPA, Balestriero & LeCun 2025): sliced Epps-Pulley test statistic.
 
   For each slice x = z @ w_k, compare the empirical characteristic function with

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jax_ssl import ops
 from jax_ssl.losses import _checks
 from jax_ssl.losses import vicreg
 
 
-def mst_length(z: jax.Array) -> jax.Array:
+def mst_length(z: ArrayLike) -> jax.Array:
   """Total Euclidean length of a minimum spanning tree of the rows of `z`.
 
   The edges come from `ops.mst_edges` (no gradient); each chosen edge's length
@@ -34,26 +35,26 @@ def mst_length(z: jax.Array) -> jax.Array:
   return jnp.sum(ops.safe_norm(z[src] - z[dst], axis=1))
 
 
-def mst_length_loss(z: jax.Array) -> jax.Array:
+def mst_length_loss(z: ArrayLike) -> jax.Array:
   """T-REG's length term `L_E = -mst_length(z) / N`."""
   z = _checks.embeddings("z", z, min_rows=2)
   return -mst_length(z) / z.shape[0]
 
 
-def sphere_loss(z: jax.Array) -> jax.Array:
+def sphere_loss(z: ArrayLike) -> jax.Array:
   """T-REG's soft sphere constraint `L_S = mean_i (||z_i|| - 1)^2`."""
   z = _checks.embeddings("z", z, min_rows=1)
   return jnp.mean(jnp.square(ops.safe_norm(z, axis=1) - 1.0))
 
 
-def t_reg(z: jax.Array, gamma: float = 0.2, lam: float = 8e-4) -> jax.Array:
+def t_reg(z: ArrayLike, gamma: float = 0.2, lam: float = 8e-4) -> jax.Array:
   """T-REG: `gamma * L_E + lam * L_S`."""
   return gamma * mst_length_loss(z) + lam * sphere_loss(z)
 
 
 def tregs_loss(
-    z1: jax.Array,
-    z2: jax.Array,
+    z1: ArrayLike,
+    z2: ArrayLike,
     beta: float = 10.0,
     gamma: float = 0.2,
     lam: float = 8e-4,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jax_ssl.losses import _checks
 
 Metrics = dict[str, jax.Array]
 
 
-def invariance(z1: jax.Array, z2: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+def invariance(z1: ArrayLike, z2: ArrayLike, weights: ArrayLike | None = None) -> jax.Array:
   """Mean squared distance between paired embeddings, optionally weighted per pair.
 
   `mean_i w_i * mean_d (z1_id - z2_id)^2`, with w_i = 1 when `weights` is None
@@ -33,7 +34,7 @@ def invariance(z1: jax.Array, z2: jax.Array, weights: jax.Array | None = None) -
   return jnp.mean(weights * per_pair)
 
 
-def variance(z: jax.Array, gamma: float = 1.0, eps: float = 1e-4) -> jax.Array:
+def variance(z: ArrayLike, gamma: float = 1.0, eps: float = 1e-4) -> jax.Array:
   """Hinge on the per-dimension standard deviation: `mean_d relu(gamma - sqrt(var_d(z) + eps))`.
 
   Unbiased variance (ddof = 1), as in VICReg's reference code.
@@ -43,7 +44,7 @@ def variance(z: jax.Array, gamma: float = 1.0, eps: float = 1e-4) -> jax.Array:
   return jnp.mean(jax.nn.relu(gamma - std))
 
 
-def covariance(z: jax.Array) -> jax.Array:
+def covariance(z: ArrayLike) -> jax.Array:
   """Sum of squared off-diagonal covariances over D: `sum_{i!=j} C_ij^2 / D`.
 
   `C = (z - mean)^T (z - mean) / (N - 1)`.
@@ -57,8 +58,8 @@ def covariance(z: jax.Array) -> jax.Array:
 
 
 def vicreg_loss(
-    z1: jax.Array,
-    z2: jax.Array,
+    z1: ArrayLike,
+    z2: ArrayLike,
     sim_coeff: float = 25.0,
     std_coeff: float = 25.0,
     cov_coeff: float = 1.0,

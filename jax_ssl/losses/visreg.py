@@ -22,6 +22,7 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 from jax_ssl import ops
 from jax_ssl.losses import _checks
@@ -40,20 +41,20 @@ def _mean_and_std(z: jax.Array) -> tuple[jax.Array, jax.Array]:
   return mean, std + _STD_EPS
 
 
-def scale_loss(z: jax.Array) -> jax.Array:
+def scale_loss(z: ArrayLike) -> jax.Array:
   """`mean_d (1 - std_d)^2`, std over the batch with ddof = 0, plus 1e-6."""
   z = _checks.embeddings("z", z, min_rows=1)
   _, std = _mean_and_std(z)
   return jnp.mean(jnp.square(1.0 - std))
 
 
-def center_loss(z: jax.Array) -> jax.Array:
+def center_loss(z: ArrayLike) -> jax.Array:
   """`mean_d mu_d^2`: squared norm of the batch mean, averaged over dimensions."""
   z = _checks.embeddings("z", z, min_rows=1)
   return jnp.mean(jnp.square(jnp.mean(z, axis=0)))
 
 
-def shape_loss(z: jax.Array, directions: jax.Array, detach_std: bool = True) -> jax.Array:
+def shape_loss(z: ArrayLike, directions: ArrayLike, detach_std: bool = True) -> jax.Array:
   """Sliced W2 between the standardised embeddings and N(0, I).
 
   `zn = (z - mu) / sg(std)` (std as in `scale_loss`), then
@@ -84,7 +85,7 @@ def _weighted_sum(terms, lambda_scale, lambda_shape, lambda_center) -> jax.Array
   return lambda_scale * terms["scale"] + lambda_shape * terms["shape"] + lambda_center * terms["center"]
 
 
-def visreg_terms(views: jax.Array, directions: jax.Array, detach_std: bool = True) -> Metrics:
+def visreg_terms(views: ArrayLike, directions: ArrayLike, detach_std: bool = True) -> Metrics:
   """The regularizer's three unweighted terms, each averaged over the views.
 
   Args:
@@ -103,7 +104,7 @@ def visreg_terms(views: jax.Array, directions: jax.Array, detach_std: bool = Tru
 
 
 def combine_visreg(
-    prediction: jax.Array,
+    prediction: ArrayLike,
     terms: Metrics,
     lam: float = 0.9,
     lambda_scale: float = 1.0,
@@ -127,8 +128,8 @@ def combine_visreg(
 
 
 def visreg_regularizer(
-    z: jax.Array,
-    directions: jax.Array,
+    z: ArrayLike,
+    directions: ArrayLike,
     lambda_scale: float = 1.0,
     lambda_shape: float = 1.0,
     lambda_center: float = 1.0,
@@ -141,7 +142,7 @@ def visreg_regularizer(
   return _weighted_sum(_regularizer_terms(z, directions, detach_std), lambda_scale, lambda_shape, lambda_center)
 
 
-def prediction_loss(global_views: jax.Array, all_views: jax.Array) -> jax.Array:
+def prediction_loss(global_views: ArrayLike, all_views: ArrayLike) -> jax.Array:
   """LeJEPA's invariance: every view predicts the mean of the global views.
 
   `mu = mean_v global_views[v]` (N, D); `mean((mu - all_views)^2)` over views,
@@ -163,8 +164,8 @@ def prediction_loss(global_views: jax.Array, all_views: jax.Array) -> jax.Array:
 
 def visreg_loss(
     key: jax.Array,
-    global_views: jax.Array,
-    local_views: jax.Array | None = None,
+    global_views: ArrayLike,
+    local_views: ArrayLike | None = None,
     lam: float = 0.9,
     num_slices: int = 1024,
     *,

@@ -69,6 +69,26 @@ def test_a_nan_anywhere_gives_a_nan_loss(where):
       assert np.isnan(fn(key, a, b)), f"{name} is finite with a NaN in {where}[{row}]"
 
 
+def test_nested_lists_are_array_like_inputs():
+  # The public losses take `jax.typing.ArrayLike`: nested lists give what the same numpy arrays give.
+  rng = np.random.default_rng(1)
+  z1 = rng.standard_normal((8, 3)).astype(np.float32)
+  z2 = (z1 + 0.3 * rng.standard_normal((8, 3))).astype(np.float32)
+  directions = np.asarray(losses.random_directions(jax.random.key(5), 3, 8))
+  calls = {  # the cheap ones eagerly: every public loss converts its inputs the same way (losses/_checks.py)
+      "invariance": lambda a, b, d: losses.invariance(a, b, [0.5] * 8),
+      "vicreg_loss": lambda a, b, d: losses.vicreg_loss(a, b)[0],
+      "center_loss": lambda a, b, d: losses.center_loss(a),
+      "visreg_regularizer": lambda a, b, d: losses.visreg_regularizer(a, d),
+      "swd_gaussian": lambda a, b, d: losses.swd_gaussian(a, d),
+      "barlow_twins_loss": lambda a, b, d: losses.barlow_twins_loss(a, b)[0],
+      "byol_loss": lambda a, b, d: losses.byol_loss(a, b),
+  }
+  for name, call in calls.items():
+    np.testing.assert_array_equal(call(z1.tolist(), z2.tolist(), directions.tolist()), call(z1, z2, directions),
+                                  err_msg=name)
+
+
 def test_bfloat16_inputs_are_computed_in_float32():
   z1, z2 = _bfloat16()
   as_float32 = z1.astype(np.float32), z2.astype(np.float32)
