@@ -30,8 +30,15 @@ def barlow_twins_loss(z1: ArrayLike, z2: ArrayLike, lambd: float = 5e-3) -> tupl
   i.e. BatchNorm without affine parameters); `c = z1n^T z2n / N`;
   `loss = sum_i (1 - c_ii)^2 + lambd * sum_{i!=j} c_ij^2`.
 
+  Args:
+    z1, z2: (N, D) embeddings of the two views of the same N images, N >= 2.
+    lambd: weight of the off-diagonal (redundancy-reduction) term.
+
   Returns:
     `(loss, metrics)` with `on_diagonal` and `off_diagonal` (unweighted).
+
+  References:
+    Zbontar, Jing, Misra, LeCun, Deny, "Barlow Twins", ICML 2021.
   """
   z1 = _checks.embeddings("z1", z1, min_rows=1)
   z2 = _checks.embeddings("z2", z2, min_rows=1)
@@ -57,6 +64,17 @@ def nt_xent(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.1) -> jax.Array
   broadcasting a (2N, 2N, D) product instead of one matmul; its gradient at
   N = 256, D = 1024 takes 32 s on a CPU against 0.11 s here, so the
   hand-written form stays.
+
+  Args:
+    z1, z2: (N, D) embeddings of the two views of the same N images.
+    temperature: the softmax temperature tau dividing the cosine similarities.
+
+  Returns:
+    The scalar loss, averaged over the 2N anchors.
+
+  References:
+    Chen, Kornblith, Norouzi, Hinton, "A Simple Framework for Contrastive
+    Learning of Visual Representations", ICML 2020.
   """
   z1 = _checks.embeddings("z1", z1, min_rows=1)
   z2 = _checks.embeddings("z2", z2, min_rows=1)
@@ -74,6 +92,9 @@ def byol_loss(p: ArrayLike, z_target: ArrayLike) -> jax.Array:
   """BYOL's regression loss (Grill et al., NeurIPS 2020): `mean_i (2 - 2 cos(p_i, sg(z_target_i)))`.
 
   Computed as twice `optax.losses.cosine_distance`, with the library's norm floor.
+
+  References:
+    Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020.
 
   Args:
     p: (N, D) predictions of the online network.

@@ -179,6 +179,19 @@ def walk_affinity(
   `"cross_view"`: `knn_affinity(z1, z2)`; `"cross_view_own"`:
   `knn_affinity(z1, z2, own_pair=True)`; `"same_view"`:
   `knn_affinity(z1, z1, own_pair=True)`; each with `scale_over`.
+
+  Args:
+    z1, z2: (N, D) embeddings of the two views of the same N images.
+    k, percentile, scale_over: the kNN graph and its kernel (`knn_affinity`).
+    graph: `"cross_view"`, `"cross_view_own"` or `"same_view"` (`GRAPHS`).
+
+  Returns:
+    (N, N) float32 affinity, k or k + 1 positive entries per row (the own pair
+    added by the own-pair graphs), the rest 0; `random_walk_pairs` draws from it.
+
+  References:
+    Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 4.3 and App. I; the
+    readings: experiments/RESULTS.md, `sag_vicreg_readings`.
   """
   _choice("graph", graph, GRAPHS)
   candidates = z1 if graph == "same_view" else z2

@@ -21,6 +21,17 @@ def invariance(z1: ArrayLike, z2: ArrayLike, weights: ArrayLike | None = None) -
   `mean_i w_i * mean_d (z1_id - z2_id)^2`, with w_i = 1 when `weights` is None
   (then it equals PyTorch's `F.mse_loss(z1, z2)`). SAG-VICReg passes the
   affinity of each random-walk pair as its weight.
+
+  Args:
+    z1, z2: (N, D) paired embeddings.
+    weights: optional (N,) weight of each pair.
+
+  Returns:
+    The scalar term.
+
+  References:
+    Bardes, Ponce, LeCun, "VICReg: Variance-Invariance-Covariance Regularization
+    for Self-Supervised Learning", ICLR 2022.
   """
   z1 = _checks.embeddings("z1", z1)
   z2 = _checks.embeddings("z2", z2)
@@ -38,6 +49,18 @@ def variance(z: ArrayLike, gamma: float = 1.0, eps: float = 1e-4) -> jax.Array:
   """Hinge on the per-dimension standard deviation: `mean_d relu(gamma - sqrt(var_d(z) + eps))`.
 
   Unbiased variance (ddof = 1), as in VICReg's reference code.
+
+  Args:
+    z: (N, D) embeddings, N >= 2.
+    gamma: the target standard deviation.
+    eps: added to the variance before the square root (its gradient at 0).
+
+  Returns:
+    The scalar term.
+
+  References:
+    Bardes, Ponce, LeCun, "VICReg: Variance-Invariance-Covariance Regularization
+    for Self-Supervised Learning", ICLR 2022.
   """
   z = _checks.embeddings("z", z, min_rows=2)
   std = jnp.sqrt(jnp.var(z, axis=0, ddof=1) + eps)
@@ -48,6 +71,16 @@ def covariance(z: ArrayLike) -> jax.Array:
   """Sum of squared off-diagonal covariances over D: `sum_{i!=j} C_ij^2 / D`.
 
   `C = (z - mean)^T (z - mean) / (N - 1)`.
+
+  Args:
+    z: (N, D) embeddings, N >= 2.
+
+  Returns:
+    The scalar term.
+
+  References:
+    Bardes, Ponce, LeCun, "VICReg: Variance-Invariance-Covariance Regularization
+    for Self-Supervised Learning", ICLR 2022.
   """
   z = _checks.embeddings("z", z, min_rows=2)
   n, dim = z.shape
@@ -69,9 +102,17 @@ def vicreg_loss(
   `sim * invariance(z1, z2) + std * (variance(z1) + variance(z2)) / 2
    + cov * (covariance(z1) + covariance(z2))`.
 
+  Args:
+    z1, z2: (N, D) embeddings of the two views of the same N images, N >= 2.
+    sim_coeff, std_coeff, cov_coeff: the weights lambda, mu, nu (25, 25, 1 in the paper).
+
   Returns:
     `(loss, metrics)` with the unweighted terms under `invariance`, `variance`
     (the mean of the two views) and `covariance` (the sum of the two views).
+
+  References:
+    Bardes, Ponce, LeCun, "VICReg: Variance-Invariance-Covariance Regularization
+    for Self-Supervised Learning", ICLR 2022.
   """
   z1 = _checks.embeddings("z1", z1, min_rows=2)
   z2 = _checks.embeddings("z2", z2, min_rows=2)

@@ -42,14 +42,34 @@ def _mean_and_std(z: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def scale_loss(z: ArrayLike) -> jax.Array:
-  """`mean_d (1 - std_d)^2`, std over the batch with ddof = 0, plus 1e-6."""
+  """VISReg's scale term `mean_d (1 - std_d)^2`, std over the batch with ddof = 0, plus 1e-6.
+
+  Args:
+    z: (N, D) embeddings of one view.
+
+  Returns:
+    The scalar term: 0 when every dimension has unit standard deviation.
+
+  References:
+    Wu, Balestriero, Levine, arXiv 2606.02572, Alg. 1.
+  """
   z = _checks.embeddings("z", z, min_rows=1)
   _, std = _mean_and_std(z)
   return jnp.mean(jnp.square(1.0 - std))
 
 
 def center_loss(z: ArrayLike) -> jax.Array:
-  """`mean_d mu_d^2`: squared norm of the batch mean, averaged over dimensions."""
+  """VISReg's center term `mean_d mu_d^2`: squared norm of the batch mean, averaged over dimensions.
+
+  Args:
+    z: (N, D) embeddings of one view.
+
+  Returns:
+    The scalar term: 0 for a centred batch.
+
+  References:
+    Wu, Balestriero, Levine, arXiv 2606.02572, Alg. 1.
+  """
   z = _checks.embeddings("z", z, min_rows=1)
   return jnp.mean(jnp.square(jnp.mean(z, axis=0)))
 
@@ -137,7 +157,18 @@ def visreg_regularizer(
 ) -> jax.Array:
   """`lambda_scale * scale_loss + lambda_shape * shape_loss + lambda_center * center_loss`.
 
-  `detach_std`: see `shape_loss`.
+  Args:
+    z: (N, D) embeddings of one view.
+    directions: (D, K) unit slice directions (`random_directions`).
+    lambda_scale, lambda_shape, lambda_center: the three terms' weights
+      (VISReg*: 0.5, 2, 0.5).
+    detach_std: the shape term sees the std through a stop-gradient (see `shape_loss`).
+
+  Returns:
+    The scalar regularizer of one view.
+
+  References:
+    Wu, Balestriero, Levine, arXiv 2606.02572, Alg. 1.
   """
   return _weighted_sum(_regularizer_terms(z, directions, detach_std), lambda_scale, lambda_shape, lambda_center)
 
