@@ -233,10 +233,10 @@ def sag_vicreg_loss(
   view's images, self included, so the walk stays on image i for about 3 in
   4 images and otherwise moves to a close image j, whose second view is the
   pair) is the one that trains at least as well as VICReg on every probe of
-  `digits` and `shapes` (3000 steps, several seeds); `cross_view_own` (the
-  own second view always a neighbour at adjusted distance 0) learns, but
-  stays below VICReg on both at that length (experiments/RESULTS.md,
-  `sag_vicreg_readings`). `scale_over` and `regularize` keep App. I's and
+  `digits` and `shapes` (3000 steps, 3 seeds); `cross_view_own` (the own
+  second view always a neighbour at adjusted distance 0) learns, but stays
+  below VICReg's kNN probe on `digits` and its fine-level probes on `shapes`
+  at that length (experiments/RESULTS.md, `sag_vicreg_readings`). `scale_over` and `regularize` keep App. I's and
   Alg. 1's choices; the other values remain options.
 
   Args:
