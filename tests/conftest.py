@@ -31,13 +31,3 @@ def bundled_dir(tmp_path_factory):
   for name in ("digits", "shapes"):
     sources.prepare(name, directory)
   return directory
-
-
-# Tests that train, start processes or run the experiment scripts take 15-110 s each. Run first, and with
-# `--dist worksteal` (pyproject.toml), the two xdist workers finish together instead of one running the
-# last long test alone while the other idles.
-_SLOW_FIRST = ("tests/experiments/", "tests/train/", "tests/test_evaluate.py")
-
-
-def pytest_collection_modifyitems(items):
-  items.sort(key=lambda item: not item.nodeid.startswith(_SLOW_FIRST))
