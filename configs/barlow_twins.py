@@ -12,5 +12,5 @@ from configs.common import bundled_base
 
 def get_config(arg=None):
   config = bundled_base("barlow_twins")
-  config.method.barlow_lambda = 5e-3
+  config.method.barlow_twins.lambd = 5e-3
   return apply_arg(config, arg)

@@ -12,7 +12,7 @@ from configs.common import bundled_base
 
 def get_config(arg=None):
   config = bundled_base("byol")
-  config.method.byol_momentum = 0.99
+  config.method.byol.tau_base = 0.99
   config.views.recipe = "byol"
   config.views.overrides.update(flip_prob=0.0, crop_scale=(0.4, 1.0))
   config.model.update(projector="512-128", predictor="512-128")

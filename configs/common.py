@@ -66,7 +66,9 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                       drop_path=0.0)
   config.views.update(size=16, local_size=8)
   config.train.update(global_batch_size=16, num_steps=2, log_every=1, checkpoint_every=1, eval_every=0)
-  config.method.update(num_slices=min(config.method.num_slices, 64), k=min(config.method.k, 5))
+  for name in ("visreg", "lejepa", "swd"):
+    config.method[name].num_slices = min(config.method[name].num_slices, 64)
+  config.method.sag_vicreg.k = min(config.method.sag_vicreg.k, 5)
   config.optim.warmup_epochs = 0.0
   config.eval.update(max_train_examples=256, probe_epochs=5)
   return config

@@ -15,7 +15,7 @@ trained encoder beats both controls with the linear probe at every label
 level and with kNN at the fine level (experiments/RESULTS.md,
 "configs/sag_vicreg.py"; 3 seeds). The walk uses the
 library's default reading (`graph="same_view"`: experiments/RESULTS.md,
-sag_vicreg_readings); `--config.method.graph=cross_view` etc. select the
+sag_vicreg_readings); `--config.method.sag_vicreg.graph=cross_view` etc. select the
 others. Arguments: `:shapes`, `:smoke`, `:first_half` / `:second_half`.
 """
 
@@ -34,5 +34,5 @@ def _shapes(config):
 
 def get_config(arg=None):
   config = bundled_base("sag_vicreg")
-  config.method.update(k=5, percentile=20.0)
+  config.method.sag_vicreg.update(k=5, percentile=20.0)
   return apply_arg(config, arg, {"shapes": _shapes})

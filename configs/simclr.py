@@ -12,7 +12,7 @@ from configs.common import bundled_base
 
 def get_config(arg=None):
   config = bundled_base("simclr")
-  config.method.temperature = 0.2
+  config.method.simclr.temperature = 0.2
   config.views.recipe = "simclr"
   config.views.overrides.update(flip_prob=0.0, crop_scale=(0.4, 1.0))
   return apply_arg(config, arg)

@@ -14,7 +14,7 @@ from configs.common import bundled_base
 
 def get_config(arg=None):
   config = bundled_base("swd")
-  config.method.update(lam=0.6, num_slices=1024)
+  config.method.swd.update(lam=0.6, num_slices=1024)
   config.views.update(recipe="multicrop", size=16, local_size=8, num_global=2, num_local=4)
   config.model.projector = "512-512-128"
   config.optim.update(name="adamw", base_lr=2e-3, weight_decay=0.05, scale_lr_by_batch=False)

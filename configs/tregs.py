@@ -12,5 +12,5 @@ from configs.common import bundled_base
 
 def get_config(arg=None):
   config = bundled_base("tregs")
-  config.method.update(tregs_beta=10.0, tregs_gamma=0.2, tregs_lam=8e-4)
+  config.method.tregs.update(beta=10.0, gamma=0.2, lam=8e-4)
   return apply_arg(config, arg)

@@ -1,7 +1,7 @@
 """Pretrain, evaluate with controls, run the two-model protocol: what compare_methods and sag_vicreg_readings share.
 
 A *variant* is a config file of configs/ plus overrides (for example
-configs/sag_vicreg.py with `method.graph = "same_view"`). For each dataset,
+configs/sag_vicreg.py with `method.sag_vicreg.graph = "same_view"`). For each dataset,
 variant and seed a *run* trains on all classes and evaluates the encoder
 (kNN and linear probes and the Rand index per label level, the structure
 against the pixels), runs the two-model protocol (models A and B on the two
@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from experiments import _common
+from jax_ssl import methods
 from jax_ssl import protocols
 from jax_ssl.data import catalog
 from jax_ssl.data import sources
@@ -66,7 +67,7 @@ TRAINING_METRICS = ("loss/self_pair_rate", "loss/pair_weight", "embedding/std", 
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-  """A named config: `configs/<config_file>` with `overrides` ({"method.graph": "same_view", ...}) applied."""
+  """A config file of configs/ with `overrides` applied: ((dotted key, value), ...)."""
 
   name: str
   config_file: str
@@ -83,13 +84,24 @@ def variant_config(variant: Variant, dataset: str, seed: int, scale: dict, data_
   config.train.update(global_batch_size=scale["batch"], num_steps=scale["steps"],
                       log_every=max(scale["steps"] // 50, 1), checkpoint_every=max(scale["steps"] // 4, 1),
                       eval_every=0, keep_checkpoints=1)
-  config.method.num_slices = min(config.method.num_slices, 256)
+  for name in methods.METHODS:
+    if "num_slices" in config.method[name]:
+      config.method[name].num_slices = min(config.method[name].num_slices, 256)
   config.optim.warmup_epochs = min(config.optim.warmup_epochs, 1.0)
   config.eval.report = False
   for key, value in variant.overrides:
-    section, field = key.split(".")
-    config[section][field] = value
+    *sections, field = key.split(".")
+    node = config
+    for section in sections:
+      node = node[section]
+    node[field] = value
   return config
+
+
+# A method hyperparameter's key before each method had its own config section: run identities keep
+# hashing the old spelling, so the runs finished before the change stay found.
+_IDENTITY_KEYS = {f"method.{new}": f"method.{old}"
+                  for old, news in config_lib.LEGACY_METHOD_KEYS.items() for new in news}
 
 
 def _run_key(variant: Variant, scale: dict, features: Sequence[str], two_model: bool) -> str:
@@ -100,7 +112,8 @@ def _run_key(variant: Variant, scale: dict, features: Sequence[str], two_model: 
   readings experiment). A declared variant means the same thing only as long
   as the code does: a new workdir for a new version of the library.
   """
-  identity = {"config_file": variant.config_file, "overrides": sorted(variant.overrides), "scale": scale,
+  overrides = sorted((_IDENTITY_KEYS.get(key, key), value) for key, value in variant.overrides)
+  identity = {"config_file": variant.config_file, "overrides": overrides, "scale": scale,
               "features": list(features)}
   if not two_model:
     identity["two_model"] = False

@@ -49,7 +49,7 @@ COLLAPSE_FACTOR = 1e-3
 METHODS = (
     Variant("vicreg", "vicreg.py"),
     Variant("visreg", "visreg.py"),
-    Variant("visreg without shape", "visreg.py", (("method.lambda_shape", 0.0),)),
+    Variant("visreg without shape", "visreg.py", (("method.visreg.lambda_shape", 0.0),)),
     Variant("lejepa (SIGReg)", "lejepa.py"),
     Variant("tregs", "tregs.py"),
 )

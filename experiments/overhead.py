@@ -18,11 +18,13 @@ Writes experiments/results/overhead[-<setup>]-<device>.json and the figure besid
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import pathlib
 import sys
 import tempfile
+from typing import ClassVar
 
 import jax
 
@@ -46,15 +48,21 @@ SETUPS = {
 }
 
 
-def _mse(embeddings, ctx):
-  z1, z2 = embeddings.all_views[0], embeddings.all_views[1]
-  loss = ctx.hparams["tregs_beta"] * losses.invariance(z1, z2)
-  return loss, {"invariance": loss}
+@dataclasses.dataclass(frozen=True)
+class MSE(registry.Method):
+  """L_MSE alone: T-REGS's objective without T-REG (`beta` times the invariance)."""
+
+  name: ClassVar[str] = "mse"
+  beta: float = registry.TREGS.beta
+
+  def loss(self, embeddings, key, directions=None):
+    loss = self.beta * losses.invariance(*embeddings.two_views)
+    return loss, {"invariance": loss}
 
 
 def register_mse() -> None:
   """L_MSE as a method of this process, for timing: T-REGS's objective without T-REG."""
-  registry.METHODS.setdefault("mse", registry.Method("mse", _mse))
+  registry.METHODS.setdefault(MSE.name, MSE)
 
 
 def method_config(method: str, setup: dict, data_dir: str):

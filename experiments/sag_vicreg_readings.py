@@ -39,8 +39,9 @@ from experiments._pretraining import Variant  # noqa: E402
 def reading(graph: str, scale_over: str = "neighbours", regularize: str = "paired", name: str | None = None) -> Variant:
   """configs/sag_vicreg.py with every reading option set explicitly (named after the options by default)."""
   name = name or graph + ("" if scale_over == "neighbours" else "+row") + ("" if regularize == "paired" else "+views")
-  return Variant(name, "sag_vicreg.py", (("method.graph", graph), ("method.scale_over", scale_over),
-                                         ("method.regularize", regularize)))
+  return Variant(name, "sag_vicreg.py", (("method.sag_vicreg.graph", graph),
+                                         ("method.sag_vicreg.scale_over", scale_over),
+                                         ("method.sag_vicreg.regularize", regularize)))
 
 
 # VICReg first: its architecture is the controls'. Then every graph, and the other options one at a time

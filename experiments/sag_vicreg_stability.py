@@ -25,12 +25,14 @@ from jax_ssl.losses import sag_vicreg  # noqa: E402
 
 STEPS = 1000
 # The default reading, spelled out: a run stays tied to the reading it trained with.
-READING = (("method.graph", sag_vicreg.DEFAULT_GRAPH), ("method.scale_over", sag_vicreg.DEFAULT_SCALE_OVER),
-           ("method.regularize", sag_vicreg.DEFAULT_REGULARIZE))
+READING = (("method.sag_vicreg.graph", sag_vicreg.DEFAULT_GRAPH),
+           ("method.sag_vicreg.scale_over", sag_vicreg.DEFAULT_SCALE_OVER),
+           ("method.sag_vicreg.regularize", sag_vicreg.DEFAULT_REGULARIZE))
 VARIANTS = (
     Variant("vicreg", "vicreg.py"),
-    *(Variant(f"k={k}", "sag_vicreg.py", (*READING, ("method.k", k))) for k in (3, 5, 10, 20)),
-    *(Variant(f"k=5 batch={batch}", "sag_vicreg.py", (*READING, ("method.k", 5), ("train.global_batch_size", batch)))
+    *(Variant(f"k={k}", "sag_vicreg.py", (*READING, ("method.sag_vicreg.k", k))) for k in (3, 5, 10, 20)),
+    *(Variant(f"k=5 batch={batch}", "sag_vicreg.py",
+              (*READING, ("method.sag_vicreg.k", 5), ("train.global_batch_size", batch)))
       for batch in (64, 256)),
 )
 

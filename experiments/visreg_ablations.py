@@ -10,7 +10,7 @@ slices K must exceed the projection dimension D by a factor C > 1 (Figs. 4-5).
 
 Variants of configs/visreg.py (2 global + 4 local views, lambda 0.6, D = 128):
 the full regularizer; lambda_scale, lambda_shape or lambda_center at 0; the
-shape term differentiated through the std (`method.detach_std = False`);
+shape term differentiated through the std (`method.visreg.detach_std = False`);
 K in {32, 128, 512} at D = 128 (K = D / 4, D, 4 D); D in {32, 512} at K = 128
 (K = 4 D and D / 4). Per run: kNN and linear probes and the Rand index per
 level, with the untrained encoder and the pixels as controls. Writes
@@ -31,15 +31,15 @@ from experiments._pretraining import Variant  # noqa: E402
 STEPS = 1000
 # configs/visreg.py's projector ends at D = 128; slices are capped at 256 by the harness, so K is set here.
 VARIANTS = (
-    Variant("visreg K=128 D=128", "visreg.py", (("method.num_slices", 128),)),
-    Variant("no scale", "visreg.py", (("method.num_slices", 128), ("method.lambda_scale", 0.0))),
-    Variant("no shape", "visreg.py", (("method.num_slices", 128), ("method.lambda_shape", 0.0))),
-    Variant("no center", "visreg.py", (("method.num_slices", 128), ("method.lambda_center", 0.0))),
-    Variant("no stop-gradient", "visreg.py", (("method.num_slices", 128), ("method.detach_std", False))),
-    Variant("K=32 D=128", "visreg.py", (("method.num_slices", 32),)),
-    Variant("K=512 D=128", "visreg.py", (("method.num_slices", 512),)),
-    Variant("K=128 D=32", "visreg.py", (("method.num_slices", 128), ("model.projector", "512-512-32"))),
-    Variant("K=128 D=512", "visreg.py", (("method.num_slices", 128), ("model.projector", "512-512-512"))),
+    Variant("visreg K=128 D=128", "visreg.py", (("method.visreg.num_slices", 128),)),
+    Variant("no scale", "visreg.py", (("method.visreg.num_slices", 128), ("method.visreg.lambda_scale", 0.0))),
+    Variant("no shape", "visreg.py", (("method.visreg.num_slices", 128), ("method.visreg.lambda_shape", 0.0))),
+    Variant("no center", "visreg.py", (("method.visreg.num_slices", 128), ("method.visreg.lambda_center", 0.0))),
+    Variant("no stop-gradient", "visreg.py", (("method.visreg.num_slices", 128), ("method.visreg.detach_std", False))),
+    Variant("K=32 D=128", "visreg.py", (("method.visreg.num_slices", 32),)),
+    Variant("K=512 D=128", "visreg.py", (("method.visreg.num_slices", 512),)),
+    Variant("K=128 D=32", "visreg.py", (("method.visreg.num_slices", 128), ("model.projector", "512-512-32"))),
+    Variant("K=128 D=512", "visreg.py", (("method.visreg.num_slices", 128), ("model.projector", "512-512-512"))),
 )
 
 

@@ -24,7 +24,9 @@ from jax_ssl.train.config import base_config
 
 def get_config(arg=None):
   config = base_config()
-  config.method.update(name="vicreg", sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, k=5, percentile=20.0)
+  config.method.name = "vicreg"
+  config.method.vicreg.update(sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0)
+  config.method.sag_vicreg.update(sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, k=5, percentile=20.0)
   config.data.name = "cifar100"
   config.views.update(recipe="vicreg", size=32, small_images=True)
   config.model.update(backbone="resnet34", stem="cifar", projector="1024-1024-1024")

@@ -12,7 +12,7 @@ lambda = 0.6 for VISReg and SWD, 0.02 for SIGReg (LeJEPA). The projector
 (2048-2048-256, BN, GELU) follows the paper's ImageNet appendix; its weight
 decay (0.05) is LeJEPA's.
 
-Slices: the paper draws K = 4096 per GPU on 8 GPUs; `method.num_slices` is
+Slices: the paper draws K = 4096 per GPU on 8 GPUs; `method.visreg.num_slices` is
 the total over the mesh, 32,768 here (8 x 4096), split over the devices.
 
 `:official` switches to the authors' own configuration (configs/imagenette.yaml
@@ -41,12 +41,14 @@ def official(config) -> None:
 
 def visreg_star(config) -> None:
   """VISReg*: more weight on the shape term (the paper's setting for low-quality data)."""
-  config.method.update(lambda_scale=0.5, lambda_shape=2.0, lambda_center=0.5)
+  config.method.visreg.update(lambda_scale=0.5, lambda_shape=2.0, lambda_center=0.5)
 
 
 def get_config(arg=None):
   config = base_config()
-  config.method.update(name="visreg", lam=LAMBDAS["visreg"], num_slices=PAPER_GPUS * PAPER_SLICES_PER_GPU)
+  config.method.name = "visreg"
+  for name, lam in LAMBDAS.items():  # the comparison's three methods: each its weight, the same slices
+    config.method[name].update(lam=lam, num_slices=PAPER_GPUS * PAPER_SLICES_PER_GPU)
   config.data.name = "imagenette"
   config.views.update(recipe="multicrop", size=128, num_global=4, num_local=0, global_scale=(0.08, 1.0),
                       small_images=False)
@@ -56,9 +58,6 @@ def get_config(arg=None):
                       end_lr_fraction=1.0)
   config.train.update(global_batch_size=256, num_epochs=800, log_every=50, checkpoint_every=2000, eval_every=3700)
 
-  def method(name):
-    return lambda c: c.method.update(name=name, lam=LAMBDAS[name])
-
-  variants = {name: method(name) for name in LAMBDAS}
+  variants = {name: (lambda c, name=name: setattr(c.method, "name", name)) for name in LAMBDAS}
   variants.update(official=official, visreg_star=visreg_star)
   return apply_arg(config, arg, variants)

@@ -22,20 +22,23 @@ from jax_ssl.train.config import base_config
 
 
 def _byol(config):
-  config.method.update(name="byol+tregs", byol_momentum=0.99)
+  config.method.name = "byol+tregs"
+  config.method.byol.tau_base = 0.99
   config.views.recipe = "byol"
   config.model.update(projector="4096-256", predictor="4096-256")
   config.optim.update(base_lr=1.0, weight_decay=1.5e-6)
 
 
 def _barlow_twins(config):
-  config.method.update(name="barlow_twins+tregs", barlow_lambda=5e-3)
+  config.method.name = "barlow_twins+tregs"
+  config.method.barlow_twins.lambd = 5e-3
   config.model.projector = "2048-2048-2048"
 
 
 def get_config(arg=None):
   config = base_config()
-  config.method.update(name="tregs", tregs_beta=10.0, tregs_gamma=0.2, tregs_lam=8e-4)
+  config.method.name = "tregs"
+  config.method.tregs.update(beta=10.0, gamma=0.2, lam=8e-4)
   config.data.name = "cifar10"
   config.views.update(recipe="vicreg", size=32, small_images=True)
   config.model.update(backbone="resnet18", stem="cifar", projector="2048-2048-2048")

@@ -11,7 +11,7 @@ epochs then cosine to lr / 1000, gradient clipping at norm 1.0, stochastic
 depth 0.1, lambda 0.9, projector 2048-2048-256 with BN and GELU, 400 epochs.
 
 Slices: the paper draws K = 2048 per GPU on 32 GPUs ("slices are generated
-independently per GPU"); `method.num_slices` is the total over the mesh, so
+independently per GPU"); `method.visreg.num_slices` is the total over the mesh, so
 65,536 here (32 x 2048), split over however many devices run it.
 
 Where the paper's text is silent the official configuration (the authors'
@@ -31,12 +31,13 @@ PAPER_GPUS, PAPER_SLICES_PER_GPU = 32, 2048
 
 def visreg_star(config) -> None:
   """VISReg*: more weight on the shape term (the paper's setting for low-quality data)."""
-  config.method.update(lambda_scale=0.5, lambda_shape=2.0, lambda_center=0.5)
+  config.method.visreg.update(lambda_scale=0.5, lambda_shape=2.0, lambda_center=0.5)
 
 
 def get_config(arg=None):
   config = base_config()
-  config.method.update(name="visreg", lam=0.9, num_slices=PAPER_GPUS * PAPER_SLICES_PER_GPU)
+  config.method.name = "visreg"
+  config.method.visreg.update(lam=0.9, num_slices=PAPER_GPUS * PAPER_SLICES_PER_GPU)
   config.data.name = "imagenet2012"
   config.views.update(recipe="multicrop", size=224, local_size=96, num_global=4, num_local=6,
                       global_scale=(0.3, 1.0), local_scale=(0.05, 0.3), small_images=False)

@@ -1,16 +1,25 @@
-"""What a method is: the network outputs it needs, and how they become a loss.
+"""What a method is: a typed objective over the embeddings of all views of a batch.
 
-A method maps the embeddings of all views of a batch to `(loss, metrics)` by
-composing `jax_ssl.losses`. It declares what it needs from the trainer
-(multi-crop views, a predictor head, an EMA target network, random slices) so
-the trainer builds exactly that. Everything here is pure: the trainer passes
-the step's PRNG key and hyperparameters in a `Context`.
+A method is a frozen dataclass holding its own hyperparameters under its
+paper's names. Its `loss(embeddings, key, directions)` composes
+`jax_ssl.losses` into `(loss, metrics)`; everything it takes is an explicit
+array: the embeddings of every view, the step's PRNG key, and, for a sliced
+method (VISReg, LeJEPA, SWD), its block of random slice directions. Class
+attributes say what the trainer must build for it (multi-crop views, a
+predictor head, an EMA target network, slices).
+
+Slices on a mesh: the trainer draws the (D, K) directions of the step, and
+inside `shard_map` hands each device its own (D, K / M) column block; the
+method averages its loss over the columns it is given, and the trainer
+averages the devices' losses. That is the mean over all K slices because a
+sliced method's loss is affine in its per-slice means (every term not over
+slices is the same on every device).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from typing import ClassVar
 from typing import NamedTuple
 
 import jax
@@ -41,53 +50,69 @@ class Embeddings(NamedTuple):
       return self.global_views
     return jax.numpy.concatenate([self.global_views, self.local_views], axis=0)
 
-
-# (fn(views (V, N, D), directions (D, K_block)) -> means over the block's slices (an array or a dict of them),
-#  views, key, K) -> the same means over all K.
-SliceMeans = jax.Array | dict[str, jax.Array]
-SlicedMean = Callable[[Callable[[jax.Array, jax.Array], SliceMeans], jax.Array, jax.Array, int], SliceMeans]
-
-
-def sliced_mean_on_one_device(fn, views: jax.Array, key: jax.Array, num_slices: int) -> jax.Array:
-  """`fn` on all `num_slices` directions at once: the single-device `SlicedMean`.
-
-  The directions are `random_directions(key, D, num_slices)`; a device mesh
-  splits the same matrix into column blocks, one per device, and averages.
-  """
-  return fn(views, ops.random_directions(key, views.shape[-1], num_slices))
-
-
-@dataclasses.dataclass(frozen=True)
-class Context:
-  """Everything a method's objective may use besides the embeddings.
-
-  key: PRNG key of this step (random walks, random slices).
-  hparams: the `method` section of the config, as a plain dict of numbers.
-  progress: fraction of training done, in [0, 1] (schedules such as BYOL's momentum).
-  sliced_mean: how to average a per-slice loss over `num_slices` random directions
-    (on a mesh, each device takes its own block of directions).
-  """
-
-  key: jax.Array
-  hparams: dict
-  progress: jax.Array
-  sliced_mean: SlicedMean = sliced_mean_on_one_device
+  @property
+  def two_views(self) -> tuple[jax.Array, jax.Array]:
+    """The first two global views, (N, D) each: what a two-view method compares."""
+    return self.global_views[0], self.global_views[1]
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  """A named objective and what it needs from the trainer.
+  """A self-supervised objective and what it needs from the trainer.
 
-  objective: (Embeddings, Context) -> (loss, metrics).
-  multi_crop: takes any number of global and local views (else exactly two global views).
-  predictor: needs an online predictor head (BYOL).
-  target: needs an EMA target network (BYOL).
-  sliced: averages a loss over random slices (VISReg, LeJEPA, SWD): num_slices must divide over devices.
+  Subclasses are frozen dataclasses whose fields are the hyperparameters,
+  validated on construction (`ValueError`, one line), and which define
+  `name` and `loss`. Class attributes:
+
+    name: the method's name in configs (`method.name`), and its config section.
+    multi_crop: takes any number of global and local views (else exactly two global views).
+    predictor: needs an online predictor head (BYOL).
+    target: needs an EMA target network (BYOL), moved by `update_target`.
+    num_slices: total random slices K over the mesh; 0 for a method without slices.
+      A sliced method declares it as a field.
   """
 
-  name: str
-  objective: Callable[[Embeddings, Context], tuple[jax.Array, Metrics]]
-  multi_crop: bool = False
-  predictor: bool = False
-  target: bool = False
-  sliced: bool = False
+  name: ClassVar[str] = ""
+  multi_crop: ClassVar[bool] = False
+  predictor: ClassVar[bool] = False
+  target: ClassVar[bool] = False
+  num_slices: ClassVar[int] = 0
+
+  def loss(self, embeddings: Embeddings, key: jax.Array,
+           directions: jax.Array | None = None) -> tuple[jax.Array, Metrics]:
+    """`(loss, metrics)` on the global batch.
+
+    Args:
+      embeddings: the networks' outputs for every view of the global batch.
+      key: PRNG key of the step (SAG-VICReg's random walk).
+      directions: (D, K_block) unit slice directions for a sliced method
+        (all K of them on one device, a column block on a mesh); None otherwise.
+
+    Returns:
+      The scalar loss, and its named terms.
+    """
+    raise NotImplementedError
+
+  def slice_directions(self, key: jax.Array, dim: int) -> jax.Array:
+    """The step's (dim, num_slices) slice directions: `ops.random_directions(key, dim, num_slices)`."""
+    return ops.random_directions(key, dim, self.num_slices)
+
+  def update_target(self, target_params, online_params, progress: jax.Array):
+    """The EMA target network's parameters after a step (methods with `target`); `progress` in [0, 1]."""
+    raise NotImplementedError(f"{self.name} has no target network")
+
+
+def check(condition: bool, message: str) -> None:
+  """Raise ValueError(message) unless `condition`: a method's hyperparameter check, one line."""
+  if not condition:
+    raise ValueError(message)
+
+
+def sliced_loss_on_one_device(method: Method, embeddings: Embeddings,
+                              key: jax.Array) -> tuple[jax.Array, Metrics]:
+  """`method.loss` with all its slices on one device: what the trainer computes on a mesh, by blocks.
+
+  The directions are `method.slice_directions(key, D)`, from the same key as the walk.
+  """
+  directions = method.slice_directions(key, embeddings.global_views.shape[-1]) if method.num_slices else None
+  return method.loss(embeddings, key, directions)

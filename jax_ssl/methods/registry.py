@@ -1,145 +1,331 @@
-"""The methods by name, each a composition of `jax_ssl.losses` over the views.
+"""The methods, each a typed composition of `jax_ssl.losses`, and the registry by name.
 
   vicreg        VICReg on the two views
   sag_vicreg    VICReg with random-walk pairing on the kNN affinity graph
-  visreg        (1 - lam) LeJEPA prediction + lam VISReg regularizer, multi-crop
-  lejepa        (1 - lam) LeJEPA prediction + lam SIGReg, multi-crop
-  swd           (1 - lam) LeJEPA prediction + lam plain sliced W2 to N(0, I), multi-crop
+  visreg        (1 - lam) LeJEPA prediction + lam VISReg regularizer, multi-crop, sliced
+  lejepa        (1 - lam) LeJEPA prediction + lam SIGReg, multi-crop, sliced
+  swd           (1 - lam) LeJEPA prediction + lam plain sliced W2 to N(0, I), multi-crop, sliced
   tregs         T-REGS: beta MSE invariance + T-REG on each view
   barlow_twins  Barlow Twins
   simclr        NT-Xent
   byol          BYOL: predictor + EMA target, symmetric regression loss
-  <name>+tregs  any of them plus T-REG (gamma L_E + lam L_S) on every view's embeddings
+  <name>+tregs  any of them (but tregs) plus T-REG (gamma L_E + lam L_S) on every view's embeddings
 
-Random slices (VISReg, LeJEPA, SWD) go through `Context.sliced_mean`, which on a
-mesh gives each device its own block of directions.
+Each method's config section (`method.<name>`, and `method.t_reg` for the
+add-on) holds exactly its dataclass fields; `from_config` builds the method
+from it.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 
 from jax_ssl import losses
-from jax_ssl.methods.base import Context
-from jax_ssl.methods.base import Embeddings
+from jax_ssl.losses import sag_vicreg as sag_vicreg_lib
 from jax_ssl.methods.base import Method
-from jax_ssl.methods.base import Metrics
+from jax_ssl.methods.base import check
 
 
-def _two_views(embeddings: Embeddings) -> tuple[jax.Array, jax.Array]:
-  return embeddings.global_views[0], embeddings.global_views[1]
+def _non_negative(method: Method, *fields: str) -> None:
+  for field in fields:
+    value = getattr(method, field)
+    check(value >= 0, f"{method.name}.{field} must not be negative; got {value}.")
 
 
-def vicreg(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
-  hp = ctx.hparams
-  return losses.vicreg_loss(*_two_views(embeddings), hp["sim_coeff"], hp["std_coeff"], hp["cov_coeff"])
+@dataclasses.dataclass(frozen=True)
+class VICReg(Method):
+  """VICReg (Bardes, Ponce & LeCun, ICLR 2022) on the two global views: `losses.vicreg_loss`.
+
+  sim_coeff, std_coeff, cov_coeff: the paper's lambda, mu, nu (invariance, variance, covariance).
+  """
+
+  name: ClassVar[str] = "vicreg"
+  sim_coeff: float = 25.0
+  std_coeff: float = 25.0
+  cov_coeff: float = 1.0
+
+  def __post_init__(self):
+    _non_negative(self, "sim_coeff", "std_coeff", "cov_coeff")
+
+  def loss(self, embeddings, key, directions=None):
+    return losses.vicreg_loss(*embeddings.two_views, self.sim_coeff, self.std_coeff, self.cov_coeff)
 
 
-def sag_vicreg(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
-  hp = ctx.hparams
-  return losses.sag_vicreg_loss(ctx.key, *_two_views(embeddings), k=hp["k"], percentile=hp["percentile"],
-                                sim_coeff=hp["sim_coeff"], std_coeff=hp["std_coeff"], cov_coeff=hp["cov_coeff"],
-                                graph=hp["graph"], scale_over=hp["scale_over"], regularize=hp["regularize"])
+@dataclasses.dataclass(frozen=True)
+class SAGVICReg(VICReg):
+  """SAG-VICReg (Simai, Talmon & Shaham, 2025): VICReg with the second view re-paired by a random walk.
+
+  The walk runs on the kNN affinity graph of the batch (k neighbours, local
+  scale at `percentile`); `graph`, `scale_over` and `regularize` select the
+  reading of the paper (`losses.sag_vicreg_loss`, whose docstring says why the
+  defaults are the ones the readings experiment chose).
+  """
+
+  name: ClassVar[str] = "sag_vicreg"
+  k: int = 5
+  percentile: float = 20.0
+  graph: str = sag_vicreg_lib.DEFAULT_GRAPH
+  scale_over: str = sag_vicreg_lib.DEFAULT_SCALE_OVER
+  regularize: str = sag_vicreg_lib.DEFAULT_REGULARIZE
+
+  def __post_init__(self):
+    super().__post_init__()
+    check(self.k > 0, f"{self.name}.k is a number of neighbours, positive; got {self.k}.")
+    check(0.0 <= self.percentile <= 100.0, f"{self.name}.percentile lies in [0, 100]; got {self.percentile}.")
+    for field, allowed in (("graph", sag_vicreg_lib.GRAPHS), ("scale_over", sag_vicreg_lib.SCALES_OVER),
+                           ("regularize", sag_vicreg_lib.REGULARIZE)):
+      value = getattr(self, field)
+      check(value in allowed, f"{self.name}.{field} must be one of {', '.join(allowed)}; got {value!r}.")
+
+  def loss(self, embeddings, key, directions=None):
+    return losses.sag_vicreg_loss(key, *embeddings.two_views, k=self.k, percentile=self.percentile,
+                                  sim_coeff=self.sim_coeff, std_coeff=self.std_coeff, cov_coeff=self.cov_coeff,
+                                  graph=self.graph, scale_over=self.scale_over, regularize=self.regularize)
 
 
-def _jepa(regularizer_name: str, per_view_regularizer):
-  """LeJEPA-style objective: `(1 - lam) prediction + lam mean_v regularizer(view v)` over all views."""
+@dataclasses.dataclass(frozen=True)
+class _Jepa(Method):
+  """`(1 - lam) prediction + lam mean_v regularizer(view v)` over all views (LeJEPA's composition).
 
-  def objective(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
-    hp = ctx.hparams
+  lam: the regularizer's weight, in [0, 1]; num_slices: K, the total over the mesh.
+  """
+
+  multi_crop: ClassVar[bool] = True
+  lam: float = 0.9
+  num_slices: int = 1024
+
+  def __post_init__(self):
+    check(0.0 <= self.lam <= 1.0, f"{self.name}.lam weighs the regularizer against the prediction loss, "
+          f"in [0, 1]; got {self.lam}.")
+    check(self.num_slices > 0, f"{self.name}.num_slices must be positive; got {self.num_slices}.")
+
+  def regularizer(self, z: jax.Array, directions: jax.Array) -> jax.Array:
+    """The regularizer of one view (N, D), averaged over the slices `directions` (D, K_block)."""
+    raise NotImplementedError
+
+  def loss(self, embeddings, key, directions=None):
     views = embeddings.all_views
     prediction = losses.prediction_loss(embeddings.global_views, views)
-
-    def mean_over_views(views, directions):
-      return jnp.mean(jax.vmap(lambda z: per_view_regularizer(z, directions, hp))(views))
-
-    regularizer = ctx.sliced_mean(mean_over_views, views, ctx.key, hp["num_slices"])
-    loss = (1.0 - hp["lam"]) * prediction + hp["lam"] * regularizer
-    return loss, {"prediction": prediction, regularizer_name: regularizer}
-
-  return objective
+    regularizer = jnp.mean(jax.vmap(lambda z: self.regularizer(z, directions))(views))
+    return (1.0 - self.lam) * prediction + self.lam * regularizer, {"prediction": prediction,
+                                                                    self.name: regularizer}
 
 
-def visreg(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
-  """`losses.visreg_loss` with the slices split over the mesh: its scale, shape and center terms are logged."""
-  hp = ctx.hparams
-  views = embeddings.all_views
-  terms = ctx.sliced_mean(lambda views, directions: losses.visreg_terms(views, directions, hp["detach_std"]),
-                          views, ctx.key, hp["num_slices"])
-  return losses.combine_visreg(losses.prediction_loss(embeddings.global_views, views), terms, hp["lam"],
-                               hp["lambda_scale"], hp["lambda_shape"], hp["lambda_center"])
+@dataclasses.dataclass(frozen=True)
+class VISReg(_Jepa):
+  """VISReg (Wu, Balestriero & Levine, 2026): prediction + the scale / shape / center regularizer.
+
+  `losses.visreg_terms` averaged over the views, weighted by `lambda_scale`,
+  `lambda_shape`, `lambda_center` (`losses.combine_visreg`); the three terms
+  are logged. `detach_std=False` differentiates the shape term through the
+  std (the paper's ablation).
+  """
+
+  name: ClassVar[str] = "visreg"
+  lambda_scale: float = 1.0
+  lambda_shape: float = 1.0
+  lambda_center: float = 1.0
+  detach_std: bool = True
+
+  def __post_init__(self):
+    super().__post_init__()
+    _non_negative(self, "lambda_scale", "lambda_shape", "lambda_center")
+
+  def loss(self, embeddings, key, directions=None):
+    views = embeddings.all_views
+    terms = losses.visreg_terms(views, directions, self.detach_std)
+    return losses.combine_visreg(losses.prediction_loss(embeddings.global_views, views), terms, self.lam,
+                                 self.lambda_scale, self.lambda_shape, self.lambda_center)
 
 
-lejepa = _jepa("sigreg", lambda z, directions, hp: losses.sigreg(z, directions, knots=hp["sigreg_knots"]))
-swd = _jepa("swd", lambda z, directions, hp: losses.swd_gaussian(z, directions))
+@dataclasses.dataclass(frozen=True)
+class LeJEPA(_Jepa):
+  """LeJEPA (Balestriero & LeCun, 2025): prediction + SIGReg (`losses.sigreg`, `knots` quadrature points).
+
+  lam defaults to 0.02, the SIGReg weight of VISReg's comparison (Sec. 4).
+  """
+
+  name: ClassVar[str] = "lejepa"
+  lam: float = 0.02
+  knots: int = 17
+
+  def __post_init__(self):
+    super().__post_init__()
+    check(self.knots >= 2, f"{self.name}.knots (SIGReg's quadrature points) must be at least 2; got {self.knots}.")
+
+  def regularizer(self, z, directions):
+    return losses.sigreg(z, directions, knots=self.knots)
 
 
-def tregs(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
-  hp = ctx.hparams
-  return losses.tregs_loss(*_two_views(embeddings), beta=hp["tregs_beta"], gamma=hp["tregs_gamma"],
-                           lam=hp["tregs_lam"])
+@dataclasses.dataclass(frozen=True)
+class SWD(_Jepa):
+  """Prediction + plain sliced W2 to N(0, I) (`losses.swd_gaussian`): VISReg's SWD baseline, lam 0.6 (Sec. 4)."""
+
+  name: ClassVar[str] = "swd"
+  lam: float = 0.6
+
+  def regularizer(self, z, directions):
+    return losses.swd_gaussian(z, directions)
 
 
-def barlow_twins(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
-  return losses.barlow_twins_loss(*_two_views(embeddings), lambd=ctx.hparams["barlow_lambda"])
+@dataclasses.dataclass(frozen=True)
+class TREGS(Method):
+  """T-REGS (Mordacq, Loiseaux, Kalogeiton & Oudot): `beta` MSE invariance + T-REG (gamma, lam) on each view."""
+
+  name: ClassVar[str] = "tregs"
+  beta: float = 10.0
+  gamma: float = 0.2
+  lam: float = 8e-4
+
+  def __post_init__(self):
+    _non_negative(self, "beta", "gamma", "lam")
+
+  def loss(self, embeddings, key, directions=None):
+    return losses.tregs_loss(*embeddings.two_views, beta=self.beta, gamma=self.gamma, lam=self.lam)
 
 
-def simclr(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
-  loss = losses.nt_xent(*_two_views(embeddings), temperature=ctx.hparams["temperature"])
-  return loss, {"nt_xent": loss}
+@dataclasses.dataclass(frozen=True)
+class BarlowTwins(Method):
+  """Barlow Twins (Zbontar et al., ICML 2021): `losses.barlow_twins_loss`, `lambd` on the off-diagonal."""
+
+  name: ClassVar[str] = "barlow_twins"
+  lambd: float = 5e-3
+
+  def __post_init__(self):
+    _non_negative(self, "lambd")
+
+  def loss(self, embeddings, key, directions=None):
+    return losses.barlow_twins_loss(*embeddings.two_views, lambd=self.lambd)
 
 
-def byol(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
-  """Symmetric: view 1's prediction regresses view 2's target projection, and vice versa."""
-  p1, p2 = embeddings.predictions[0], embeddings.predictions[1]
-  t1, t2 = embeddings.targets[0], embeddings.targets[1]
-  loss = losses.byol_loss(p1, t2) + losses.byol_loss(p2, t1)
-  return loss, {"regression": loss}
+@dataclasses.dataclass(frozen=True)
+class SimCLR(Method):
+  """SimCLR (Chen et al., ICML 2020): NT-Xent over the 2N views at `temperature`."""
+
+  name: ClassVar[str] = "simclr"
+  temperature: float = 0.1
+
+  def __post_init__(self):
+    check(self.temperature > 0, f"{self.name}.temperature must be positive; got {self.temperature}.")
+
+  def loss(self, embeddings, key, directions=None):
+    loss = losses.nt_xent(*embeddings.two_views, temperature=self.temperature)
+    return loss, {"nt_xent": loss}
 
 
-def byol_target_momentum(base: float, progress: jax.Array) -> jax.Array:
-  """BYOL's schedule: `1 - (1 - base) (cos(pi progress) + 1) / 2`, from base at the start to 1 at the end."""
-  return 1.0 - (1.0 - base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
+@dataclasses.dataclass(frozen=True)
+class BYOL(Method):
+  """BYOL (Grill et al., NeurIPS 2020): an online predictor regresses an EMA target's projections.
+
+  The loss is symmetric (view 1's prediction against view 2's target and
+  vice versa). The target's momentum follows the paper's cosine schedule from
+  `tau_base` at the start to 1 at the end (`target_momentum`).
+  """
+
+  name: ClassVar[str] = "byol"
+  predictor: ClassVar[bool] = True
+  target: ClassVar[bool] = True
+  tau_base: float = 0.996
+
+  def __post_init__(self):
+    check(0.0 <= self.tau_base <= 1.0, f"{self.name}.tau_base is a momentum in [0, 1]; got {self.tau_base}.")
+
+  def loss(self, embeddings, key, directions=None):
+    p1, p2 = embeddings.predictions[0], embeddings.predictions[1]
+    t1, t2 = embeddings.targets[0], embeddings.targets[1]
+    loss = losses.byol_loss(p1, t2) + losses.byol_loss(p2, t1)
+    return loss, {"regression": loss}
+
+  def target_momentum(self, progress: jax.Array) -> jax.Array:
+    """`1 - (1 - tau_base) (cos(pi progress) + 1) / 2`: tau_base at progress 0, 1 at progress 1."""
+    return 1.0 - (1.0 - self.tau_base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
+
+  def update_target(self, target_params, online_params, progress):
+    momentum = self.target_momentum(progress)
+    return jax.tree.map(lambda t, p: momentum * t + (1 - momentum) * p, target_params, online_params)
 
 
-METHODS: dict[str, Method] = {
-    method.name: method
-    for method in [
-        Method("vicreg", vicreg),
-        Method("sag_vicreg", sag_vicreg),
-        Method("visreg", visreg, multi_crop=True, sliced=True),
-        Method("lejepa", lejepa, multi_crop=True, sliced=True),
-        Method("swd", swd, multi_crop=True, sliced=True),
-        Method("tregs", tregs),
-        Method("barlow_twins", barlow_twins),
-        Method("simclr", simclr),
-        Method("byol", byol, predictor=True, target=True),
-    ]
-}
-
-_ADD_ON = "+tregs"
+ADD_ON = "+tregs"
+ADD_ON_SECTION = "t_reg"
 
 
-def _with_t_reg(base: Method) -> Method:
-  """`base` plus T-REG on every view's embeddings: `+ mean_v (gamma L_E(z_v) + lam L_S(z_v))` times the views."""
+@dataclasses.dataclass(frozen=True)
+class WithTReg(Method):
+  """`base` plus T-REG on every view's embeddings: `+ sum_v (gamma L_E(z_v) + lam L_S(z_v))`.
 
-  def objective(embeddings: Embeddings, ctx: Context) -> tuple[jax.Array, Metrics]:
-    hp = ctx.hparams
-    loss, metrics = base.objective(embeddings, ctx)
-    # T-REGS adds t_reg(Z) + t_reg(Z'): one term per view, summed.
+  T-REGS adds t_reg(Z) + t_reg(Z'), one term per view; with more views, one
+  per view. Everything else (views, heads, slices, target) is the base's.
+  """
+
+  base: Method
+  gamma: float = 0.2
+  lam: float = 8e-4
+
+  def __post_init__(self):
+    check(not isinstance(self.base, (TREGS, WithTReg)), f"{self.base.name} already has T-REG; "
+          f"'{ADD_ON}' adds it to the other methods.")
+    for field in ("gamma", "lam"):
+      check(getattr(self, field) >= 0, f"{ADD_ON_SECTION}.{field} must not be negative; got {getattr(self, field)}.")
+
+  name = property(lambda self: self.base.name + ADD_ON)
+  multi_crop = property(lambda self: self.base.multi_crop)
+  predictor = property(lambda self: self.base.predictor)
+  target = property(lambda self: self.base.target)
+  num_slices = property(lambda self: self.base.num_slices)
+
+  def loss(self, embeddings, key, directions=None):
+    loss, metrics = self.base.loss(embeddings, key, directions)
     # A loop, not vmap: the MST's exact-distance fallback is a `lax.cond`, which vmap would turn
     # into computing both branches for every view.
-    t_reg_total = sum(losses.t_reg(z, hp["tregs_gamma"], hp["tregs_lam"]) for z in embeddings.all_views)
+    t_reg_total = sum(losses.t_reg(z, self.gamma, self.lam) for z in embeddings.all_views)
     return loss + t_reg_total, {**metrics, "t_reg": t_reg_total}
 
-  return Method(base.name + _ADD_ON, objective, base.multi_crop, base.predictor, base.target, base.sliced)
+  def update_target(self, target_params, online_params, progress):
+    return self.base.update_target(target_params, online_params, progress)
 
 
-def get_method(name: str) -> Method:
-  """The method called `name`: one of `METHODS`, optionally with `+tregs`."""
-  base_name = name[: -len(_ADD_ON)] if name.endswith(_ADD_ON) else name
-  if base_name not in METHODS or base_name == "tregs" and name != base_name:
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (VICReg, SAGVICReg, VISReg, LeJEPA, SWD, TREGS,
+                                                              BarlowTwins, SimCLR, BYOL)}
+
+
+def hyperparameters(cls: type[Method]) -> dict:
+  """The fields of a method class with their defaults: its config section (`WithTReg`: without `base`)."""
+  return {field.name: field.default for field in dataclasses.fields(cls) if field.name != "base"}
+
+
+def get_method(name: str, **hyperparameters) -> Method:
+  """The method called `name` (one of `METHODS`, optionally with `+tregs`), defaults unless given.
+
+  With `+tregs`, `hyperparameters` go to the base method; build `WithTReg`
+  directly to set the add-on's own.
+
+  Raises:
+    ValueError: an unknown name, or a hyperparameter out of range (one line).
+  """
+  base_name = name.removesuffix(ADD_ON)
+  if base_name not in METHODS or base_name == TREGS.name and name != base_name:
     known = ", ".join(sorted(METHODS))
-    raise ValueError(f"unknown method {name!r}; methods: {known}, and any of them (but tregs) with '+tregs'.")
-  return METHODS[base_name] if name == base_name else _with_t_reg(METHODS[base_name])
+    raise ValueError(f"unknown method {name!r}; methods: {known}, and any of them (but tregs) with '{ADD_ON}'.")
+  method = METHODS[base_name](**hyperparameters)
+  return method if name == base_name else WithTReg(method)
+
+
+def from_config(section: Mapping) -> Method:
+  """The method of a config's `method` section: `name`, built from its own subsection.
+
+  `method.<name>` holds the base method's hyperparameters; with `+tregs`,
+  `method.t_reg` holds the add-on's (gamma, lam).
+
+  Raises:
+    ValueError: an unknown name, or a hyperparameter out of range (one line naming it).
+  """
+  name = section["name"]
+  get_method(name)  # an unknown name is named before its section is looked for
+  method = get_method(name.removesuffix(ADD_ON), **dict(section[name.removesuffix(ADD_ON)]))
+  return WithTReg(method, **dict(section[ADD_ON_SECTION])) if name.endswith(ADD_ON) else method
+

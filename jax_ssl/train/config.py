@@ -23,7 +23,6 @@ from jax_ssl import models
 from jax_ssl.data import catalog
 from jax_ssl.data import feed
 from jax_ssl.data import views as views_lib
-from jax_ssl.losses import sag_vicreg
 
 
 class ConfigError(ValueError):
@@ -35,25 +34,14 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
 
-  # The objective: a method of jax_ssl.methods, optionally "+tregs" (T-REG on every view).
-  config.method = ml_collections.ConfigDict(dict(
-      name="vicreg",
-      # VICReg and SAG-VICReg (coefficients of invariance, variance, covariance).
-      sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0,
-      # SAG-VICReg's affinity graph, and its reading of the paper (jax_ssl.losses.sag_vicreg).
-      k=5, percentile=20.0, graph=sag_vicreg.DEFAULT_GRAPH, scale_over=sag_vicreg.DEFAULT_SCALE_OVER,
-      regularize=sag_vicreg.DEFAULT_REGULARIZE,
-      # VISReg / LeJEPA / plain SWD: regularizer weight, slices (split over devices), VISReg's inner weights.
-      lam=0.9, num_slices=1024, lambda_scale=1.0, lambda_shape=1.0, lambda_center=1.0,
-      detach_std=True,  # VISReg's shape term stops the gradient through the std (False: the paper's ablation)
-      sigreg_knots=17,
-      # T-REGS (beta on the MSE invariance), and T-REG as an add-on (gamma on length, lam on the sphere).
-      tregs_beta=10.0, tregs_gamma=0.2, tregs_lam=8e-4,
-      # Barlow Twins, SimCLR.
-      barlow_lambda=5e-3, temperature=0.1,
-      # BYOL: target momentum goes from base to 1 with a cosine schedule.
-      byol_momentum=0.996,
-  ))
+  # The objective: `name`, a method of jax_ssl.methods (optionally "+tregs", T-REG on every view), and
+  # one section per method holding its hyperparameters under its paper's names, with the method's
+  # defaults (`method.visreg.lam`, `method.sag_vicreg.graph`, ...); `method.t_reg` is the add-on's.
+  config.method = ml_collections.ConfigDict({
+      "name": "vicreg",
+      **{name: methods.hyperparameters(cls) for name, cls in methods.METHODS.items()},
+      methods.ADD_ON_SECTION: methods.hyperparameters(methods.WithTReg),
+  })
 
   config.data = ml_collections.ConfigDict(dict(
       name="shapes",
@@ -135,11 +123,47 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+# Where each flat `method.<key>` of a config written before every method had its own section went
+# (several methods shared one key). Run identities and saved configs of older runs are read through it.
+LEGACY_METHOD_KEYS = {
+    "sim_coeff": ("vicreg.sim_coeff", "sag_vicreg.sim_coeff"),
+    "std_coeff": ("vicreg.std_coeff", "sag_vicreg.std_coeff"),
+    "cov_coeff": ("vicreg.cov_coeff", "sag_vicreg.cov_coeff"),
+    **{key: (f"sag_vicreg.{key}",) for key in ("k", "percentile", "graph", "scale_over", "regularize")},
+    "lam": ("visreg.lam", "lejepa.lam", "swd.lam"),
+    "num_slices": ("visreg.num_slices", "lejepa.num_slices", "swd.num_slices"),
+    **{key: (f"visreg.{key}",) for key in ("lambda_scale", "lambda_shape", "lambda_center", "detach_std")},
+    "sigreg_knots": ("lejepa.knots",),
+    "tregs_beta": ("tregs.beta",),
+    "tregs_gamma": ("tregs.gamma", f"{methods.ADD_ON_SECTION}.gamma"),
+    "tregs_lam": ("tregs.lam", f"{methods.ADD_ON_SECTION}.lam"),
+    "barlow_lambda": ("barlow_twins.lambd",),
+    "temperature": ("simclr.temperature",),
+    "byol_momentum": ("byol.tau_base",),
+}
+
+
+def upgrade_legacy_method(config_json: dict) -> dict:
+  """A saved config (its JSON dict) with a flat legacy `method` section moved into per-method sections.
+
+  The values a legacy run trained with land in every section that read them;
+  sections it did not have take their defaults. A current config is returned
+  unchanged.
+  """
+  section = config_json.get("method")
+  if not isinstance(section, dict) or not any(key in LEGACY_METHOD_KEYS for key in section):
+    return config_json
+  upgraded = base_config().method.to_dict()
+  upgraded["name"] = section.get("name", upgraded["name"])
+  for key, value in section.items():
+    for target in LEGACY_METHOD_KEYS.get(key, ()):
+      name, field = target.split(".")
+      upgraded[name][field] = value
+  return {**config_json, "method": upgraded}
+
+
 # Values each string option may take.
 CHOICES = {
-    "method.graph": sag_vicreg.GRAPHS,
-    "method.scale_over": sag_vicreg.SCALES_OVER,
-    "method.regularize": sag_vicreg.REGULARIZE,
     "views.recipe": ("vicreg", "byol", "simclr", "multicrop"),
     "model.stem": ("cifar", "imagenet"),
     "model.projector_activation": ("relu", "gelu"),
@@ -149,19 +173,19 @@ CHOICES = {
 }
 POSITIVE = ("train.global_batch_size", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
             "train.peer_timeout_seconds",
-            "method.num_slices", "method.k", "views.size", "views.num_global", "eval.knn_k",
+            "views.size", "views.num_global", "eval.knn_k",
             "eval.max_train_examples", "eval.probe_epochs", "model.width", "model.patch_size")
 NON_NEGATIVE = ("train.num_epochs", "train.num_steps", "train.eval_every", "optim.base_lr", "optim.weight_decay",
-                "optim.warmup_epochs", "optim.grad_clip_norm", "views.num_local",
-                "method.temperature")
+                "optim.warmup_epochs", "optim.grad_clip_norm", "views.num_local")
 
 
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{"train.num_steps": 2, "method.visreg.lam": 0.9, ...}: every field of a config under its dotted key."""
   flat = {}
   for key, value in config.items():
     path = f"{prefix}{key}"
     if isinstance(value, (ml_collections.ConfigDict, config_dict.FrozenConfigDict)):
-      flat.update(_flatten(value, path + "."))
+      flat.update(flatten(value, path + "."))
     else:
       flat[path] = value
   return flat
@@ -194,8 +218,8 @@ def parse_classes(spec: str) -> list[int] | None:
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   """Raise `ConfigError` (one line) for the first problem found in `config`."""
-  schema = _flatten(base_config())
-  given = _flatten(config)
+  schema = flatten(base_config())
+  given = flatten(config)
   overridable = [field for field in views_lib.VIEW_SPEC_FIELDS if field != "size"]
   for key in given:
     if key.startswith("views.overrides."):
@@ -230,19 +254,18 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   for key in NON_NEGATIVE:
     if not given[key] >= 0:
       raise ConfigError(f"{key} must not be negative, got {given[key]!r}.")
-  if not 0.0 <= config.method.lam <= 1.0:
-    raise ConfigError("method.lam weighs the regularizer against the prediction loss, in [0, 1]; "
-                      f"got {config.method.lam}.")
   if config.data.worker_count < -1:
     raise ConfigError(f"data.worker_count is a number of processes, or -1 for one per spare CPU core; "
                       f"got {config.data.worker_count}.")
   if config.train.num_steps == 0 and config.train.num_epochs == 0:
     raise ConfigError("set train.num_steps or train.num_epochs to a positive value.")
 
-  try:
-    method = methods.get_method(config.method.name)
+  try:  # the method checks its own section
+    method = methods.from_config(config.method)
   except ValueError as error:
-    raise ConfigError(str(error)) from None
+    message = str(error)
+    # A method names the field of its own section it refuses ("visreg.lam ..."): method.visreg.lam here.
+    raise ConfigError(f"method.{message}" if message.split(".", 1)[0] in config.method else message) from None
   if config.model.backbone not in models.BACKBONES:
     raise ConfigError(f"model.backbone {config.model.backbone!r} is unknown; backbones: {', '.join(models.BACKBONES)}.")
   if config.data.name not in catalog.CATALOG:
@@ -271,10 +294,11 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   if batch % num_devices:
     raise ConfigError(f"train.global_batch_size = {batch} does not divide over the {num_devices} devices; "
                       f"use a multiple of {num_devices}.")
-  if config.method.name.startswith("sag_vicreg") and config.method.k >= batch:
-    raise ConfigError(f"method.k = {config.method.k} neighbours needs a global batch larger than k; got {batch}.")
-  if method.sliced and config.method.num_slices % num_devices:
-    raise ConfigError(f"method.num_slices = {config.method.num_slices} is split over {num_devices} devices; "
+  base = getattr(method, "base", method)
+  if isinstance(base, methods.SAGVICReg) and base.k >= batch:
+    raise ConfigError(f"method.sag_vicreg.k = {base.k} neighbours needs a global batch larger than k; got {batch}.")
+  if method.num_slices % num_devices:
+    raise ConfigError(f"method.{base.name}.num_slices = {method.num_slices} is split over {num_devices} devices; "
                       f"use a multiple of {num_devices}.")
 
 

@@ -18,6 +18,7 @@ from jax_ssl import methods
 from jax_ssl.data import catalog
 from jax_ssl.models import heads
 from jax_ssl.train import checkpoint
+from jax_ssl.train import config as config_lib
 from jax_ssl.train import evaluation
 from jax_ssl.train import loop
 from jax_ssl.train import optim
@@ -52,7 +53,7 @@ class Encoder:
 
 def _run_arrays(config: ml_collections.ConfigDict):
   """What every encoder of a run's config needs: method, dataset spec, class count, mesh, and the state at init."""
-  method = methods.get_method(config.method.name)
+  method = methods.from_config(config.method)
   spec = catalog.get_spec(config.data.name)
   num_classes = spec.num_classes["label"]
   # The optimizer only shapes the optimizer state; its schedule is irrelevant here.
@@ -83,7 +84,7 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
   config_path = workdir / loop.CONFIG_FILE
   if not config_path.exists():
     raise FileNotFoundError(f"{workdir} is not a jax_ssl workdir: it has no {loop.CONFIG_FILE}.")
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  config = ml_collections.ConfigDict(config_lib.upgrade_legacy_method(json.loads(config_path.read_text())))
   method, spec, num_classes, mesh, init = _run_arrays(config)
   abstract = jax.eval_shape(init)
   shardings = state_lib.state_shardings(abstract, mesh, fsdp=False)

@@ -146,7 +146,7 @@ class Run:
     self.workdir = pathlib.Path(workdir)
     self.mesh = mesh or data_mesh()
     self.spec = catalog.get_spec(config.data.name)
-    self.method = methods.get_method(config.method.name)
+    self.method = methods.from_config(config.method)
     self.source = open_training_source(config)
     self.steps_per_epoch, self.total_steps = schedule_lengths(config, len(self.source))
     self.view_specs = views.recipe_views(config.views, self.spec.mean, self.spec.std)
@@ -167,7 +167,7 @@ class Run:
                                         else feed.default_worker_count(self.spec.variable_size)))
     self.step_config = step_lib.StepConfig(
         definitions=self.definitions, method=self.method, view_specs=self.view_specs,
-        num_global=config.views.num_global, hparams=dict(config.method), optimizer=self.optimizer,
+        num_global=config.views.num_global, optimizer=self.optimizer,
         probe_optimizer=self.probe_optimizer, schedule=self.schedule, total_steps=self.total_steps,
         log_every=config.train.log_every, mesh=self.mesh, nan_at_step=config.debug.nan_at_step)
     self.train_step = step_lib.jit_train_step(self.step_config, self.shardings, self.device_data)

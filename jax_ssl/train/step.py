@@ -38,31 +38,27 @@ from jax_ssl.train.state import Definitions
 from jax_ssl.train.state import TrainState
 
 
-def mesh_sliced_mean(mesh: Mesh) -> methods.base.SlicedMean:
-  """`SlicedMean` that gives each device its own block of the K random directions.
+def method_loss(method: methods.Method, embeddings: methods.Embeddings, key: jax.Array,
+                mesh: Mesh) -> tuple[jax.Array, methods.base.Metrics]:
+  """`method.loss` on the global batch; a sliced method's directions split over the mesh.
 
-  All devices draw the same (D, K) matrix from the step's key; device m keeps
-  columns [m K / M, (m + 1) K / M), evaluates the per-slice loss on the whole
-  (replicated) batch of embeddings, and the block means are averaged with
-  `pmean`: the mean over all K slices, at 1/M of the projection and sort cost.
-  The gradient needs no correction: `shard_map` sums the devices'
-  contributions to the replicated input, and each is already divided by M.
+  The step draws the (D, K) directions from its key and hands device m the
+  columns [m K / M, (m + 1) K / M) inside `shard_map`, beside the whole
+  (replicated) batch of embeddings; the devices' losses and metrics are
+  averaged with `pmean`: the mean over all K slices (a sliced method's loss is
+  affine in its per-slice means), at 1/M of the projection and sort cost. The
+  gradient needs no correction: `shard_map` sums the devices' contributions to
+  the replicated embeddings, and each is already divided by M.
   """
-  num_devices = mesh.shape[DATA_AXIS]
-  if num_devices == 1:
-    return methods.sliced_mean_on_one_device
+  if not method.num_slices:
+    return method.loss(embeddings, key)
+  directions = method.slice_directions(key, embeddings.global_views.shape[-1])
 
-  def sliced_mean(fn, views: jax.Array, key: jax.Array, num_slices: int) -> jax.Array:
-    block = num_slices // num_devices
+  def per_device(embeddings, key, block):
+    return jax.tree.map(lambda value: lax.pmean(value, DATA_AXIS), method.loss(embeddings, key, block))
 
-    def per_device(views, key):
-      directions = ops.random_directions(key, views.shape[-1], num_slices)
-      mine = lax.dynamic_slice_in_dim(directions, lax.axis_index(DATA_AXIS) * block, block, axis=1)
-      return lax.pmean(fn(views, mine), DATA_AXIS)
-
-    return jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P()), out_specs=P())(views, key)
-
-  return sliced_mean
+  return jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(None, DATA_AXIS)), out_specs=P())(
+      embeddings, key, directions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +69,6 @@ class StepConfig:
   method: methods.Method
   view_specs: tuple[views_lib.ViewSpec, ...]
   num_global: int
-  hparams: dict
   optimizer: optax.GradientTransformation
   probe_optimizer: optax.GradientTransformation
   schedule: optax.Schedule
@@ -99,7 +94,6 @@ def _non_finite_guard(metrics: dict) -> jax.Array:
 def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """`(state, batch) -> (state, metrics)`; batch: `image` uint8 (N, H, W, C), `label` int32 (N,)."""
   method = cfg.method
-  sliced_mean = mesh_sliced_mean(cfg.mesh)
 
   def forward(network, images_by_view, key=None):
     keys = [None if key is None else jax.random.fold_in(key, index) for index in range(len(images_by_view))]
@@ -130,8 +124,7 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
       if cfg.nan_at_step >= 0:
         poison = jnp.where(state.step + 1 == cfg.nan_at_step, jnp.nan, 1.0)
         embeddings = embeddings._replace(global_views=embeddings.global_views * poison)
-      context = methods.Context(key=loss_key, hparams=cfg.hparams, progress=progress, sliced_mean=sliced_mean)
-      loss, terms = method.objective(embeddings, context)
+      loss, terms = method_loss(method, embeddings, loss_key, cfg.mesh)
       # Online linear probe on the first global view's features, with no gradient into the backbone.
       probe = nnx.merge(cfg.definitions.probe, probe_params)
       logits = probe(lax.stop_gradient(features[0]).astype(jnp.float32))
@@ -155,8 +148,7 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
 
     target_params = state.target_params
     if method.target:
-      momentum = methods.byol_target_momentum(cfg.hparams["byol_momentum"], progress)
-      target_params = jax.tree.map(lambda t, p: momentum * t + (1 - momentum) * p, state.target_params, params)
+      target_params = method.update_target(state.target_params, params, progress)
 
     embedding = aux["embedding"].astype(jnp.float32)
     # An SVD of the (N, D) batch: only on the steps that are logged.

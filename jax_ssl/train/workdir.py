@@ -30,6 +30,8 @@ from typing import Any
 
 import ml_collections
 
+from jax_ssl.train import config as config_lib
+
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.jsonl"
 FEED_FILE = "data_feed.json"
@@ -103,7 +105,7 @@ def check_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
   if not path.exists():
     return {}
   try:
-    latest = _latest(json.loads(path.read_text()), pathlib.Path(workdir))
+    latest = _latest(config_lib.upgrade_legacy_method(json.loads(path.read_text())), pathlib.Path(workdir))
   except (OSError, ValueError, KeyError, TypeError) as error:
     raise ConfigMismatchError(f"{path} or its {HISTORY_FILE} cannot be read ({error}); restore them or use "
                               "another --workdir.") from None

@@ -1,10 +1,13 @@
 """Config validation: every problem a user can make is one ConfigError line naming the fix."""
 
+import json
+
 import ml_collections
 import pytest
 
 from configs import common
 from jax_ssl.train import config as config_lib
+from jax_ssl.train import workdir
 
 
 def _valid():
@@ -27,15 +30,23 @@ def test_base_config_validates():
     (lambda c: c.train.__setattr__("global_batch_size", 0), "train.global_batch_size must be positive"),
     (lambda c: c.optim.__setattr__("name", "sgd"), "optim.name must be one of lars, adamw"),
     (lambda c: c.model.__setattr__("dtype", "float16"), "model.dtype must be one of float32, bfloat16"),
-    (lambda c: c.method.__setattr__("lam", 1.5), r"method.lam weighs the regularizer .* in \[0, 1\]"),
+    (lambda c: (c.method.__setattr__("name", "visreg"), c.views.__setattr__("recipe", "multicrop"),
+                c.method.visreg.__setattr__("lam", 1.5)), r"method.visreg.lam weighs the regularizer .* in \[0, 1\]"),
+    (lambda c: c.method.vicreg.__setattr__("sim_coeff", -1.0), "method.vicreg.sim_coeff must not be negative"),
+    (lambda c: (c.method.__setattr__("name", "byol+tregs"), c.method.t_reg.__setattr__("lam", -1.0)),
+     "method.t_reg.lam must not be negative"),
+    (lambda c: (c.method.__setattr__("name", "sag_vicreg"), c.method.sag_vicreg.__setattr__("graph", "knn")),
+     "method.sag_vicreg.graph must be one of cross_view, cross_view_own, same_view; got 'knn'"),
+    (lambda c: c.method.vicreg.__setattr__("lam", 1.0), r"unknown config key 'method.vicreg.lam'"),
     (lambda c: c.views.__setattr__("num_local", 6), "views.recipe 'vicreg' makes 2 global views and no local"),
     (lambda c: c.data.__setattr__("classes", "0-40"), "data.classes '0-40' must lie in 0..35 for shapes"),
     (lambda c: c.data.__setattr__("classes", "a-b"), "data.classes 'a-b': 'a-b' is not a class or a range"),
     (lambda c: (c.method.__setattr__("name", "visreg"), c.views.__setattr__("recipe", "multicrop"),
-                c.method.__setattr__("num_slices", 100)), "method.num_slices = 100 is split over 8 devices"),
-    (lambda c: (c.method.__setattr__("name", "sag_vicreg"), c.method.__setattr__("k", 64),
+                c.method.visreg.__setattr__("num_slices", 100)),
+     "method.visreg.num_slices = 100 is split over 8 devices"),
+    (lambda c: (c.method.__setattr__("name", "sag_vicreg"), c.method.sag_vicreg.__setattr__("k", 64),
                 c.train.__setattr__("global_batch_size", 64)),
-     "method.k = 64 neighbours needs a global batch larger than k"),
+     "method.sag_vicreg.k = 64 neighbours needs a global batch larger than k"),
     (lambda c: (c.train.__setattr__("num_steps", 0), c.train.__setattr__("num_epochs", 0.0)),
      "set train.num_steps or train.num_epochs"),
 ])
@@ -99,3 +110,34 @@ def test_view_overrides_are_checked_against_the_view_fields():
   config.views.overrides.flip_prob = 2.0
   with pytest.raises(config_lib.ConfigError, match="views.overrides: ViewSpec.flip_prob must be a probability"):
     config_lib.validate(config, num_devices=1)
+
+
+# The flat method section every config had before each method got its own, with values that
+# differ from today's defaults where a legacy run could have set them.
+LEGACY_METHOD = dict(name="byol+tregs", sim_coeff=20.0, std_coeff=21.0, cov_coeff=2.0, k=7, percentile=30.0,
+                     graph="cross_view", scale_over="row", regularize="views", lam=0.5, num_slices=256,
+                     lambda_scale=0.5, lambda_shape=2.0, lambda_center=0.25, detach_std=False, sigreg_knots=9,
+                     tregs_beta=9.0, tregs_gamma=0.3, tregs_lam=1e-3, barlow_lambda=1e-2, temperature=0.2,
+                     byol_momentum=0.99)
+
+
+def test_a_legacy_flat_method_section_lands_in_every_section_that_read_it(tmp_path):
+  legacy = json.loads(_valid().to_json())
+  legacy["method"] = LEGACY_METHOD
+  assert set(LEGACY_METHOD) - {"name"} == set(config_lib.LEGACY_METHOD_KEYS)
+  config = ml_collections.ConfigDict(config_lib.upgrade_legacy_method(legacy))
+  method = config.method
+  assert (method.name, method.byol.tau_base, method.t_reg.gamma, method.t_reg.lam) == ("byol+tregs", 0.99, 0.3, 1e-3)
+  assert dict(method.sag_vicreg) == dict(sim_coeff=20.0, std_coeff=21.0, cov_coeff=2.0, k=7, percentile=30.0,
+                                         graph="cross_view", scale_over="row", regularize="views")
+  assert (method.lejepa.lam, method.lejepa.knots, method.swd.num_slices) == (0.5, 9, 256)
+  assert (method.visreg.lam, method.visreg.lambda_shape, method.visreg.detach_std) == (0.5, 2.0, False)
+  assert (method.tregs.beta, method.barlow_twins.lambd, method.simclr.temperature) == (9.0, 1e-2, 0.2)
+  config_lib.validate(config, num_devices=8)
+  assert config_lib.upgrade_legacy_method(json.loads(config.to_json())) == json.loads(config.to_json())
+  # A workdir started by a legacy run takes the same run's config today: it resumes.
+  (tmp_path / workdir.CONFIG_FILE).write_text(json.dumps(legacy))
+  assert workdir.check_config(config, tmp_path) == {}
+  config.method.byol.tau_base = 0.9
+  with pytest.raises(workdir.ConfigMismatchError, match=r"method.byol.tau_base \(0.99 -> 0.9\)"):
+    workdir.check_config(config, tmp_path)

@@ -72,10 +72,10 @@ def test_recipes_follow_the_papers():
   assert cifar.optim.base_lr == 1.3 and cifar.train.global_batch_size == 200  # SAG-VICReg App. F
   vitb = _module(CONFIG_DIR / "recipes" / "visreg_imagenet_vitb16.py").get_config()
   assert (vitb.optim.grad_clip_norm, vitb.model.drop_path, vitb.views.overrides.hue) == (1.0, 0.1, 0.05)
-  assert vitb.method.num_slices == 32 * 2048  # the paper's K per GPU times its 32 GPUs
+  assert vitb.method.visreg.num_slices == 32 * 2048  # the paper's K per GPU times its 32 GPUs
   nette = _module(CONFIG_DIR / "recipes" / "imagenette_vits8.py")
   text = nette.get_config()
-  assert text.method.num_slices == 8 * 4096 and text.model.projector.endswith("-256")
+  assert text.method.visreg.num_slices == 8 * 4096 and text.model.projector.endswith("-256")
   official = nette.get_config("official")
   optim = official.optim
   assert (optim.warmup_epochs, optim.end_lr_fraction, optim.grad_clip_norm) == (1.0, 1e-3, 1.0)
@@ -84,7 +84,8 @@ def test_recipes_follow_the_papers():
   assert official.model.projector.endswith("-128") and official.model.drop_path == 0.1
   for recipe in (nette.get_config("visreg_star"), _module(CONFIG_DIR / "recipes" / "visreg_imagenet_vitb16.py")
                  .get_config("visreg_star")):
-    assert (recipe.method.lambda_scale, recipe.method.lambda_shape, recipe.method.lambda_center) == (0.5, 2.0, 0.5)
+    visreg = recipe.method.visreg
+    assert (visreg.lambda_scale, visreg.lambda_shape, visreg.lambda_center) == (0.5, 2.0, 0.5)
   config_lib.validate(nette.get_config("official,visreg_star"), num_devices=8)
 
 
@@ -99,12 +100,24 @@ def test_sag_vicreg_shapes_trains_as_the_readings_experiment_does():
   # configs/sag_vicreg.py:shapes is the run RESULTS.md cites beside sag_vicreg_readings' same_view runs.
   from experiments import _pretraining
   config = _module(CONFIG_DIR / "sag_vicreg.py").get_config("shapes")
-  same_view = _pretraining.Variant("same_view", "sag_vicreg.py", (("method.graph", "same_view"),))
+  same_view = _pretraining.Variant("same_view", "sag_vicreg.py", (("method.sag_vicreg.graph", "same_view"),))
   reading = _pretraining.variant_config(same_view, "shapes", config.seed, _pretraining.SCALES["cpu"],
                                         config.data.data_dir)
-  reading.method.num_slices = config.method.num_slices  # capped by the experiments for VISReg; unused here
+  for name in ("visreg", "lejepa", "swd"):  # capped by the experiments for the sliced methods; unused here
+    reading.method[name].num_slices = config.method[name].num_slices
   for section in ("model", "views", "method", "optim"):
     assert config[section].to_dict() == reading[section].to_dict(), section
   assert (config.data.name, config.train.global_batch_size, config.train.num_steps) == (
       reading.data.name, reading.train.global_batch_size, reading.train.num_steps)
   config_lib.validate(config, num_devices=8)
+
+
+def test_run_identities_hash_the_keys_the_finished_runs_were_declared_with():
+  # sag_vicreg_readings' same_view runs were hashed when the key was `method.graph`; renaming it
+  # `method.sag_vicreg.graph` must not orphan them (their directories end in this hash).
+  from experiments import _pretraining
+  from experiments import sag_vicreg_readings
+  same_view = next(v for v in sag_vicreg_readings.VARIANTS if v.name == "same_view")
+  assert same_view.overrides[0] == ("method.sag_vicreg.graph", "same_view")
+  assert _pretraining._run_key(same_view, dict(_pretraining.SCALES["cpu"]), list(_pretraining.FEATURES),
+                               True) == "c1bb36e7d2"

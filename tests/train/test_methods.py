@@ -1,4 +1,6 @@
-"""Each method is the composition of jax_ssl.losses its docstring states."""
+"""Each method is the composition of jax_ssl.losses its docstring states, with its own typed hyperparameters."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +11,6 @@ from jax_ssl import losses
 from jax_ssl import methods
 from jax_ssl.train import config as config_lib
 
-HPARAMS = dict(config_lib.base_config().method)
-
 
 def _embeddings(num_global=2, num_local=0, n=16, d=8, seed=0):
   rng = np.random.default_rng(seed)
@@ -18,70 +18,117 @@ def _embeddings(num_global=2, num_local=0, n=16, d=8, seed=0):
   return methods.Embeddings(z(num_global), z(num_local) if num_local else None, z(num_global), z(num_global))
 
 
-def _context(key=0, progress=0.5):
-  return methods.Context(key=jax.random.key(key), hparams=HPARAMS, progress=jnp.float32(progress))
+KEY = jax.random.key(0)
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("vicreg", lambda e, c: losses.vicreg_loss(e.global_views[0], e.global_views[1])[0]),
-    ("sag_vicreg", lambda e, c: losses.sag_vicreg_loss(c.key, e.global_views[0], e.global_views[1])[0]),
-    ("tregs", lambda e, c: losses.tregs_loss(e.global_views[0], e.global_views[1])[0]),
-    ("barlow_twins", lambda e, c: losses.barlow_twins_loss(e.global_views[0], e.global_views[1])[0]),
-    ("simclr", lambda e, c: losses.nt_xent(e.global_views[0], e.global_views[1])),
-    ("byol", lambda e, c: losses.byol_loss(e.predictions[0], e.targets[1]) + losses.byol_loss(e.predictions[1],
-                                                                                              e.targets[0])),
-])
-def test_two_view_methods(name, expected):
-  embeddings, context = _embeddings(), _context()
-  loss, metrics = methods.get_method(name).objective(embeddings, context)
-  np.testing.assert_allclose(loss, expected(embeddings, context), rtol=1e-6)
+@pytest.mark.parametrize("method,expected", [
+    (methods.VICReg(sim_coeff=20.0, std_coeff=15.0, cov_coeff=2.0),
+     lambda e: losses.vicreg_loss(e.global_views[0], e.global_views[1], 20.0, 15.0, 2.0)[0]),
+    (methods.SAGVICReg(k=3, percentile=30.0, graph="cross_view"),
+     lambda e: losses.sag_vicreg_loss(KEY, e.global_views[0], e.global_views[1], k=3, percentile=30.0,
+                                      graph="cross_view")[0]),
+    (methods.TREGS(beta=5.0, gamma=0.3, lam=1e-3),
+     lambda e: losses.tregs_loss(e.global_views[0], e.global_views[1], beta=5.0, gamma=0.3, lam=1e-3)[0]),
+    (methods.BarlowTwins(lambd=1e-2), lambda e: losses.barlow_twins_loss(e.global_views[0], e.global_views[1],
+                                                                        lambd=1e-2)[0]),
+    (methods.SimCLR(temperature=0.5), lambda e: losses.nt_xent(e.global_views[0], e.global_views[1], 0.5)),
+    (methods.BYOL(), lambda e: losses.byol_loss(e.predictions[0], e.targets[1]) + losses.byol_loss(e.predictions[1],
+                                                                                                   e.targets[0])),
+], ids=lambda m: getattr(m, "name", ""))
+def test_two_view_methods(method, expected):
+  embeddings = _embeddings()
+  loss, metrics = jax.jit(method.loss)(embeddings, KEY)
+  np.testing.assert_allclose(loss, expected(embeddings), rtol=1e-6)
   assert all(np.isfinite(v) for v in metrics.values())
 
 
 def test_visreg_method_is_visreg_loss_and_logs_its_terms():
   weights = {"lambda_scale": 0.5, "lambda_shape": 2.0, "lambda_center": 0.25}
+  method = methods.VISReg(lam=0.7, num_slices=96, **weights)
   embeddings = _embeddings(num_global=2, num_local=3)
-  context = methods.Context(key=jax.random.key(0), hparams={**HPARAMS, **weights}, progress=jnp.float32(0.5))
-  loss, metrics = methods.get_method("visreg").objective(embeddings, context)
-  expected, expected_metrics = losses.visreg_loss(context.key, embeddings.global_views, embeddings.local_views,
-                                                  lam=HPARAMS["lam"], num_slices=HPARAMS["num_slices"], **weights)
+  loss, metrics = methods.sliced_loss_on_one_device(method, embeddings, KEY)
+  expected, expected_metrics = losses.visreg_loss(KEY, embeddings.global_views, embeddings.local_views,
+                                                  lam=0.7, num_slices=96, **weights)
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   assert set(metrics) == {"prediction", "regularizer", "scale", "shape", "center"}
   for name, value in expected_metrics.items():
     np.testing.assert_allclose(metrics[name], value, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name,regularizer", [
-    ("lejepa", lambda z, w: losses.sigreg(z, w)),
-    ("swd", lambda z, w: losses.swd_gaussian(z, w)),
-])
-def test_jepa_methods(name, regularizer):
-  embeddings, context = _embeddings(num_global=2, num_local=2), _context()
-  loss, _ = methods.get_method(name).objective(embeddings, context)
+@pytest.mark.parametrize("method,regularizer", [
+    (methods.LeJEPA(lam=0.1, num_slices=48, knots=9), lambda z, w: losses.sigreg(z, w, knots=9)),
+    (methods.SWD(lam=0.4, num_slices=48), lambda z, w: losses.swd_gaussian(z, w)),
+], ids=lambda m: getattr(m, "name", ""))
+def test_jepa_methods(method, regularizer):
+  embeddings = _embeddings(num_global=2, num_local=2)
   views = embeddings.all_views
-  w = losses.random_directions(context.key, views.shape[-1], HPARAMS["num_slices"])
-  expected = ((1 - HPARAMS["lam"]) * losses.prediction_loss(embeddings.global_views, views)
-              + HPARAMS["lam"] * np.mean([regularizer(v, w) for v in views]))
+  directions = losses.random_directions(KEY, views.shape[-1], 48)
+  loss, metrics = jax.jit(method.loss)(embeddings, KEY, directions)
+  prediction = losses.prediction_loss(embeddings.global_views, views)
+  expected = (1 - method.lam) * prediction + method.lam * np.mean([regularizer(v, directions) for v in views])
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  np.testing.assert_allclose(metrics["prediction"], prediction, rtol=1e-6)
+  # The step draws the directions as `slice_directions` does, from the same key.
+  np.testing.assert_array_equal(method.slice_directions(KEY, views.shape[-1]), directions)
 
 
 @pytest.mark.parametrize("base", ["byol", "barlow_twins", "vicreg"])
 def test_tregs_add_on_adds_t_reg_on_every_view(base):
-  embeddings, context = _embeddings(), _context()
-  base_loss, _ = methods.get_method(base).objective(embeddings, context)
-  loss, metrics = methods.get_method(base + "+tregs").objective(embeddings, context)
-  t_reg = sum(losses.t_reg(z, HPARAMS["tregs_gamma"], HPARAMS["tregs_lam"]) for z in embeddings.global_views)
+  embeddings = _embeddings()
+  add_on = methods.WithTReg(methods.get_method(base), gamma=0.5, lam=1e-2)
+  base_loss, _ = add_on.base.loss(embeddings, KEY)
+  loss, metrics = add_on.loss(embeddings, KEY)
+  t_reg = sum(losses.t_reg(z, 0.5, 1e-2) for z in embeddings.global_views)
   np.testing.assert_allclose(loss, base_loss + t_reg, rtol=1e-6)
   np.testing.assert_allclose(metrics["t_reg"], t_reg, rtol=1e-6)
-  assert methods.get_method(base + "+tregs").target == methods.get_method(base).target
+  assert add_on.name == base + "+tregs"
+  assert (add_on.target, add_on.predictor, add_on.multi_crop, add_on.num_slices) == (
+      add_on.base.target, add_on.base.predictor, add_on.base.multi_crop, add_on.base.num_slices)
 
 
-def test_byol_momentum_schedule():
-  assert float(methods.byol_target_momentum(0.996, jnp.float32(0.0))) == pytest.approx(0.996)
-  assert float(methods.byol_target_momentum(0.996, jnp.float32(1.0))) == pytest.approx(1.0)
-  assert float(methods.byol_target_momentum(0.996, jnp.float32(0.5))) == pytest.approx(0.998)
+def test_byol_owns_its_target_and_momentum_schedule():
+  byol = methods.BYOL(tau_base=0.996)
+  assert float(byol.target_momentum(jnp.float32(0.0))) == pytest.approx(0.996)
+  assert float(byol.target_momentum(jnp.float32(1.0))) == pytest.approx(1.0)
+  assert float(byol.target_momentum(jnp.float32(0.5))) == pytest.approx(0.998)
+  target, online = {"w": jnp.zeros(3)}, {"w": jnp.ones(3)}
+  moved = byol.update_target(target, online, jnp.float32(0.5))
+  np.testing.assert_allclose(moved["w"], 1 - 0.998, rtol=1e-4)  # target <- m target + (1 - m) online
+  with pytest.raises(NotImplementedError, match="vicreg has no target network"):
+    methods.VICReg().update_target(target, online, jnp.float32(0.5))
 
 
-def test_unknown_method_lists_the_known_ones():
-  with pytest.raises(ValueError, match="unknown method 'moco'; methods: barlow_twins, byol, lejepa"):
-    methods.get_method("moco")
+def test_methods_are_frozen_and_hashable_so_jit_can_hold_them():
+  method = methods.SAGVICReg(k=7)
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    method.k = 3
+  assert hash(method) == hash(methods.SAGVICReg(k=7)) and method != methods.SAGVICReg(k=8)
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: methods.VISReg(lam=1.5), r"visreg.lam weighs the regularizer .* in \[0, 1\]; got 1.5"),
+    (lambda: methods.SAGVICReg(k=0), "sag_vicreg.k is a number of neighbours, positive; got 0"),
+    (lambda: methods.SAGVICReg(graph="knn"), "sag_vicreg.graph must be one of cross_view, "),
+    (lambda: methods.SimCLR(temperature=0.0), "simclr.temperature must be positive"),
+    (lambda: methods.BYOL(tau_base=1.5), r"byol.tau_base is a momentum in \[0, 1\]"),
+    (lambda: methods.VICReg(cov_coeff=-1.0), "vicreg.cov_coeff must not be negative; got -1.0"),
+    (lambda: methods.LeJEPA(knots=1), "lejepa.knots"),
+    (lambda: methods.WithTReg(methods.TREGS()), "tregs already has T-REG"),
+    (lambda: methods.get_method("moco"), "unknown method 'moco'; methods: barlow_twins, byol, lejepa"),
+])
+def test_bad_hyperparameters_are_one_line_naming_the_field(build, message):
+  with pytest.raises(ValueError, match=message):
+    build()
+
+
+def test_from_config_reads_the_chosen_methods_own_section():
+  section = config_lib.base_config().method
+  section.name = "visreg+tregs"
+  section.visreg.update(lam=0.3, num_slices=32)
+  section.t_reg.gamma = 0.7
+  section.lejepa.lam = 0.99  # another method's section is not read
+  assert methods.from_config(section) == methods.WithTReg(methods.VISReg(lam=0.3, num_slices=32), gamma=0.7)
+  # The schema's sections are the dataclasses' fields with their defaults.
+  defaults = config_lib.base_config().method
+  for name, cls in methods.METHODS.items():
+    assert dict(defaults[name]) == {f.name: f.default for f in dataclasses.fields(cls)}

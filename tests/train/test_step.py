@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_ssl import losses
 from jax_ssl import methods
 from jax_ssl.models import vit
 from jax_ssl.train import config as config_lib
@@ -22,7 +21,7 @@ def _config(method, bundled_dir):
   config.views.update(size=16, local_size=8)
   if method == "visreg":
     config.views.update(recipe="multicrop", num_global=2, num_local=2)
-    config.method.num_slices = 64
+    config.method.visreg.num_slices = 64
   config.train.update(global_batch_size=16, num_steps=2, log_every=1)
   config.optim.warmup_epochs = 0.0
   return config
@@ -51,26 +50,28 @@ def test_two_sharded_steps_equal_two_single_device_steps(method, fsdp, bundled_d
   assert max(moved) > 1e-3, "the steps should have changed the parameters"
 
 
-def test_slices_split_over_the_mesh_average_to_all_slices():
-  # Each device takes a block of the directions; the blocks' means of VISReg's three terms
-  # average to the terms over all of them, with their gradient.
-  views = jnp.asarray(np.random.default_rng(0).standard_normal((3, 32, 8)), jnp.float32)
-  key, num_slices = jax.random.key(1), 64
-  terms = lambda views, directions: losses.visreg_terms(views, directions)  # noqa: E731
+@pytest.mark.parametrize("method", [methods.VISReg(lam=0.6, lambda_shape=2.0, num_slices=64),
+                                    methods.WithTReg(methods.LeJEPA(num_slices=64))], ids=lambda m: m.name)
+def test_slices_split_over_the_mesh_average_to_all_slices(method):
+  # Each device takes its block of the directions; the devices' losses and metrics average to the
+  # method's over all of them, with the gradient.
+  rng = np.random.default_rng(0)
+  embeddings = methods.Embeddings(jnp.asarray(rng.standard_normal((2, 32, 8)), jnp.float32),
+                                  jnp.asarray(rng.standard_normal((2, 32, 8)), jnp.float32))
+  key = jax.random.key(1)
 
-  def weighted(sliced_mean, views):
-    result = sliced_mean(terms, views, key, num_slices)
-    return result["scale"] + 2.0 * result["shape"] + 3.0 * result["center"], result
+  def value_and_grad(loss_fn):
+    return jax.jit(jax.value_and_grad(lambda e: loss_fn(e), has_aux=True))(embeddings)
 
-  single = jax.jit(jax.value_and_grad(lambda v: weighted(methods.sliced_mean_on_one_device, v), has_aux=True))
-  sharded = jax.jit(jax.value_and_grad(lambda v: weighted(step_lib.mesh_sliced_mean(loop.data_mesh()), v),
-                                       has_aux=True))
-  (_, single_terms), single_grad = single(views)
-  (_, sharded_terms), sharded_grad = sharded(views)
+  (single, single_metrics), single_grad = value_and_grad(lambda e: methods.sliced_loss_on_one_device(method, e, key))
+  (sharded, sharded_metrics), sharded_grad = value_and_grad(
+      lambda e: step_lib.method_loss(method, e, key, loop.data_mesh()))
   assert len(jax.devices()) == 8
-  for name in ("scale", "shape", "center"):
-    np.testing.assert_allclose(sharded_terms[name], single_terms[name], rtol=1e-5)
-  np.testing.assert_allclose(sharded_grad, single_grad, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(sharded, single, rtol=1e-5)
+  for name, value in single_metrics.items():
+    np.testing.assert_allclose(sharded_metrics[name], value, rtol=1e-5)
+  for single_leaf, sharded_leaf in zip(jax.tree.leaves(single_grad), jax.tree.leaves(sharded_grad)):
+    np.testing.assert_allclose(sharded_leaf, single_leaf, rtol=1e-4, atol=1e-7)
 
 
 def test_optimizer_skips_biases_and_norms():
