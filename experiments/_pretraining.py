@@ -328,10 +328,11 @@ def experiment_from_flags(name: str, args, variants: Sequence[Variant], parser, 
     if catalog.get_spec(dataset).bundled:
       sources.prepare(dataset, data_dir)
   # The persistent compilation cache: the halves and the seeds of a variant compile the same step.
-  # A cache the caller already chose (the test suite's, shared by all its runs) is kept.
+  # A cache the caller already chose (the test suite's, shared by all its runs) is kept, with its threshold.
   cache = os.environ.get("JAX_COMPILATION_CACHE_DIR", str(workdir / "jax_cache"))
   jax.config.update("jax_compilation_cache_dir", cache)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   return Experiment(name, variants, datasets, args.seeds, scale_name, scale, data_dir, workdir, features,
                     args.output_dir or REPO / "experiments", two_model)
 

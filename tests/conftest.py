@@ -18,6 +18,10 @@ jax.config.update("jax_platforms", "cpu")
 # smoke configs compile the same programs many times over.
 COMPILATION_CACHE = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jax_ssl_tests_cache_"))
 jax.config.update("jax_compilation_cache_dir", COMPILATION_CACHE)
+# Every program, not only those over a second to compile: a checkpoint save compiles ~70 small
+# slicing programs (Orbax's per-replica slices), ~3 s that each new process would pay again.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 import pytest  # noqa: E402
 

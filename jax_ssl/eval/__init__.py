@@ -18,28 +18,34 @@ features gets. Arrays in, numbers out: nothing here trains or loads a model.
 protocol) builds on these pieces, and `python -m jax_ssl.evaluate` runs them.
 """
 
-from jax_ssl.eval.clustering import hierarchical_rand_index
-from jax_ssl.eval.probes import knn_accuracy
-from jax_ssl.eval.probes import knn_accuracy_by_level
-from jax_ssl.eval.probes import knn_predict
-from jax_ssl.eval.probes import linear_probe
-from jax_ssl.eval.probes import linear_probe_by_level
-from jax_ssl.eval.structure import cophenetic_similarity
-from jax_ssl.eval.structure import lca_similarity
-from jax_ssl.eval.trees import cophenetic_distances
-from jax_ssl.eval.trees import lca_distances
-from jax_ssl.eval.trees import ward_linkage
+import importlib
 
-__all__ = [
-    "cophenetic_distances",
-    "cophenetic_similarity",
-    "hierarchical_rand_index",
-    "knn_accuracy",
-    "knn_accuracy_by_level",
-    "knn_predict",
-    "lca_distances",
-    "lca_similarity",
-    "linear_probe",
-    "linear_probe_by_level",
-    "ward_linkage",
-]
+# Each public function and the module defining it, imported on first use (PEP 562): scikit-learn and
+# scipy.stats take seconds to import, which the trainer's kNN monitor (`jax_ssl.eval.probes`) and a
+# user who needs one probe should not pay.
+_EXPORTS = {
+    "hierarchical_rand_index": "clustering",
+    "knn_accuracy": "probes",
+    "knn_accuracy_by_level": "probes",
+    "knn_predict": "probes",
+    "linear_probe": "probes",
+    "linear_probe_by_level": "probes",
+    "cophenetic_similarity": "structure",
+    "lca_similarity": "structure",
+    "cophenetic_distances": "trees",
+    "lca_distances": "trees",
+    "ward_linkage": "trees",
+}
+
+
+def __getattr__(name: str):
+  if name in _EXPORTS:
+    return getattr(importlib.import_module(f"jax_ssl.eval.{_EXPORTS[name]}"), name)
+  raise AttributeError(f"module 'jax_ssl.eval' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = sorted(_EXPORTS)

@@ -116,3 +116,10 @@ def pad_rows(x, count: int):
   """`x` with `count` zero rows appended, staying on the device if it is there."""
   widths = [(0, count)] + [(0, 0)] * (x.ndim - 1)
   return jnp.pad(x, widths) if isinstance(x, jax.Array) else np.pad(x, widths)
+
+
+def subsample(num_items: int, max_items: int | None, seed: int) -> np.ndarray:
+  """Sorted indices of at most `max_items` of `num_items` items, the same for every call with the same seed."""
+  if max_items is None or num_items <= max_items:
+    return np.arange(num_items)
+  return np.sort(np.random.default_rng(seed).choice(num_items, max_items, replace=False))

@@ -20,6 +20,7 @@ from jax_ssl.eval import clustering
 from jax_ssl.eval import hierarchy
 from jax_ssl.eval import probes
 from jax_ssl.eval import structure
+from jax_ssl.eval.inputs import subsample
 
 STRUCTURE_KEYS = ("lca_pearson", "lca_spearman", "lca_kendall", "cophenetic_d1_to_p2", "cophenetic_d2_to_p1")
 
@@ -32,13 +33,6 @@ def as_rows(array, name: str) -> np.ndarray:
   if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
     raise ValueError(f"{name} must be numeric, got dtype {array.dtype}.")
   return array.reshape(len(array), -1).astype(np.float64)
-
-
-def subsample(num_items: int, max_items: int | None, seed: int) -> np.ndarray:
-  """Sorted indices of at most `max_items` of `num_items` items, the same for every call with the same seed."""
-  if max_items is None or num_items <= max_items:
-    return np.arange(num_items)
-  return np.sort(np.random.default_rng(seed).choice(num_items, max_items, replace=False))
 
 
 def structure_scores(x1, x2) -> dict[str, float]:

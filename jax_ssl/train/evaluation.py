@@ -22,7 +22,7 @@ from jax.sharding import PartitionSpec as P
 
 from jax_ssl.data import augment
 from jax_ssl.data import sources
-from jax_ssl.eval import scores
+from jax_ssl.eval import inputs
 from jax_ssl.train.state import DATA_AXIS
 
 
@@ -85,5 +85,5 @@ class Embedder:
 
 def sample_split(source: sources.Source, max_examples: int, seed: int) -> dict[str, np.ndarray]:
   """At most `max_examples` records of `source` (all of them, in order, if it is small enough)."""
-  records = [source[int(i)] for i in scores.subsample(len(source), max_examples, seed)]
+  records = [source[int(i)] for i in inputs.subsample(len(source), max_examples, seed)]
   return {key: np.stack([record[key] for record in records]) for key in records[0]}

@@ -14,11 +14,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
+import ml_collections
 
 REPORT_FILE = "report.md"
 # The report's numbers, for results files that cite a run (experiments/RESULTS.md).
@@ -29,7 +25,22 @@ CURVES_FIGURE = "report_training.png"
 ACCURACY_FIGURE = "report_accuracy.png"
 
 
+def _pyplot():
+  """matplotlib's pyplot on the file-only Agg backend.
+
+  Imported when a report draws: the second it takes to import is start-up
+  time that a run without a report (`eval.report=False`) does not pay.
+  """
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
 def _plot_curves(records: list[dict], path: pathlib.Path) -> None:
+  plt = _pyplot()
   panels = [("loss", [k for k in records[0] if k == "loss" or k.startswith("loss/")]),
             ("embedding std (mean over dimensions)", ["embedding/std"]),
             ("embedding effective rank", ["embedding/effective_rank"]),
@@ -51,6 +62,7 @@ def _plot_curves(records: list[dict], path: pathlib.Path) -> None:
 
 
 def _plot_accuracies(results: dict, path: pathlib.Path) -> None:
+  plt = _pyplot()
   probes = list(results["trained"])
   levels = list(results["trained"][probes[0]])
   encoders = [(name, label) for name, label in _ENCODERS if name in results]

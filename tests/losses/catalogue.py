@@ -1,5 +1,6 @@
 """Every public loss as `fn(key, z1, z2) -> scalar`, for tests that sweep all of them."""
 
+import jax
 import jax.numpy as jnp
 
 from jax_ssl import losses
@@ -53,3 +54,15 @@ def scalar_losses(k: int = 3, num_slices: int = 16):
       "nt_xent": lambda key, a, b: losses.nt_xent(a, b),
       "byol_loss": lambda key, a, b: losses.byol_loss(a, b),
   }
+
+
+def all_losses(k: int = 3, num_slices: int = 16, with_gradients: bool = False):
+  """One jitted `fn(key, z1, z2) -> {name: loss}` over every loss (`{name: (loss, (d/dz1, d/dz2))}`).
+
+  One compilation for the whole sweep: compiling each loss on its own costs
+  twice as long, for the same checks.
+  """
+  fns = scalar_losses(k, num_slices)
+  if with_gradients:
+    fns = {name: jax.value_and_grad(fn, argnums=(1, 2)) for name, fn in fns.items()}
+  return jax.jit(lambda key, z1, z2: {name: fn(key, z1, z2) for name, fn in fns.items()})
