@@ -19,6 +19,18 @@ def load_encoder(workdir, step=None, output="backbone"):
   training view size and normalised as in training. `step` picks a
   checkpoint (default: the newest readable one); `output="projector"` gives
   the projector's embeddings instead of the backbone's features.
+
+  Args:
+    workdir: a training run's directory (str or `pathlib.Path`).
+    step: the checkpoint step to load; None for the newest readable one.
+    output: "backbone" (features) or "projector" (the embeddings the loss saw).
+
+  Returns:
+    A `jax_ssl.train.encoder.Encoder`, callable on image batches.
+
+  Raises:
+    FileNotFoundError: if `workdir` has no saved config or no readable checkpoint (or none at `step`).
+    ValueError: if `output` is neither "backbone" nor "projector".
   """
   from jax_ssl.train.encoder import load_encoder as _load_encoder
   return _load_encoder(workdir, step, output)

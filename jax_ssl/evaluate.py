@@ -64,6 +64,21 @@ def _load_rows(path: str) -> np.ndarray:
 
 
 def run_structure(args) -> dict:
+  """The `structure` command: compare the hierarchies of two .npy sets of the same items.
+
+  Writes `structure.json` and `dendrograms.png` (the two Ward trees of the compared items) into the output
+  directory, by default `structure-<A stem>-vs-<B stem>` in the working directory, and prints the scores.
+
+  Args:
+    args: the parsed command line: `first` and `second` (.npy paths), `max_items`, `seed`, `output_dir`.
+
+  Returns:
+    `scores.compare_structure`'s dict plus the two paths as "first" and "second".
+
+  Raises:
+    FileNotFoundError: if a .npy file does not exist.
+    ValueError: if a file is not a numpy array or the two sets cannot be compared (`scores.compare_structure`).
+  """
   first, second = _load_rows(args.first), _load_rows(args.second)
   result = scores.compare_structure(first, second, max_items=args.max_items, seed=args.seed)
   result.update(first=str(args.first), second=str(args.second))
@@ -96,6 +111,22 @@ def _checkpoint_markdown(result: dict) -> str:
 
 
 def run_checkpoint(args) -> dict:
+  """The `checkpoint` command: evaluate a trained encoder per level of the label hierarchy.
+
+  Writes `eval.json`, `eval.md`, `scores_by_level.png` and `dendrograms.png` (input pixels and encoder features
+  of the evaluated items) into the output directory, by default `<workdir>/eval`, and prints the summary.
+
+  Args:
+    args: the parsed command line: `workdir`, `dataset`, `step`, `data_dir`, `split`, `hierarchy`, `max_train`,
+      `max_items`, `probe_epochs`, `features`, `seed`, `output_dir`.
+
+  Returns:
+    `protocols.evaluate_checkpoint`'s dict.
+
+  Raises:
+    FileNotFoundError: if the workdir, its checkpoint, the dataset or the hierarchy file is missing.
+    ValueError: for invalid settings or inputs, as raised by the evaluation.
+  """
   result = protocols.evaluate_checkpoint(args.workdir, args.dataset, step=args.step, data_dir=args.data_dir,
                                          split=args.split, hierarchy_file=args.hierarchy, max_train=args.max_train,
                                          max_items=args.max_items, probe_epochs=args.probe_epochs, seed=args.seed,
@@ -129,6 +160,24 @@ def _generalization_markdown(result: dict) -> str:
 
 
 def run_generalization(args) -> dict:
+  """The `generalization` command: train models A and B on the two halves of the classes and compare them.
+
+  The runs go to `<workdir>/model_a` and `<workdir>/model_b`, the workdir defaulting to
+  `workdirs/generalization-<config stem>[-<arg>]`. Writes `generalization.json`, `generalization.md`,
+  `embeddings.npz` (the compared items and both models' features) and `dendrograms.png` into the output
+  directory, by default `<workdir>/eval`, and prints the summary.
+
+  Args:
+    args: the parsed command line: `config` (`path.py[:arg]`), `workdir`, `data_dir`, `max_items`, `features`,
+      `seed`, `output_dir`.
+
+  Returns:
+    `protocols.generalization`'s dict.
+
+  Raises:
+    FileNotFoundError: if the config file or the dataset is missing.
+    ValueError: if the config is invalid or the evaluation rejects its inputs.
+  """
   config = protocols.load_config_file(args.config)
   if args.data_dir:
     config.data.data_dir = args.data_dir
@@ -161,6 +210,12 @@ def _positive(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+  """The command-line parser: subcommands `structure`, `checkpoint` and `generalization`.
+
+  Returns:
+    An `argparse.ArgumentParser` whose parsed namespace holds `command` and `run`, the function of the chosen
+    subcommand.
+  """
   main = argparse.ArgumentParser(prog="python -m jax_ssl.evaluate", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
   commands = main.add_subparsers(dest="command", required=True, metavar="{structure,checkpoint,generalization}")
@@ -200,6 +255,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+  """Runs one evaluation command; a ValueError or FileNotFoundError becomes one line on stderr.
+
+  Args:
+    argv: command-line arguments without the program name; None reads `sys.argv[1:]`.
+
+  Returns:
+    The exit code: 0 when the command finished, `EXIT_BAD_INPUT` (2) on bad input. Malformed arguments make
+    argparse exit with status 2 itself.
+  """
   args = parser().parse_args(argv)
   try:
     args.run(args)

@@ -65,7 +65,20 @@ def _config_file_error(text: str) -> str | None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing whose every failure (unknown key, wrong type, bad file) is exit code 2, one line."""
+  """absl flag parsing whose every failure (unknown key, wrong type, bad file) is exit code 2, one line.
+
+  Passed to `absl.app.run` as its `flags_parser`.
+
+  Args:
+    argv: the command line, program name first.
+
+  Returns:
+    The arguments left after the flags were parsed (program name first).
+
+  Raises:
+    SystemExit: with code 2 (`EXIT_BAD_CONFIG`) after printing one line on stderr, for any failure to
+      parse the flags or load the config.
+  """
   try:
     return flags.FLAGS(argv)
   except flags.Error as error:
@@ -119,7 +132,19 @@ def _default_workdir(argv: list[str]) -> pathlib.Path:
 
 
 def initialize_distributed(peer_timeout_seconds: float) -> None:
-  """`jax.distributed.initialize` when the environment asks for several processes."""
+  """`jax.distributed.initialize` when the environment asks for several processes.
+
+  With JAX_SSL_COORDINATOR set, the coordinator address, JAX_SSL_NUM_PROCESSES and JAX_SSL_PROCESS_ID
+  are passed explicitly (and CPU collectives use gloo); with JAX_SSL_DISTRIBUTED=auto, JAX detects the
+  cluster; otherwise nothing happens. Must run before any JAX backend starts.
+
+  Args:
+    peer_timeout_seconds: `train.peer_timeout_seconds`; JAX's own heartbeat timeout is set to three
+      times it (at least 100 s), so that the run's watchdog acts first.
+
+  Raises:
+    KeyError: if JAX_SSL_COORDINATOR is set without JAX_SSL_NUM_PROCESSES or JAX_SSL_PROCESS_ID.
+  """
   import jax
   # JAX's own heartbeat timeout aborts the processes with a native error; ours must act first.
   heartbeat_timeout = int(max(100, 3 * peer_timeout_seconds))
@@ -184,6 +209,18 @@ def _library_logs_to(log_path: pathlib.Path) -> None:
 
 
 def main(argv: list[str]) -> None:
+  """Validate the config given by the flags, train it in the workdir, and print one line of outcome.
+
+  Each failure the user can act on is one line on stderr and an exit code (see the module docstring);
+  any other exception raised while training is appended to WORKDIR/error.log and re-raised.
+
+  Args:
+    argv: the arguments `parse_flags` left; only the program name is allowed.
+
+  Raises:
+    SystemExit: code 2 for extra arguments, a bad config or dataset, or a config that differs from the
+      workdir's run; 1 for a non-finite loss or a full disk; 130 when stopped by Ctrl-C.
+  """
   if len(argv) > 1:
     _fail(EXIT_BAD_CONFIG, f"unexpected arguments {argv[1:]}; flags only (see --helpshort).")
   logging.set_verbosity(logging.WARNING)

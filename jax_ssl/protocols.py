@@ -37,6 +37,28 @@ def evaluate_checkpoint(workdir: str | os.PathLike, dataset: str | None = None, 
   The train split (at most `max_train` images) fits the probes; `split` is
   evaluated. `dataset` defaults to the one the run trained on. `output`:
   backbone features or projector embeddings (`jax_ssl.load_encoder`).
+  The kNN settings are the run's own (`config.eval.knn_k`, `config.eval.knn_temperature`).
+
+  Args:
+    workdir: the training run's directory.
+    dataset: dataset to evaluate on; None for the run's.
+    step: checkpoint to load; None for the newest readable one.
+    data_dir: where the dataset's files are; None uses the run's `data.data_dir` when evaluating on its dataset.
+    split: split to score.
+    hierarchy_file: optional label hierarchy JSON adding coarser levels.
+    max_train: most train images that fit the probes; None uses all.
+    max_items: most scored items for the Rand index and the structure scores.
+    probe_epochs: epochs of the linear probe; 0 skips it.
+    seed: seed of the subsampling, the clustering and the linear probe.
+    output: `"backbone"` or `"projector"`.
+
+  Returns:
+    `scores.evaluate_embedding`'s dict plus "protocol" ("checkpoint"), "workdir", "step" (the checkpoint's),
+    "method", "output" and "backbone".
+
+  Raises:
+    FileNotFoundError: if `workdir` has no saved config or readable checkpoint (`load_encoder`).
+    ValueError: if `output` is invalid or the evaluation rejects its inputs.
   """
   encoder = load_encoder(workdir, step, output)
   dataset = dataset or encoder.config.data.name
@@ -51,7 +73,18 @@ def evaluate_checkpoint(workdir: str | os.PathLike, dataset: str | None = None, 
 
 
 def load_config_file(argument: str):
-  """`path/to/config.py[:arg]` -> the ConfigDict its `get_config(arg)` returns (the trainer's --config syntax)."""
+  """`path/to/config.py[:arg]` -> the ConfigDict its `get_config(arg)` returns (the trainer's --config syntax).
+
+  Args:
+    argument: a config file path, optionally followed by `:` and the argument for its `get_config`.
+
+  Returns:
+    What `get_config(arg)` returns, `arg` being None when no argument (or an empty one) is given.
+
+  Raises:
+    FileNotFoundError: if the config file does not exist.
+    ValueError: if the file defines no `get_config`.
+  """
   path, _, arg = argument.partition(":")
   path = pathlib.Path(path)
   if not path.is_file():
@@ -70,6 +103,16 @@ def half_configs(config):
   Model B starts from another initialisation (`seed + 1`): with a shared one,
   two models that barely moved from it would agree by construction, and the
   protocol would rank methods by how little they train.
+
+  Args:
+    config: the run config (`ml_collections.ConfigDict`); it is not modified.
+
+  Returns:
+    `(config_a, config_b)`: copies of `config` with `data.classes` set to the first / second half of the fine
+    classes (`config.restrict_to_half`) and `seed` to `config.seed` / `config.seed + 1`.
+
+  Raises:
+    ValueError: if `config.data.name` is not a known dataset.
   """
   halves = []
   for which in (0, 1):
@@ -95,6 +138,25 @@ def generalization(config, workdir: str | os.PathLike, *, max_items: int | None 
   another initialisation than A (`half_configs`). The runs skip their
   end-of-training report (`python -m jax_ssl.evaluate checkpoint` gives one).
   `output` picks backbone features or projector embeddings.
+
+  Args:
+    config: the run config (`ml_collections.ConfigDict`) both halves derive from.
+    workdir: directory of the two runs, `workdir/model_a` and `workdir/model_b`.
+    max_items: most test images of A's classes compared, drawn with `seed`; None compares all.
+    seed: seed of the image sample.
+    output: `"backbone"` or `"projector"`.
+
+  Returns:
+    Dict with "protocol" ("generalization"), "workdir", "method", "dataset", "classes_a", "classes_b",
+    "num_items", the `scores.structure_scores` dicts "a_vs_b", "a_vs_pixels", "b_vs_pixels", "untrained_a_vs_b"
+    and "untrained_a_vs_pixels", "output", "items" (int indices into the test split) and "features"
+    ({"model_a", "model_b"}: (num_items, F) arrays).
+
+  Raises:
+    ValueError: if a half's config is invalid (`config.validate`'s `ConfigError`) or the dataset is unknown.
+
+  References:
+    Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 5.3.
   """
   workdir = pathlib.Path(workdir)
   config_a, config_b = half_configs(config)
@@ -152,6 +214,22 @@ def untrained_generalization(config, *, max_items: int | None = 2000, seed: int 
   `untrained`: models A and B at initialisation (the seeds `half_configs`
   gives them); `pixels`: the input pixels in both roles (A vs B is then the
   pixels' tree against the pixels themselves). Each also against the pixels.
+
+  Args:
+    config: the run config (`ml_collections.ConfigDict`) the two halves derive from.
+    max_items: most test images of A's classes compared, drawn with `seed`; None compares all.
+    seed: seed of the image sample.
+    output: `"backbone"` or `"projector"`.
+
+  Returns:
+    `{"num_items": n, "untrained": {...}, "pixels": {...}}`, each inner dict mapping "a_vs_b", "a_vs_pixels" and
+    "b_vs_pixels" to `scores.structure_scores` dicts.
+
+  Raises:
+    ValueError: if `config.data.name` is not a known dataset.
+
+  References:
+    Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 5.3.
   """
   config_a, config_b = half_configs(config)
   images, items = _first_half_test_images(config_a, max_items, seed)

@@ -42,6 +42,15 @@ CROP_ATTEMPTS = 10
 
 
 def check_image(name: str, image: jax.Array) -> None:
+  """Checks that `image` is one `(H, W, C)` image with 1 or 3 channels.
+
+  Args:
+    name: what to call the array in the error message.
+    image: the array to check.
+
+  Raises:
+    ValueError: if `image` is not rank 3 or its last axis is neither 1 nor 3.
+  """
   if image.ndim != 3 or image.shape[-1] not in (1, 3):
     raise ValueError(f"{name} must be one (H, W, C) image with C in (1, 3), got shape {image.shape}.")
 
@@ -112,6 +121,21 @@ def sample_crop_box(
   1/ratio)` on a square image). If no candidate fits (rare: probability
   (1 - P(fit))^attempts), the box falls back to the largest centred box with
   the image's aspect ratio clipped to `ratio`, as torchvision does.
+
+  Args:
+    key: PRNG key; one draw of `2 * attempts + 2` uniforms is made from it.
+    height: image height in pixels (static).
+    width: image width in pixels (static).
+    scale: `(low, high)` range of the box's area as a fraction of the image's.
+    ratio: `(low, high)` range of the box's aspect ratio `w / h`.
+    attempts: number of candidate boxes (static).
+
+  Returns:
+    `(top, left, h, w)` as float32 scalars, with the box inside the image:
+    `0 <= top`, `top + h <= height`, `0 <= left`, `left + w <= width`.
+
+  Raises:
+    ValueError: if `scale` or `ratio` does not satisfy `0 < low <= high`.
   """
   if not 0 < scale[0] <= scale[1]:
     raise ValueError(f"scale must satisfy 0 < scale[0] <= scale[1], got {scale}.")
@@ -143,6 +167,14 @@ def crop_and_resize(image: jax.Array, box: Box, size: int) -> jax.Array:
   kernel is widened by the shrink factor (antialiasing, like PIL's resize).
   The result is a convex combination of pixels, clipped to [0, 1] only to
   remove rounding.
+
+  Args:
+    image: float `(H, W, C)` image with values in [0, 1].
+    box: `(top, left, h, w)` in continuous pixel units, e.g. from `sample_crop_box`.
+    size: side of the square output (static).
+
+  Returns:
+    The resampled `(size, size, C)` image, with values in [0, 1].
   """
   top, left, h, w = (jnp.asarray(v, jnp.float32) for v in box)
   scale = jnp.stack([size / h, size / w])
@@ -155,7 +187,22 @@ def crop_and_resize(image: jax.Array, box: Box, size: int) -> jax.Array:
 def random_resized_crop(
     key: jax.Array, image: jax.Array, size: int, scale: Range = (0.08, 1.0), ratio: Range = (3 / 4, 4 / 3),
 ) -> jax.Array:
-  """A box drawn by `sample_crop_box`, resized to `(size, size, C)` by `crop_and_resize`."""
+  """A box drawn by `sample_crop_box`, resized to `(size, size, C)` by `crop_and_resize`.
+
+  Args:
+    key: PRNG key for the box.
+    image: float `(H, W, C)` image with values in [0, 1], C in (1, 3).
+    size: side of the square output (static).
+    scale: `(low, high)` range of the crop's area as a fraction of the image's.
+    ratio: `(low, high)` range of the crop's aspect ratio `w / h`.
+
+  Returns:
+    The `(size, size, C)` crop, with values in [0, 1].
+
+  Raises:
+    ValueError: if `image` is not one `(H, W, C)` image with C in (1, 3), or if
+      `scale` or `ratio` is not an increasing pair of positive numbers.
+  """
   check_image("image", image)
   height, width, _ = image.shape
   return crop_and_resize(image, sample_crop_box(key, height, width, scale, ratio), size)
@@ -166,7 +213,16 @@ def random_resized_crop(
 
 
 def random_flip(key: jax.Array, image: jax.Array, prob=0.5) -> jax.Array:
-  """Mirror left-right (`image[:, ::-1]`) with probability `prob`."""
+  """Mirror left-right (`image[:, ::-1]`) with probability `prob`.
+
+  Args:
+    key: PRNG key for the Bernoulli draw.
+    image: `(H, W, C)` image.
+    prob: probability of flipping; a Python 0 or 1 is resolved when tracing.
+
+  Returns:
+    An array of `image`'s shape and dtype: flipped, or `image` unchanged.
+  """
   return _with_probability(jax.random.uniform(key), prob, lambda x: x[:, ::-1], image)
 
 
@@ -175,14 +231,29 @@ def random_flip(key: jax.Array, image: jax.Array, prob=0.5) -> jax.Array:
 
 
 def to_grayscale(image: jax.Array) -> jax.Array:
-  """BT.601 luma `0.2989 R + 0.5870 G + 0.1140 B` copied to all three channels; C = 1 unchanged."""
+  """BT.601 luma `0.2989 R + 0.5870 G + 0.1140 B` copied to all three channels; C = 1 unchanged.
+
+  Args:
+    image: float `(H, W, C)` image with values in [0, 1], C in (1, 3).
+
+  Returns:
+    An array of `image`'s shape: three equal channels for RGB, `image` itself for C = 1.
+  """
   if image.shape[-1] == 1:
     return image
   return pix.rgb_to_grayscale(image, keep_dims=True, luma_standard="rec601")
 
 
 def adjust_brightness(image: jax.Array, factor) -> jax.Array:
-  """`clip(factor * x)`: a multiplicative gain (dm-pix's brightness is additive, hence our own)."""
+  """`clip(factor * x)`: a multiplicative gain (dm-pix's brightness is additive, hence our own).
+
+  Args:
+    image: float `(H, W, C)` image with values in [0, 1].
+    factor: gain, a scalar (Python number or traced); 1 leaves the image unchanged.
+
+  Returns:
+    The adjusted image, same shape and dtype, clipped to [0, 1].
+  """
   return jnp.clip(image * jnp.asarray(factor, image.dtype), 0.0, 1.0)
 
 
@@ -191,6 +262,13 @@ def adjust_contrast(image: jax.Array, factor) -> jax.Array:
 
   One scalar m for all channels (torchvision's definition); dm-pix instead
   centres each channel on its own mean, which also shifts the colour balance.
+
+  Args:
+    image: float `(H, W, C)` image with values in [0, 1], C in (1, 3).
+    factor: contrast factor, a scalar; 0 gives a flat gray image, 1 leaves it unchanged.
+
+  Returns:
+    The adjusted image, same shape and dtype, clipped to [0, 1].
   """
   factor = jnp.asarray(factor, image.dtype)
   mean_gray = jnp.mean(to_grayscale(image)[..., 0])
@@ -201,6 +279,13 @@ def adjust_saturation(image: jax.Array, factor) -> jax.Array:
   """`clip(factor * x + (1 - factor) * gray(x))`: blend with the pixel's own luma; C = 1 unchanged.
 
   (dm-pix scales the HSV saturation instead, which differs from torchvision.)
+
+  Args:
+    image: float `(H, W, C)` image with values in [0, 1], C in (1, 3).
+    factor: saturation factor, a scalar; 0 gives grayscale, 1 leaves the image unchanged.
+
+  Returns:
+    The adjusted image, same shape and dtype, clipped to [0, 1].
   """
   if image.shape[-1] == 1:
     return image
@@ -209,7 +294,15 @@ def adjust_saturation(image: jax.Array, factor) -> jax.Array:
 
 
 def adjust_hue(image: jax.Array, factor) -> jax.Array:
-  """Rotate the HSV hue by `factor` of a full turn, an additive shift (dm-pix); C = 1 unchanged."""
+  """Rotate the HSV hue by `factor` of a full turn, an additive shift (dm-pix); C = 1 unchanged.
+
+  Args:
+    image: float `(H, W, C)` image with values in [0, 1], C in (1, 3).
+    factor: hue shift in turns, a scalar (e.g. in [-0.5, 0.5]).
+
+  Returns:
+    The adjusted image, same shape and dtype, clipped to [0, 1].
+  """
   if image.shape[-1] == 1:
     return image
   return jnp.clip(pix.adjust_hue(image, jnp.asarray(factor, image.dtype)), 0.0, 1.0)
@@ -229,6 +322,17 @@ def jitter_params_from_uniforms(u: jax.Array, brightness=0.4, contrast=0.4, satu
   strength s (torchvision's range: a negative factor would invert the
   image), then the hue shift ~ U[-hue, hue] turns, from u[0:4]. A strength of
   0 gives factor 1 (or shift 0). Params do not depend on the order.
+
+  Args:
+    u: float array of at least 8 uniforms in [0, 1): u[0:4] give the params, u[4:8] the order.
+    brightness: brightness strength s >= 0.
+    contrast: contrast strength s >= 0.
+    saturation: saturation strength s >= 0.
+    hue: largest hue shift, in turns.
+
+  Returns:
+    `(order, params)`: int32 `(4,)` permutation and float32 `(4,)` factors, ready
+    for `apply_color_jitter`.
   """
   factor = lambda value, strength: _between(value, jnp.maximum(0.0, 1.0 - strength), 1.0 + strength)
   params = jnp.stack([
@@ -241,7 +345,18 @@ def jitter_params_from_uniforms(u: jax.Array, brightness=0.4, contrast=0.4, satu
 
 
 def sample_jitter_params(key: jax.Array, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1):
-  """`jitter_params_from_uniforms` of `jax.random.uniform(key, (8,))`."""
+  """`jitter_params_from_uniforms` of `jax.random.uniform(key, (8,))`.
+
+  Args:
+    key: PRNG key.
+    brightness: brightness strength s >= 0.
+    contrast: contrast strength s >= 0.
+    saturation: saturation strength s >= 0.
+    hue: largest hue shift, in turns.
+
+  Returns:
+    `(order, params)`: int32 `(4,)` permutation and float32 `(4,)` factors.
+  """
   return jitter_params_from_uniforms(jax.random.uniform(key, (8,)), brightness, contrast, saturation, hue)
 
 
@@ -255,6 +370,16 @@ def apply_color_jitter(
   over the branches under `vmap`). `enabled` (static) turns adjustments into
   the identity, e.g. a zero hue strength, whose HSV round trip would not be
   exact; on one channel saturation and hue are the identity anyway.
+
+  Args:
+    image: float `(H, W, C)` image with values in [0, 1], C in (1, 3).
+    order: int32 `(4,)` permutation of (BRIGHTNESS, CONTRAST, SATURATION, HUE).
+    params: float `(4,)` brightness, contrast and saturation factors and hue shift,
+      indexed by BRIGHTNESS, CONTRAST, SATURATION, HUE (not by position in `order`).
+    enabled: four static flags, in the same indexing; False makes that adjustment the identity.
+
+  Returns:
+    The jittered image, same shape and dtype, with values in [0, 1].
   """
   adjust = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
   branches = [
@@ -273,6 +398,18 @@ def color_jitter(
   then applies `apply_color_jitter(image, *jitter_params_from_uniforms(u[1:],
   ...))`; each adjustment clips to [0, 1]. A strength that is a plain 0
   leaves its adjustment out.
+
+  Args:
+    key: PRNG key.
+    image: float `(H, W, C)` image with values in [0, 1], C in (1, 3).
+    brightness: brightness strength; factors are drawn from U[max(0, 1 - s), 1 + s].
+    contrast: contrast strength, as for `brightness`.
+    saturation: saturation strength, as for `brightness`.
+    hue: largest hue shift, in turns; shifts are drawn from U[-hue, hue].
+    prob: probability of applying the jitter at all.
+
+  Returns:
+    The image, jittered or unchanged, same shape and dtype.
   """
   enabled = tuple(not _never(strength) for strength in (brightness, contrast, saturation, hue))
   if not any(enabled):
@@ -283,7 +420,16 @@ def color_jitter(
 
 
 def random_grayscale(key: jax.Array, image: jax.Array, prob=0.2) -> jax.Array:
-  """`to_grayscale` with probability `prob` (a no-op for C = 1)."""
+  """`to_grayscale` with probability `prob` (a no-op for C = 1).
+
+  Args:
+    key: PRNG key for the Bernoulli draw.
+    image: float `(H, W, C)` image with values in [0, 1], C in (1, 3).
+    prob: probability of converting to grayscale.
+
+  Returns:
+    The image, grayscale or unchanged, same shape and dtype.
+  """
   if image.shape[-1] == 1:
     return image
   return _with_probability(jax.random.uniform(key), prob, to_grayscale, image)
@@ -294,7 +440,14 @@ def random_grayscale(key: jax.Array, image: jax.Array, prob=0.2) -> jax.Array:
 
 
 def default_blur_kernel_size(side: int) -> int:
-  """About 10% of the image side, made odd and at least 3 (23 for 224 px, as in BYOL)."""
+  """About 10% of the image side, made odd and at least 3 (23 for 224 px, as in BYOL).
+
+  Args:
+    side: image side in pixels.
+
+  Returns:
+    An odd kernel size >= 3: `int(0.1 * side)`, plus 1 if that is even.
+  """
   size = int(0.1 * side)
   size += 1 - size % 2
   return max(size, 3)
@@ -306,6 +459,17 @@ def gaussian_blur(image: jax.Array, sigma, kernel_size: int) -> jax.Array:
   The image is reflect-padded first (torchvision's border mode) and dm-pix
   convolves with VALID padding, so borders are not darkened by zeros and a
   constant image stays constant.
+
+  Args:
+    image: float `(H, W, C)` image with values in [0, 1].
+    sigma: standard deviation in pixels, a scalar (Python number or traced).
+    kernel_size: number of taps per axis, a positive odd integer (static).
+
+  Returns:
+    The blurred image, same shape and dtype, clipped to [0, 1].
+
+  Raises:
+    ValueError: if `kernel_size` is not a positive odd integer.
   """
   if kernel_size < 1 or kernel_size % 2 == 0:
     raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}.")
@@ -320,7 +484,18 @@ def random_gaussian_blur(
 ) -> jax.Array:
   """With probability `prob`, `gaussian_blur` with sigma ~ U(sigma) pixels.
 
-  `kernel_size` is static; None means `default_blur_kernel_size(min(H, W))`.
+  Args:
+    key: PRNG key for the Bernoulli draw and sigma.
+    image: float `(H, W, C)` image with values in [0, 1].
+    prob: probability of blurring.
+    sigma: `(low, high)` range of the blur's standard deviation, in pixels.
+    kernel_size: taps per axis, odd and static; None means `default_blur_kernel_size(min(H, W))`.
+
+  Returns:
+    The image, blurred or unchanged, same shape and dtype.
+
+  Raises:
+    ValueError: if `kernel_size` is given and is not a positive odd integer.
   """
   if kernel_size is None:
     kernel_size = default_blur_kernel_size(min(image.shape[0], image.shape[1]))
@@ -330,7 +505,17 @@ def random_gaussian_blur(
 
 
 def random_solarize(key: jax.Array, image: jax.Array, prob=0.2, threshold=0.5) -> jax.Array:
-  """With probability `prob`, invert the pixels at or above `threshold`: `where(x < t, x, 1 - x)`."""
+  """With probability `prob`, invert the pixels at or above `threshold`: `where(x < t, x, 1 - x)`.
+
+  Args:
+    key: PRNG key for the Bernoulli draw.
+    image: float `(H, W, C)` image with values in [0, 1].
+    prob: probability of solarising.
+    threshold: values at or above it are inverted.
+
+  Returns:
+    The image, solarised or unchanged, same shape and dtype.
+  """
   return _with_probability(jax.random.uniform(key), prob, lambda x: pix.solarize(x, threshold), image)
 
 
@@ -339,7 +524,19 @@ def random_solarize(key: jax.Array, image: jax.Array, prob=0.2, threshold=0.5) -
 
 
 def normalize(image: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
-  """`(x - mean) / std` per channel; `mean` and `std` have C entries (or 1, shared)."""
+  """`(x - mean) / std` per channel; `mean` and `std` have C entries (or 1, shared).
+
+  Args:
+    image: float `(H, W, C)` image (or any array whose last axis is the channels).
+    mean: per-channel means, C values or one shared value.
+    std: per-channel standard deviations, C values or one shared value.
+
+  Returns:
+    The normalised image, same shape as `image`.
+
+  Raises:
+    ValueError: if `mean` or `std` has neither 1 nor C entries.
+  """
   channels = image.shape[-1]
   mean = jnp.asarray(mean, jnp.float32).reshape(-1)
   std = jnp.asarray(std, jnp.float32).reshape(-1)
@@ -350,7 +547,17 @@ def normalize(image: jax.Array, mean: Sequence[float], std: Sequence[float]) -> 
 
 
 def to_float(image: jax.Array) -> jax.Array:
-  """uint8 in [0, 255] -> float32 in [0, 1]; a float image is taken to be in [0, 1] already."""
+  """uint8 in [0, 255] -> float32 in [0, 1]; a float image is taken to be in [0, 1] already.
+
+  Args:
+    image: uint8 or floating-point array (any shape).
+
+  Returns:
+    A float32 array of the same shape: uint8 values divided by 255, floats cast as they are.
+
+  Raises:
+    ValueError: if `image` is neither uint8 nor floating point.
+  """
   image = jnp.asarray(image)
   if image.dtype == jnp.uint8:
     return image.astype(jnp.float32) / 255.0

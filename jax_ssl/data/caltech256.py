@@ -27,7 +27,18 @@ _EXTENSIONS = (".jpg", ".jpeg")
 
 
 def class_folders(root: pathlib.Path) -> list[pathlib.Path]:
-  """The object-class folders under `root`, in label order."""
+  """The object-class folders under `root`, in label order.
+
+  Args:
+    root: the extracted `256_ObjectCategories` directory.
+
+  Returns:
+    The sorted folders whose names start with three digits, the clutter class left out; the
+    folder at index i holds label i.
+
+  Raises:
+    FileNotFoundError: if `root` holds no such folder.
+  """
   folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name != _CLUTTER and p.name[:3].isdigit())
   if not folders:
     raise FileNotFoundError(
@@ -37,7 +48,15 @@ def class_folders(root: pathlib.Path) -> list[pathlib.Path]:
 
 
 def split_files(folder: pathlib.Path) -> dict[str, list[pathlib.Path]]:
-  """This class's images, split 80/20 after a seeded shuffle of the sorted names."""
+  """This class's images, split 80/20 after a seeded shuffle of the sorted names.
+
+  Args:
+    folder: one class folder, whose name starts with its three-digit class number (which seeds the shuffle).
+
+  Returns:
+    `{"train": paths, "test": paths}`: the folder's `.jpg`/`.jpeg` files, `round(0.8 * n)` of them for
+    train and the rest for test.
+  """
   files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _EXTENSIONS)
   order = np.random.default_rng([_SPLIT_SEED, int(folder.name[:3])]).permutation(len(files))
   num_train = int(round(TRAIN_FRACTION * len(files)))

@@ -150,7 +150,17 @@ CATALOG: dict[str, DatasetSpec] = {
 
 
 def get_spec(name: str) -> DatasetSpec:
-  """The spec of dataset `name`; ValueError listing the known names otherwise."""
+  """The spec of dataset `name`; ValueError listing the known names otherwise.
+
+  Args:
+    name: a dataset name, a key of `CATALOG` (e.g. `cifar100`).
+
+  Returns:
+    The dataset's `DatasetSpec`.
+
+  Raises:
+    ValueError: if `name` is not in the catalog.
+  """
   try:
     return CATALOG[name]
   except KeyError:

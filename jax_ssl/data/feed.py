@@ -41,7 +41,15 @@ PREFETCH_DEPTH = 2
 
 
 def device_memory_bytes(device: jax.Device) -> int:
-  """What one device can hold: its allocator's limit (GPU, TPU), else the host's RAM over its CPU devices."""
+  """What one device can hold: its allocator's limit (GPU, TPU), else the host's RAM over its CPU devices.
+
+  Args:
+    device: the device to ask.
+
+  Returns:
+    The device's memory in bytes: `bytes_limit` from its memory stats when it reports one, else the
+    host's physical memory divided by the number of local devices.
+  """
   stats = device.memory_stats() if hasattr(device, "memory_stats") else None
   if stats and stats.get("bytes_limit"):
     return int(stats["bytes_limit"])
@@ -51,6 +59,16 @@ def device_memory_bytes(device: jax.Device) -> int:
 
 def choose_on_device(setting: str, split_bytes: int, variable_size: bool, device: jax.Device) -> bool:
   """Whether a split of `split_bytes` (uint8 images) goes on the devices under `config.data.on_device`.
+
+  Args:
+    setting: `config.data.on_device`, one of "auto", "true" or "false".
+    split_bytes: size of the split's uint8 images, in bytes.
+    variable_size: whether the dataset's images vary in size (decoded and resized on the host).
+    device: the device whose memory bounds the "auto" choice.
+
+  Returns:
+    True for "true", and for "auto" when the images are fixed-size and take at most
+    `ON_DEVICE_MEMORY_FRACTION` of the device's memory; False otherwise.
 
   Raises:
     ValueError: `setting` is "true" for a dataset of variable-size images, or an unknown value.
@@ -69,7 +87,14 @@ def choose_on_device(setting: str, split_bytes: int, variable_size: bool, device
 
 def default_worker_count(decodes_images: bool) -> int:
   """Grain decoding processes for `data.worker_count = -1`: one per spare core (at most 16) for encoded images
-  (JPEG decoding is the host's work), none for images stored as raw uint8 (nothing to decode)."""
+  (JPEG decoding is the host's work), none for images stored as raw uint8 (nothing to decode).
+
+  Args:
+    decodes_images: whether the dataset's records hold encoded images.
+
+  Returns:
+    The number of grain worker processes: 0, or between 1 and 16.
+  """
   if not decodes_images:
     return 0
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -77,13 +102,32 @@ def default_worker_count(decodes_images: bool) -> int:
 
 
 def epoch_permutation(seed: int, epoch: jax.Array, num_records: int) -> jax.Array:
-  """The order of epoch `epoch`: a permutation of range(num_records) drawn from (seed, epoch)."""
+  """The order of epoch `epoch`: a permutation of range(num_records) drawn from (seed, epoch).
+
+  Args:
+    seed: the run's data seed.
+    epoch: epoch index, an integer scalar (may be traced).
+    num_records: number of records in the split (static).
+
+  Returns:
+    An integer `(num_records,)` array holding each of `0 .. num_records - 1` once.
+  """
   key = jax.random.fold_in(jax.random.key(seed), epoch)
   return jax.random.permutation(key, num_records)
 
 
 def batch_indices(seed: int, step: jax.Array, num_records: int, batch_size: int) -> jax.Array:
-  """Rows of step `step`'s global batch: one block of its epoch's permutation (the remainder is dropped)."""
+  """Rows of step `step`'s global batch: one block of its epoch's permutation (the remainder is dropped).
+
+  Args:
+    seed: the run's data seed.
+    step: global training step, an integer scalar (may be traced).
+    num_records: number of records in the split (static).
+    batch_size: global batch size (static), at most `num_records`.
+
+  Returns:
+    An integer `(batch_size,)` array of distinct record indices.
+  """
   steps_per_epoch = num_records // batch_size
   epoch, position = jnp.divmod(step, steps_per_epoch)
   order = epoch_permutation(seed, epoch, num_records)
@@ -107,7 +151,17 @@ class DeviceData:
     self.batch_sharding = NamedSharding(mesh, P(mesh.axis_names[0]))
 
   def gather_batch(self, arrays: dict, step: jax.Array) -> dict:
-    """Inside `jit`: the global batch of `step`, sharded over the mesh like a host-fed batch."""
+    """Inside `jit`: the global batch of `step`, sharded over the mesh like a host-fed batch.
+
+    Args:
+      arrays: the split's arrays, e.g. `self.arrays` passed into the jitted step: `image` and `label`,
+        each with one row per record.
+      step: global training step, an integer scalar (may be traced).
+
+    Returns:
+      A dict with the same keys, each holding the step's `global_batch_size` rows, sharded along the
+      batch axis over the mesh's first axis.
+    """
     rows = batch_indices(self.seed, step, self.num_records, self.global_batch_size)
     return {key: jax.lax.with_sharding_constraint(value[rows], self.batch_sharding) for key, value in arrays.items()}
 
@@ -159,7 +213,23 @@ class HostFeed:
 
 def feed_for(on_device: bool, source: sources.Source, *, mesh, global_batch_size: int, seed: int,
              worker_count: int) -> tuple[DeviceData | None, Callable[[int], HostFeed] | None]:
-  """(DeviceData, None) on the devices, or (None, start -> HostFeed) on the host."""
+  """(DeviceData, None) on the devices, or (None, start -> HostFeed) on the host.
+
+  Args:
+    on_device: whether the split is held on the devices (see `choose_on_device`).
+    source: the training split.
+    mesh: the device mesh; batches are sharded over its first axis.
+    global_batch_size: images per step over all processes.
+    seed: the run's data seed.
+    worker_count: grain worker processes for the host feed (0: none).
+
+  Returns:
+    `(DeviceData, None)` when `on_device`, else `(None, host_feed)` where `host_feed(start)` makes a
+    `HostFeed` whose first batch is that of step `start`.
+
+  Raises:
+    ValueError: if `on_device` and `source` has fewer records than one global batch.
+  """
   if on_device:
     return DeviceData(source, mesh=mesh, global_batch_size=global_batch_size, seed=seed), None
   sharding = NamedSharding(mesh, P(mesh.axis_names[0]))

@@ -58,7 +58,18 @@ class ProcessBlocks(grain.MapDataset):
 
 
 def local_batch_size(global_batch_size: int, process_count: int) -> int:
-  """Per-process batch size; ValueError if the global batch does not divide over the processes."""
+  """Per-process batch size; ValueError if the global batch does not divide over the processes.
+
+  Args:
+    global_batch_size: images per step over all processes.
+    process_count: number of JAX processes.
+
+  Returns:
+    `global_batch_size // process_count`.
+
+  Raises:
+    ValueError: if `global_batch_size` is not positive or not a multiple of `process_count`.
+  """
   if global_batch_size < 1:
     raise ValueError(f"the global batch size must be positive, got {global_batch_size}.")
   if global_batch_size % process_count:
@@ -92,6 +103,10 @@ def train_dataset(
 
   Returns:
     A grain IterDataset of dicts: `image` uint8 (b, S, S, 3) and int32 labels (b,).
+
+  Raises:
+    ValueError: if `process_index` is outside [0, process_count), the global batch does not divide over
+      the processes, or `source` holds fewer records than one global batch.
   """
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
@@ -128,7 +143,25 @@ def train_iterator(
     classes: Sequence[int] | None = None,
     **options,
 ) -> grain.DatasetIterator:
-  """An iterator over `train_dataset` of a named dataset (optionally only some fine classes)."""
+  """An iterator over `train_dataset` of a named dataset (optionally only some fine classes).
+
+  Args:
+    name: dataset name in the catalog.
+    split: the split to read, 'train' or 'test'.
+    global_batch_size: images per step over all processes.
+    seed: shuffling seed.
+    data_dir: where the dataset is prepared (default: see `sources.data_dir_for`).
+    classes: if given, only the records whose fine `label` is one of these.
+    **options: further keyword arguments of `train_dataset` (`process_index`, `process_count`,
+      `num_threads`, `worker_count`, `start`).
+
+  Returns:
+    A grain iterator of this process's batches, as `train_dataset` yields them.
+
+  Raises:
+    ValueError: for an unknown dataset or split, invalid `classes`, or a batch size `train_dataset` rejects.
+    DatasetNotFoundError: if a dataset that must be prepared beforehand is missing.
+  """
   source = sources.open_source(name, split, data_dir)
   if classes is not None:
     source = source.with_classes(classes)

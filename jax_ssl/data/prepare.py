@@ -23,6 +23,15 @@ _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Downloaded files, for dat
 
 
 def main(argv) -> int:
+  """Prepares the dataset named on the command line.
+
+  Args:
+    argv: the arguments absl leaves: the program name, then the dataset name.
+
+  Returns:
+    The exit status: 0 when the dataset is ready, 1 when preparing it failed, 2 for a wrong number of
+    arguments or an unknown dataset name.
+  """
   if len(argv) != 2:
     print(f"usage: python -m jax_ssl.data.prepare NAME [--data_dir=DIR] [--manual_dir=DIR]; "
           f"NAME is one of {', '.join(sorted(catalog.CATALOG))}", file=sys.stderr)

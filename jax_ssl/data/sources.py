@@ -34,6 +34,13 @@ def data_dir_for(spec: catalog.DatasetSpec, data_dir: str | os.PathLike | None =
 
   Bundled datasets: `data_dir`, else $JAX_SSL_DATA_DIR, else ~/.cache/jax_ssl/datasets.
   Others: `data_dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets (tfds' default).
+
+  Args:
+    spec: the dataset.
+    data_dir: an explicit directory, which takes precedence; `~` is expanded.
+
+  Returns:
+    The directory, with `~` expanded.
   """
   if data_dir is not None:
     return pathlib.Path(data_dir).expanduser()
@@ -57,12 +64,28 @@ def _builder_class(spec: catalog.DatasetSpec):
 
 
 def prepared_by_jax_ssl(spec: catalog.DatasetSpec) -> bool:
-  """Whether jax_ssl has its own builder for `spec` (bundled datasets, caltech256)."""
+  """Whether jax_ssl has its own builder for `spec` (bundled datasets, caltech256).
+
+  Args:
+    spec: the dataset.
+
+  Returns:
+    True for the datasets jax_ssl builds itself, False for those tfds builds.
+  """
   return _builder_class(spec) is not None
 
 
 def builder(spec: catalog.DatasetSpec, data_dir: str | os.PathLike | None = None):
-  """The tfds builder of `spec` under its data_dir."""
+  """The tfds builder of `spec` under its data_dir.
+
+  Args:
+    spec: the dataset.
+    data_dir: where the dataset lives (default: see `data_dir_for`).
+
+  Returns:
+    A tfds dataset builder: jax_ssl's own (writing array_record files) for the datasets it builds,
+    else `tfds.builder(spec.tfds_name)`. Nothing is prepared.
+  """
   import tensorflow_datasets as tfds
   directory = data_dir_for(spec, data_dir)
   cls = _builder_class(spec)
@@ -84,7 +107,22 @@ def _exclusive(directory: pathlib.Path, name: str):
 
 
 def prepare(name: str, data_dir: str | os.PathLike | None = None, manual_dir: str | os.PathLike | None = None):
-  """Prepare a bundled dataset (or caltech256 from `manual_dir`) if it is not prepared yet."""
+  """Prepare a bundled dataset (or caltech256 from `manual_dir`) if it is not prepared yet.
+
+  A file lock in the data_dir makes concurrent processes prepare it once.
+
+  Args:
+    name: a dataset that jax_ssl builds itself (`digits`, `shapes`, `caltech256`).
+    data_dir: where to write it (default: see `data_dir_for`).
+    manual_dir: the downloaded files, for a dataset that needs them (caltech256).
+
+  Returns:
+    The dataset's tfds builder, prepared.
+
+  Raises:
+    ValueError: if `name` is unknown or is a dataset tfds itself prepares.
+    FileNotFoundError: if the dataset needs downloaded files and `manual_dir` is missing or empty.
+  """
   import tensorflow_datasets as tfds
   spec = catalog.get_spec(name)
   if not prepared_by_jax_ssl(spec):
@@ -137,14 +175,36 @@ class Source:
     return f"Source({self.spec.name}:{self.split}{subset})"
 
   def labels(self, key: str = "label") -> np.ndarray:
-    """All labels of `key` (int32) in this source's order, read without decoding images."""
+    """All labels of `key` (int32) in this source's order, read without decoding images.
+
+    The whole split's labels are read once and cached.
+
+    Args:
+      key: an output label key of the dataset (`label`, `label_coarse`, ...).
+
+    Returns:
+      int32 `(len(self),)` labels.
+
+    Raises:
+      KeyError: if the dataset has no label `key`.
+    """
     if key not in self._split_labels:
       self._split_labels[key] = _scan_labels(self._builder, self.spec.splits[self.split], self.spec.label_keys[key])
     labels = self._split_labels[key]
     return labels if self._indices is None else labels[self._indices]
 
   def with_classes(self, classes: Sequence[int]) -> Source:
-    """The records whose fine `label` is in `classes` (e.g. the first half of CIFAR-100)."""
+    """The records whose fine `label` is in `classes` (e.g. the first half of CIFAR-100).
+
+    Args:
+      classes: fine class indices to keep; order and repeats do not matter.
+
+    Returns:
+      A new `Source` over the kept records, in this source's order.
+
+    Raises:
+      ValueError: if `classes` is empty or holds an index outside 0..num_classes - 1.
+    """
     classes = np.unique(np.asarray(list(classes), np.int64))
     num_classes = self.spec.num_classes["label"]
     if classes.size == 0 or classes[0] < 0 or classes[-1] >= num_classes:
@@ -187,6 +247,20 @@ def open_source(name: str, split: str = "train", data_dir: str | os.PathLike | N
   prepare them). `image_size` sets the side variable-size images are decoded
   to (default: the dataset's `image_size`); the trainer passes its largest
   view, so the host does one resize and the device the rest.
+
+  Args:
+    name: dataset name in the catalog.
+    split: 'train' or 'test'.
+    data_dir: where the dataset is prepared (default: see `data_dir_for`).
+    image_size: side of the decoded images, for datasets of variable-size images only.
+
+  Returns:
+    A `Source` over the split's records.
+
+  Raises:
+    ValueError: for an unknown dataset or split, or an `image_size` other than the dataset's for a
+      dataset of fixed-size images.
+    DatasetNotFoundError: if the dataset is not prepared in array_record format.
   """
   spec = catalog.get_spec(name)
   if split not in spec.splits:
@@ -200,7 +274,17 @@ def open_source(name: str, split: str = "train", data_dir: str | os.PathLike | N
 
 
 def check_prepared(spec: catalog.DatasetSpec, dataset_builder, directory: pathlib.Path, split: str) -> None:
-  """DatasetNotFoundError unless `dataset_builder` holds array_record files (what random access reads)."""
+  """DatasetNotFoundError unless `dataset_builder` holds array_record files (what random access reads).
+
+  Args:
+    spec: the dataset, named in the error.
+    dataset_builder: its tfds builder.
+    directory: the data_dir searched, named in the error.
+    split: the split asked for, named in the error.
+
+  Raises:
+    DatasetNotFoundError: if the dataset is not prepared, or was prepared in another file format.
+  """
   if not dataset_builder.is_prepared():
     raise DatasetNotFoundError(
         f"dataset {spec.name!r} (tfds {spec.tfds_name!r}, split {split!r}) is not prepared in {directory}. "
@@ -216,6 +300,17 @@ def decode_record(spec: catalog.DatasetSpec, record: dict, image_size: int | Non
   """A tfds record in jax_ssl's schema: square uint8 RGB image (`image_size`, default the dataset's) and int32 labels.
 
   The image may be decoded already (an array) or encoded (bytes, decoded here by `decode_image_bytes`).
+  Grayscale images are repeated to three channels; images of another size are resized (shorter side)
+  and centre-cropped.
+
+  Args:
+    spec: the dataset, which gives the label features and the default size.
+    record: a tfds record: `image` and the features named in `spec.label_keys`.
+    image_size: side of the output image (default: `spec.image_size`).
+
+  Returns:
+    A dict with `image`, uint8 `(image_size, image_size, 3)`, and one int32 scalar per key of
+    `spec.label_keys`.
   """
   image_size = image_size or spec.image_size
   image = record["image"]
@@ -241,6 +336,13 @@ def decode_image_bytes(encoded: bytes, size: int) -> np.ndarray:
   scales by 1/2, 1/4 or 1/8 in the DCT domain, to the smallest size whose
   sides are still at least `size`, so a 500 px photo for a 128 px view costs
   a fraction of a full decode. One bicubic resize does the rest.
+
+  Args:
+    encoded: the encoded file's bytes.
+    size: side of the output.
+
+  Returns:
+    uint8 `(size, size, 3)` RGB image.
   """
   from PIL import Image
   with Image.open(io.BytesIO(encoded)) as image:
@@ -250,7 +352,15 @@ def decode_image_bytes(encoded: bytes, size: int) -> np.ndarray:
 
 
 def resize_shorter_side_and_center_crop(image: np.ndarray, size: int) -> np.ndarray:
-  """Resize so the shorter side is `size` (bicubic, PIL), then crop the central size x size square."""
+  """Resize so the shorter side is `size` (bicubic, PIL), then crop the central size x size square.
+
+  Args:
+    image: uint8 `(H, W, 3)` image (or `(H, W)`), of any size.
+    size: side of the output.
+
+  Returns:
+    uint8 `(size, size, 3)` image (`(size, size)` for a 2-D input).
+  """
   from PIL import Image
   height, width = image.shape[:2]
   scale = size / min(height, width)
@@ -275,5 +385,17 @@ def load_numpy(name: str, split: str, data_dir: str | os.PathLike | None = None)
 
   Variable-size datasets are resized (shorter side) and centre-cropped to the
   dataset's `image_size`. Arrays are read-only and cached per process.
+
+  Args:
+    name: dataset name in the catalog.
+    split: 'train' or 'test'.
+    data_dir: where the dataset is prepared (default: see `data_dir_for`).
+
+  Returns:
+    A dict with `image`, uint8 `(N, S, S, 3)`, and one int32 `(N,)` array per label key.
+
+  Raises:
+    ValueError: for an unknown dataset or split.
+    DatasetNotFoundError: if the dataset is not prepared in array_record format.
   """
   return _load_numpy_cached(name, split, None if data_dir is None else str(data_dir))

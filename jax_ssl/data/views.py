@@ -104,6 +104,18 @@ def augment_view(key: jax.Array, image: jax.Array, spec: ViewSpec) -> jax.Array:
   To [0, 1], random resized crop, flip, colour jitter, grayscale, blur (kernel
   from the output size), solarize, normalise, in that order, each step with
   its own key split from `key`.
+
+  Args:
+    key: PRNG key of this view.
+    image: uint8 `(H, W, C)` image (or float in [0, 1]), C in (1, 3).
+    spec: the view's augmentation parameters.
+
+  Returns:
+    The normalised float32 view, `(spec.size, spec.size, C)`.
+
+  Raises:
+    ValueError: if `image` is not one `(H, W, C)` image with C in (1, 3), or if
+      `spec.mean` / `spec.std` have neither 1 nor C entries.
   """
   augment.check_image("image", image)
   crop_key, flip_key, jitter_key, gray_key, blur_key, solarize_key = jax.random.split(key, 6)
@@ -130,7 +142,18 @@ def _check_batch(images: jax.Array) -> None:
 def augment_batch(key: jax.Array, images: jax.Array, spec: ViewSpec) -> jax.Array:
   """One view of every image: uint8 `(B, H, W, C)` -> float32 `(B, spec.size, spec.size, C)`.
 
-  Image i gets key i of `jax.random.split(key, B)`.
+  Image i gets key i of `jax.random.split(key, B)`. Jitted, with `spec` static.
+
+  Args:
+    key: PRNG key of the batch.
+    images: uint8 `(B, H, W, C)` batch (or float in [0, 1]), C in (1, 3).
+    spec: the view's augmentation parameters (hashable, static).
+
+  Returns:
+    float32 `(B, spec.size, spec.size, C)` views.
+
+  Raises:
+    ValueError: if `images` is not a rank-4 batch, or as `augment_view`.
   """
   _check_batch(images)
   return _views_of_batch(jax.random.split(key, images.shape[0]), images, spec)
@@ -159,6 +182,18 @@ def multi_crop(key: jax.Array, images: jax.Array, specs: Sequence[ViewSpec]) -> 
   """One augmented batch per spec, in spec order; view v is `augment_batch(fold_in(key, v), images, specs[v])`.
 
   Views of different sizes cannot share an array; `stack_by_size` groups them.
+  Views that share a spec are computed in one vectorised pass.
+
+  Args:
+    key: PRNG key of the batch.
+    images: uint8 `(B, H, W, C)` batch (or float in [0, 1]), C in (1, 3).
+    specs: one `ViewSpec` per view.
+
+  Returns:
+    A list with one float32 `(B, specs[v].size, specs[v].size, C)` array per view.
+
+  Raises:
+    ValueError: if `images` is not a rank-4 batch, or as `augment_view`.
   """
   return _multi_crop(key, images, tuple(specs))
 
@@ -169,6 +204,16 @@ def stack_by_size(views: Sequence[jax.Array], specs: Sequence[ViewSpec]) -> dict
   Within a group views keep their spec order; groups appear in the order of
   their first view, so for `multicrop_views` the dict is `{global_size:
   globals, local_size: locals}` (one group if the two sizes are equal).
+
+  Args:
+    views: the views, each `(B, size, size, C)`, e.g. from `multi_crop`.
+    specs: the spec of each view, in the same order.
+
+  Returns:
+    A dict from output size to the stacked views of that size, `(V_size, B, size, size, C)`.
+
+  Raises:
+    ValueError: if `views` and `specs` differ in length, or a view's spatial shape is not its spec's size.
   """
   if len(views) != len(specs):
     raise ValueError(f"got {len(views)} views for {len(specs)} specs.")
@@ -203,6 +248,15 @@ def vicreg_views(
   `small_images` (default: `size <= 64`) selects the usual CIFAR/STL variant
   (as in solo-learn): crop scale (0.2, 1) and no blur, since blurring a 32 px
   image destroys most of its content; solarisation is kept.
+
+  Args:
+    size: output side of both views.
+    mean: per-channel mean used to normalise the views.
+    std: per-channel standard deviation used to normalise the views.
+    small_images: whether to use the small-image variant; None means `size <= 64`.
+
+  Returns:
+    The two `ViewSpec`s `(first, second)`.
   """
   small = _is_small(size, small_images)
   common = dict(
@@ -219,7 +273,17 @@ def byol_views(
     std: Sequence[float] = IMAGENET_STD,
     small_images: bool | None = None,
 ) -> tuple[ViewSpec, ViewSpec]:
-  """BYOL's pair (Grill et al., 2020, table 6): the recipe VICReg later reused, so `vicreg_views`."""
+  """BYOL's pair (Grill et al., 2020, table 6): the recipe VICReg later reused, so `vicreg_views`.
+
+  Args:
+    size: output side of both views.
+    mean: per-channel mean used to normalise the views.
+    std: per-channel standard deviation used to normalise the views.
+    small_images: whether to use the small-image variant; None means `size <= 64`.
+
+  Returns:
+    The two `ViewSpec`s `(first, second)`, as `vicreg_views` returns them.
+  """
   return vicreg_views(size, mean, std, small_images)
 
 
@@ -241,6 +305,22 @@ def multicrop_views(
   solarisation. All share flip 0.5, jitter p 0.8 (0.4/0.4/0.2/0.1) and
   grayscale 0.2. DINO's own scales are (0.4, 1) and (0.05, 0.4); the defaults
   here are LeJEPA's.
+
+  Args:
+    global_size: output side of the global views.
+    local_size: output side of the local views.
+    num_global: number of global views, at least 1.
+    num_local: number of local views, at least 0.
+    global_scale: `(low, high)` crop area fraction of the global views.
+    local_scale: `(low, high)` crop area fraction of the local views.
+    mean: per-channel mean used to normalise the views.
+    std: per-channel standard deviation used to normalise the views.
+
+  Returns:
+    A tuple of `num_global + num_local` `ViewSpec`s, the global ones first.
+
+  Raises:
+    ValueError: if `num_global < 1` or `num_local < 0`, or a resulting spec is invalid (see `ViewSpec`).
   """
   if num_global < 1 or num_local < 0:
     raise ValueError(f"need num_global >= 1 and num_local >= 0, got {num_global} and {num_local}.")
@@ -269,6 +349,19 @@ def simclr_views(
   `strength`, 1 for ImageNet, 0.5 in the paper's CIFAR runs), grayscale 0.2,
   blur p 0.5 with sigma in (0.1, 2). Small images (`size <= 64` by default)
   drop the blur, as the paper does for CIFAR-10.
+
+  Args:
+    size: output side of both views.
+    mean: per-channel mean used to normalise the views.
+    std: per-channel standard deviation used to normalise the views.
+    strength: colour-jitter strength s.
+    small_images: whether to drop the blur; None means `size <= 64`.
+
+  Returns:
+    The same `ViewSpec` twice, `(spec, spec)`.
+
+  Raises:
+    ValueError: if `strength` is negative or above 2.5 (a hue shift over half a turn).
   """
   spec = ViewSpec(
       size=size, crop_scale=(0.08, 1.0), flip_prob=0.5, jitter_prob=0.8, brightness=0.8 * strength,
@@ -287,6 +380,20 @@ def recipe_views(views_config: Any, mean: Sequence[float], std: Sequence[float])
   `views_config.recipe` names a preset: `multicrop` (`multicrop_views` with the section's sizes, counts
   and scales) or a two-view pair (`vicreg`, `byol`, `simclr`, with `small_images`); then every field of
   `views_config.overrides` is set on every view (e.g. `flip_prob=0.0` for digits).
+
+  Args:
+    views_config: the `config.views` section: `recipe`, `size`, `small_images` and `overrides`, plus
+      `local_size`, `num_global`, `num_local`, `global_scale` and `local_scale` for `multicrop`.
+    mean: per-channel mean used to normalise the views (the dataset's).
+    std: per-channel standard deviation used to normalise the views (the dataset's).
+
+  Returns:
+    A tuple of `ViewSpec`s, one per view of the recipe.
+
+  Raises:
+    KeyError: if `views_config.recipe` is not one of the known recipes.
+    TypeError: if an override is not a `ViewSpec` field.
+    ValueError: if the resulting specs are invalid (see `ViewSpec`).
   """
   v = views_config
   if v.recipe == "multicrop":
@@ -317,6 +424,16 @@ def views_from_config(cfg: Sequence[Any]) -> tuple[ViewSpec, ...]:
   Missing fields take ViewSpec's defaults (except `size`, which is required);
   an unknown key raises ValueError naming it and listing the valid ones.
   `views_from_config([dataclasses.asdict(s) for s in specs]) == tuple(specs)`.
+
+  Args:
+    cfg: a sequence of views, each a dict, an ml_collections (Frozen)ConfigDict or a `ViewSpec`.
+
+  Returns:
+    A tuple with one `ViewSpec` per entry of `cfg`, in order.
+
+  Raises:
+    TypeError: if `cfg` is not a list-like sequence, or one of its entries is not a mapping or `ViewSpec`.
+    ValueError: if an entry has an unknown key, lacks `size`, or holds invalid values.
   """
   if isinstance(cfg, (str, bytes, Mapping)) or not isinstance(cfg, Sequence):
     raise TypeError(f"cfg must be a list of views, got {type(cfg).__name__}.")

@@ -122,12 +122,23 @@ def hierarchical_rand_index(x, labels_by_level, seed: int = 0) -> dict:
   `1 - 2 (k - 1) / k^2` (the pairs both call "apart" dominate as k grows),
   so compare models on the same levels, not against 0.
 
-  `labels_by_level`: a mapping {level name: labels (n,)} (e.g.
-  {'superclass': coarse, 'class': fine}) or a sequence of label arrays (keys
-  0, 1, ...). Labels may be any values np.unique can sort.
+  Args:
+    x: (n, d) real embeddings, n >= 3, one row per item.
+    labels_by_level: a mapping {level name: labels (n,)} (e.g. {'superclass': coarse, 'class': fine}), or a
+      sequence of label arrays or a 2-D array with one row per level (keys 0, 1, ...). Labels may be any values
+      np.unique can sort.
+    seed: random state of the k-means step.
 
-  Raises ValueError if `x` is not 2-D, has fewer than 3 rows or a NaN / inf
-  row, or if a level's labels are not 1-D or do not have one entry per row.
+  Returns:
+    Dict {level: Rand index}, a float in [0, 1] per level, in the order the levels were given.
+
+  Raises:
+    ValueError: if `x` is not 2-D and real, has fewer than 3 rows or a NaN / inf row, if `labels_by_level` is
+      empty or neither a mapping nor a sequence, or if a level's labels are not 1-D or do not have one entry
+      per row.
+
+  References:
+    Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 5 and App. G.4, H; Rand (1971).
   """
   x = trees.check_embeddings("x", x)
   levels = _levels(labels_by_level, x.shape[0])

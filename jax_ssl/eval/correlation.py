@@ -71,6 +71,15 @@ def table_codes(a: np.ndarray, b: np.ndarray):
   Small-range integer vectors (tree distances) use the value itself, shifted,
   as its code: no O(N log N) sort; codes of values that never occur leave
   empty rows and columns, which `compact` drops. Otherwise `np.unique`.
+
+  Args:
+    a: (N,) real vector (already checked, as by `contingency_table`).
+    b: (N,) real vector.
+
+  Returns:
+    `((values_a, codes_a), (values_b, codes_b))`: float64 sorted candidate values of each vector and int64 (N,)
+    codes, the index of each entry's value in them. Both vectors use range codes only when both are small-range
+    integers and the table they span has at most `MAX_TABLE_CELLS` cells; otherwise both use `np.unique`.
   """
   coded_a, coded_b = _range_codes(a), _range_codes(b)
   if coded_a is None or coded_b is None or coded_a[0].size * coded_b[0].size > MAX_TABLE_CELLS:
@@ -80,7 +89,19 @@ def table_codes(a: np.ndarray, b: np.ndarray):
 
 def joint_counts(codes_a: np.ndarray, codes_b: np.ndarray, num_a: int, num_b: int,
                  table: np.ndarray | None = None) -> np.ndarray:
-  """Add the (num_a, num_b) int64 histogram of code pairs to `table` (a new zero table when None)."""
+  """Add the (num_a, num_b) int64 histogram of code pairs to `table` (a new zero table when None).
+
+  Args:
+    codes_a: (N,) integer codes in [0, num_a).
+    codes_b: (N,) integer codes in [0, num_b).
+    num_a: number of rows of the table (candidate values of the first vector).
+    num_b: number of columns of the table.
+    table: (num_a, num_b) contiguous int64 counts to add to in place, or None.
+
+  Returns:
+    The (num_a, num_b) int64 table: `table` itself when given, with `table[i, j]` increased by the number of
+    positions k where `codes_a[k] == i` and `codes_b[k] == j`.
+  """
   if table is None:
     table = np.zeros((num_a, num_b), dtype=np.int64)
   flat = table.reshape(-1)
@@ -92,7 +113,16 @@ def joint_counts(codes_a: np.ndarray, codes_b: np.ndarray, num_a: int, num_b: in
 
 
 def compact(values_a: np.ndarray, values_b: np.ndarray, table: np.ndarray):
-  """The table without empty rows and columns, and the values of those kept."""
+  """The table without empty rows and columns, and the values of those kept.
+
+  Args:
+    values_a: (A,) values of the table's rows.
+    values_b: (B,) values of its columns.
+    table: (A, B) counts.
+
+  Returns:
+    `(values_a, values_b, table)` restricted to the rows and columns with a non-zero count.
+  """
   rows = table.any(axis=1)
   cols = table.any(axis=0)
   return values_a[rows], values_b[cols], table[rows][:, cols]
@@ -102,8 +132,18 @@ def contingency_table(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(values_a, values_b, table): sorted distinct values of `a` and `b` (float64) and the int64 table of pair counts.
 
   `table[i, j]` is the number of positions k with `a[k] == values_a[i]` and
-  `b[k] == values_b[j]`. Raises ValueError if the table would exceed
-  `MAX_TABLE_CELLS` (use scipy.stats for vectors with that many distinct values).
+  `b[k] == values_b[j]`.
+
+  Args:
+    a: (N,) real vector, N >= 2, finite.
+    b: (N,) real vector of the same length.
+
+  Returns:
+    `(values_a, values_b, table)`: float64 (A,) and (B,) sorted distinct values, and the (A, B) int64 counts.
+
+  Raises:
+    ValueError: if `a` or `b` is not 1-D, real and finite, their lengths differ or are below 2, or the table would
+      exceed `MAX_TABLE_CELLS` (use scipy.stats for vectors with that many distinct values).
   """
   a, b = _check_pair(a, b)
   (values_a, codes_a), (values_b, codes_b) = table_codes(a, b)
@@ -136,6 +176,18 @@ def table_pearson(values_a, values_b, table) -> float:
   Two passes over the table (means, then centred sums), so the result is as
   accurate as a centred computation on the full vectors. NaN when either
   vector is constant (zero variance: r is undefined).
+
+  Args:
+    values_a: (A,) strictly increasing values of the table's rows.
+    values_b: (B,) strictly increasing values of its columns.
+    table: (A, B) non-negative integer counts, as from `contingency_table`.
+
+  Returns:
+    Pearson's r as a float in [-1, 1], or NaN.
+
+  Raises:
+    ValueError: if the table's shape does not match the values, it holds anything but non-negative integers, or
+      the values are not strictly increasing.
   """
   values_a, values_b, table = _check_table(values_a, values_b, table)
   weights = table.astype(np.float64)  # counts < 2^53 are exact in float64
@@ -151,7 +203,14 @@ def table_pearson(values_a, values_b, table) -> float:
 
 
 def mid_ranks(counts: np.ndarray) -> np.ndarray:
-  """Average 1-based rank of each distinct value, given how often each occurs (in increasing value order)."""
+  """Average 1-based rank of each distinct value, given how often each occurs (in increasing value order).
+
+  Args:
+    counts: (K,) occurrences of each value, in increasing value order.
+
+  Returns:
+    float64 (K,) mid-ranks: `counts[:k].sum() + (counts[k] + 1) / 2` for value k.
+  """
   counts = np.asarray(counts, dtype=np.float64)
   below = np.cumsum(counts) - counts
   return below + (counts + 1.0) / 2.0
@@ -162,6 +221,18 @@ def table_spearman(table) -> float:
 
   Pearson's r of the mid-ranks: ties share the mean of the ranks they cover,
   as in `scipy.stats.rankdata(method='average')`. NaN when either vector is constant.
+
+  Args:
+    table: (A, B) non-negative integer counts.
+
+  Returns:
+    Spearman's rho as a float in [-1, 1], or NaN.
+
+  Raises:
+    ValueError: if `table` is not 2-D or holds anything but non-negative integers.
+
+  References:
+    Spearman (1904).
   """
   table = np.asarray(table)
   return table_pearson(mid_ranks(table.sum(axis=1)), mid_ranks(table.sum(axis=0)), table)
@@ -177,6 +248,12 @@ def concordance(table) -> tuple[int, int, int, int]:
   `table[a, b] * partners` counts distinct pairs so is at most n0 too; while
   N < 2^31 (n0 < 2^61) int64 cannot overflow. Larger N switches to Python
   integers (object arrays), which are exact at any size.
+
+  Args:
+    table: (A, B) non-negative integer counts, N in total.
+
+  Returns:
+    `(C - D, n0, n1, n2)` as Python ints.
   """
   table = np.asarray(table)
   total = int(table.sum())
@@ -207,6 +284,15 @@ def table_kendall(table) -> float:
   the last bit. The square roots are taken separately: their product
   `(n0 - n1)(n0 - n2)` reaches ~1e26 for N = 5e6 and overflows int64. NaN
   when either vector is constant.
+
+  Args:
+    table: (A, B) non-negative integer counts, rows and columns in increasing value order.
+
+  Returns:
+    Kendall's tau-b as a float in [-1, 1], or NaN.
+
+  References:
+    Kendall (1945), tau-b with the correction for ties.
   """
   difference, n0, n1, n2 = concordance(table)
   if n0 == n1 or n0 == n2:
@@ -216,7 +302,19 @@ def table_kendall(table) -> float:
 
 
 def table_correlations(values_a, values_b, table) -> dict[str, float]:
-  """{'pearson', 'spearman', 'kendall'} of the pairs counted in `table`."""
+  """{'pearson', 'spearman', 'kendall'} of the pairs counted in `table`.
+
+  Args:
+    values_a: (A,) strictly increasing values of the table's rows.
+    values_b: (B,) strictly increasing values of its columns.
+    table: (A, B) non-negative integer counts.
+
+  Returns:
+    Dict mapping 'pearson', 'spearman' and 'kendall' to float coefficients (NaN for a constant vector).
+
+  Raises:
+    ValueError: as `table_pearson` and `table_spearman`, for a malformed table or values.
+  """
   return {
       "pearson": table_pearson(values_a, values_b, table),
       "spearman": table_spearman(table),
@@ -231,6 +329,16 @@ def correlations(a, b) -> dict[str, float]:
   (variant 'b'), through the contingency table when the vectors have few
   distinct values, else through scipy.stats itself. A constant vector gives
   NaN (no variance: undefined).
+
+  Args:
+    a: (N,) real vector, N >= 2, finite.
+    b: (N,) real vector of the same length.
+
+  Returns:
+    Dict mapping 'pearson', 'spearman' and 'kendall' to floats.
+
+  Raises:
+    ValueError: if `a` or `b` is not 1-D, real and finite, or their lengths differ or are below 2.
   """
   a, b = _check_pair(a, b)
   (values_a, codes_a), (values_b, codes_b) = table_codes(a, b)
@@ -247,7 +355,18 @@ def correlations(a, b) -> dict[str, float]:
 
 
 def pearson(a, b) -> float:
-  """Pearson's r of two vectors in float64, centred first (two passes) for accuracy; NaN if either is constant."""
+  """Pearson's r of two vectors in float64, centred first (two passes) for accuracy; NaN if either is constant.
+
+  Args:
+    a: (N,) real vector, N >= 2, finite.
+    b: (N,) real vector of the same length.
+
+  Returns:
+    Pearson's r as a float in [-1, 1], or NaN.
+
+  Raises:
+    ValueError: if `a` or `b` is not 1-D, real and finite, or their lengths differ or are below 2.
+  """
   a, b = _check_pair(a, b)
   da = a.astype(np.float64) - a.mean(dtype=np.float64)
   db = b.astype(np.float64) - b.mean(dtype=np.float64)
@@ -259,6 +378,17 @@ def pearson_from_sums(count, sum_a, sum_b, sum_aa, sum_bb, sum_ab) -> float:
 
   Accurate when the data were shifted near their means before summing (then
   the correction terms `sum_a sum_b / count` are small): callers shift first.
+
+  Args:
+    count: number of pairs summed over (positive).
+    sum_a: sum of the first values.
+    sum_b: sum of the second values.
+    sum_aa: sum of the squared first values.
+    sum_bb: sum of the squared second values.
+    sum_ab: sum of the products of the two.
+
+  Returns:
+    Pearson's r as a float clipped to [-1, 1], or NaN.
   """
   cov = sum_ab - sum_a * sum_b / count
   var_a = sum_aa - sum_a * sum_a / count

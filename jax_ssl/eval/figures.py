@@ -16,7 +16,14 @@ def _pyplot():
 
 
 def dendrograms(linkages: Mapping[str, np.ndarray], path: str | os.PathLike, *, last_merges: int = 40) -> None:
-  """One panel per Ward tree, each cut to its last `last_merges` merges (leaf counts on the axis)."""
+  """One panel per Ward tree, each cut to its last `last_merges` merges (leaf counts on the axis).
+
+  Args:
+    linkages: {panel title: (n - 1, 4) scipy linkage matrix}, e.g. from `trees.ward_linkage`; panels left to
+      right in the mapping's order.
+    path: file to write; matplotlib picks the format from its extension (100 dpi).
+    last_merges: clusters shown as leaves per tree (scipy's `truncate_mode='lastp'`), capped at n.
+  """
   from scipy.cluster import hierarchy as scipy_hierarchy
   plt = _pyplot()
   figure, axes = plt.subplots(1, len(linkages), figsize=(5.5 * len(linkages), 3.6), squeeze=False)
@@ -31,7 +38,14 @@ def dendrograms(linkages: Mapping[str, np.ndarray], path: str | os.PathLike, *, 
 
 
 def scores_by_level(scores: Mapping[str, Mapping[str, float]], path: str | os.PathLike, *, title: str = "") -> None:
-  """Grouped bars: for each level of the hierarchy, one bar per score (kNN, linear, Rand index, ...)."""
+  """Grouped bars: for each level of the hierarchy, one bar per score (kNN, linear, Rand index, ...).
+
+  Args:
+    scores: {score name: {level: value}}, non-empty; the levels (x axis) are those of the first score, in its
+      order, and every score needs a value for each. The y axis spans [0, 1].
+    path: file to write; matplotlib picks the format from its extension (100 dpi).
+    title: title of the axes; none when empty.
+  """
   plt = _pyplot()
   names = list(scores)
   levels = list(next(iter(scores.values())))

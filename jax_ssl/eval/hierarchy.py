@@ -61,7 +61,21 @@ def _class_indices(level: str, values: list) -> tuple[dict, list[str] | None]:
 
 
 def read_hierarchy(path: str | os.PathLike) -> dict[str, dict]:
-  """The levels of a hierarchy JSON file: `{level: {"from": finer level, "map": {finer class: class}, "names"}}`."""
+  """The levels of a hierarchy JSON file: `{level: {"from": finer level, "map": {finer class: class}, "names"}}`.
+
+  Args:
+    path: JSON file in the format of this module's docstring.
+
+  Returns:
+    Dict {level: entry}, in the file's order. An entry's "from" is the finer level it maps (default "label"), its
+    "map" takes each int finer class to an int class (names numbered in sorted order), and its "names" are the
+    file's "names" if given, else the sorted class names when the classes are names, else None.
+
+  Raises:
+    FileNotFoundError: if `path` does not exist.
+    ValueError: if the file is not valid JSON, has no "levels" object, or a level's map is neither a list nor an
+      object, has a key that is not an integer, or classes that are not all non-negative integers or all names.
+  """
   path = pathlib.Path(path)
   if not path.exists():
     raise FileNotFoundError(f"hierarchy file {path} does not exist.")
@@ -85,13 +99,34 @@ def read_hierarchy(path: str | os.PathLike) -> dict[str, dict]:
 
 
 def builtin_hierarchy(dataset: str) -> pathlib.Path | None:
-  """The hierarchy file shipped for a dataset, if any."""
+  """The hierarchy file shipped for a dataset, if any.
+
+  Args:
+    dataset: dataset name, e.g. 'digits'.
+
+  Returns:
+    The path of `hierarchies/<dataset>.json` next to this module, or None when there is no such file.
+  """
   path = BUILTIN_DIR / f"{dataset}.json"
   return path if path.exists() else None
 
 
 def extend_levels(labels_by_level: Mapping[str, np.ndarray], hierarchy: Mapping[str, dict]) -> dict[str, np.ndarray]:
-  """`labels_by_level` plus every level of `hierarchy`, each derived from its finer level."""
+  """`labels_by_level` plus every level of `hierarchy`, each derived from its finer level.
+
+  Levels are added in `hierarchy`'s order, so one may map from a level added before it.
+
+  Args:
+    labels_by_level: {level: (N,) non-negative integer labels}.
+    hierarchy: levels as `read_hierarchy` returns them.
+
+  Returns:
+    A new dict: the given levels as numpy arrays, then each hierarchy level as int64 (N,) labels.
+
+  Raises:
+    ValueError: if a hierarchy level maps from a level that is not there, or leaves a class of that level
+      without a parent.
+  """
   levels = {name: np.asarray(labels) for name, labels in labels_by_level.items()}
   for level, entry in hierarchy.items():
     source = entry["from"]
@@ -117,6 +152,18 @@ def dataset_levels(dataset: str, arrays: Mapping[str, np.ndarray],
 
   The dataset's own levels, then those of its shipped hierarchy file, then
   those of `hierarchy_file`.
+
+  Args:
+    dataset: name of a dataset in `jax_ssl.data.catalog`.
+    arrays: the split's arrays by key; the dataset's label levels present among them are used.
+    hierarchy_file: optional user hierarchy JSON (see `read_hierarchy`).
+
+  Returns:
+    Dict {level: (N,) labels}, finest first.
+
+  Raises:
+    ValueError: if `dataset` is unknown, or a hierarchy file is invalid or does not fit the labels.
+    FileNotFoundError: if `hierarchy_file` does not exist.
   """
   from jax_ssl.data import catalog
   spec = catalog.get_spec(dataset)

@@ -12,7 +12,19 @@ import numpy as np
 
 
 def check_features(name: str, features) -> np.ndarray:
-  """`features` as a finite float32 (N, D) numpy array with N, D >= 1."""
+  """`features` as a finite float32 (N, D) numpy array with N, D >= 1.
+
+  Args:
+    name: the argument's name, used in the error messages.
+    features: array-like (N, D) real features.
+
+  Returns:
+    float32 (N, D) numpy array (not copied when it already is one).
+
+  Raises:
+    ValueError: if `features` is not 2-D, is empty, is not real numeric, or has a NaN or inf (including values
+      beyond float32's range).
+  """
   features = np.asarray(features)
   if features.ndim != 2:
     raise ValueError(f"{name} must be a 2-D (num_samples, dim) array, got shape {features.shape}.")
@@ -30,7 +42,21 @@ def check_features(name: str, features) -> np.ndarray:
 
 
 def check_labels(name: str, labels, num_rows: int, features_name: str) -> np.ndarray:
-  """`labels` as a non-negative int32 (N,) numpy array, one per row of the features."""
+  """`labels` as a non-negative int32 (N,) numpy array, one per row of the features.
+
+  Args:
+    name: the argument's name, used in the error messages.
+    labels: array-like (N,) integer class indices.
+    num_rows: N, the number of rows of the features the labels go with.
+    features_name: the features' argument name, used in the error messages.
+
+  Returns:
+    int32 (N,) numpy array.
+
+  Raises:
+    ValueError: if `labels` is not 1-D, does not have `num_rows` entries, is not integer, or has a negative label
+      or one beyond the int32 range.
+  """
   labels = np.asarray(labels)
   if labels.ndim != 1:
     raise ValueError(f"{name} must be a 1-D array of class indices, got shape {labels.shape}.")
@@ -48,6 +74,15 @@ def check_labels(name: str, labels, num_rows: int, features_name: str) -> np.nda
 
 
 def check_same_width(train: np.ndarray, test: np.ndarray) -> None:
+  """Checks that train and test features have the same feature dimension.
+
+  Args:
+    train: (N_train, D) train features.
+    test: (N_test, D') test features.
+
+  Raises:
+    ValueError: if D != D'.
+  """
   if train.shape[1] != test.shape[1]:
     raise ValueError(
         f"train_features and test_features must have the same width (feature dimension), "
@@ -55,7 +90,19 @@ def check_same_width(train: np.ndarray, test: np.ndarray) -> None:
 
 
 def resolve_num_classes(num_classes: int | None, train_labels: np.ndarray, name: str = "train_labels") -> int:
-  """`num_classes`, defaulting to the largest train label + 1; ValueError if a train label does not fit."""
+  """`num_classes`, defaulting to the largest train label + 1; ValueError if a train label does not fit.
+
+  Args:
+    num_classes: the number of classes, or None to infer it from `train_labels`.
+    train_labels: (N,) non-empty integer train labels.
+    name: the labels' argument name, used in the error messages.
+
+  Returns:
+    The number of classes as an int.
+
+  Raises:
+    ValueError: if `num_classes` is below 1 or not above the largest train label.
+  """
   largest = int(train_labels.max())
   if num_classes is None:
     return largest + 1
@@ -67,7 +114,18 @@ def resolve_num_classes(num_classes: int | None, train_labels: np.ndarray, name:
 
 
 def check_levels(train_labels_by_level: Mapping, test_labels_by_level: Mapping) -> list:
-  """The hierarchy levels, in the train dict's order; ValueError if the two dicts disagree."""
+  """The hierarchy levels, in the train dict's order; ValueError if the two dicts disagree.
+
+  Args:
+    train_labels_by_level: {level: train labels}.
+    test_labels_by_level: {level: test labels}.
+
+  Returns:
+    List of the level keys of `train_labels_by_level`.
+
+  Raises:
+    ValueError: if `train_labels_by_level` is empty, or a level is in one mapping but not the other.
+  """
   train_levels, test_levels = list(train_labels_by_level), list(test_labels_by_level)
   if not train_levels:
     raise ValueError("train_labels_by_level is empty: give at least one level, e.g. {'label': labels}.")
@@ -81,7 +139,18 @@ def check_levels(train_labels_by_level: Mapping, test_labels_by_level: Mapping) 
 
 
 def level_num_classes(num_classes: int | Mapping | None, level) -> int | None:
-  """Per-level class count: a mapping is looked up by level; one int would be wrong for all but one level."""
+  """Per-level class count: a mapping is looked up by level; one int would be wrong for all but one level.
+
+  Args:
+    num_classes: None, or a mapping {level: number of classes}.
+    level: the level to look up.
+
+  Returns:
+    `num_classes[level]`; None when `num_classes` is None or has no entry for `level` (inferred from the labels).
+
+  Raises:
+    ValueError: if `num_classes` is neither None nor a mapping.
+  """
   if num_classes is None:
     return None
   if isinstance(num_classes, Mapping):
@@ -98,6 +167,14 @@ def map_row_chunks(fn: Callable, arrays: Sequence, chunk_size: int):
   serves every chunk; the padded rows' outputs are dropped. Outputs stay on
   the device until all chunks are dispatched, so the host does not wait
   between chunks.
+
+  Args:
+    fn: function of one chunk of each array, in order, returning a pytree of arrays with one row per input row.
+    arrays: non-empty sequence of arrays with the same number of rows N >= 1.
+    chunk_size: rows per call of `fn` (fewer when N is smaller).
+
+  Returns:
+    `fn`'s output structure with every leaf a numpy array of N rows.
   """
   num_rows = arrays[0].shape[0]
   chunk = min(chunk_size, num_rows)
@@ -113,13 +190,31 @@ def map_row_chunks(fn: Callable, arrays: Sequence, chunk_size: int):
 
 
 def pad_rows(x, count: int):
-  """`x` with `count` zero rows appended, staying on the device if it is there."""
+  """`x` with `count` zero rows appended, staying on the device if it is there.
+
+  Args:
+    x: numpy or JAX array with at least one dimension.
+    count: number of rows to append, >= 0.
+
+  Returns:
+    Array of `x`'s type and dtype with `x.shape[0] + count` rows.
+  """
   widths = [(0, count)] + [(0, 0)] * (x.ndim - 1)
   return jnp.pad(x, widths) if isinstance(x, jax.Array) else np.pad(x, widths)
 
 
 def subsample(num_items: int, max_items: int | None, seed: int) -> np.ndarray:
-  """Sorted indices of at most `max_items` of `num_items` items, the same for every call with the same seed."""
+  """Sorted indices of at most `max_items` of `num_items` items, the same for every call with the same seed.
+
+  Args:
+    num_items: number of items to choose from.
+    max_items: most items to keep; None keeps all.
+    seed: seed of the numpy generator that draws the subset.
+
+  Returns:
+    int (n,) sorted distinct indices into the items, n = min(num_items, max_items); all of them, in order,
+    when `max_items` is None or at least `num_items`.
+  """
   if max_items is None or num_items <= max_items:
     return np.arange(num_items)
   return np.sort(np.random.default_rng(seed).choice(num_items, max_items, replace=False))

@@ -168,7 +168,27 @@ def knn_accuracy(
     num_classes: int | None = None,
     chunk_size: int = 1024,
 ) -> float:
-  """Fraction of `test_labels` ((M,) integers) that `knn_predict` with the same arguments gets right."""
+  """Fraction of `test_labels` ((M,) integers) that `knn_predict` with the same arguments gets right.
+
+  Args:
+    train_features: (N, D) embeddings of the train split.
+    train_labels: (N,) non-negative integer labels in [0, num_classes).
+    test_features: (M, D) embeddings to classify.
+    test_labels: (M,) non-negative integer labels of the test rows.
+    k: neighbours per test point, in [1, N].
+    temperature: T > 0 of the weighted vote (ignored when `weighted=False`).
+    weighted: `exp(s / T)` votes if True, equal votes if False.
+    num_classes: number of classes; defaults to max(train_labels) + 1.
+    chunk_size: test rows per step (memory O(chunk_size * N)).
+
+  Returns:
+    Accuracy as a float in [0, 1].
+
+  Raises:
+    ValueError: if the features are not finite real 2-D arrays of the same width, a label array is malformed
+      (see `inputs.check_labels`) or does not fit `num_classes`, or `k`, `temperature` or `chunk_size` is out
+      of range.
+  """
   train, test = _knn_features(train_features, test_features, k, temperature, chunk_size)
   train_labels = inputs.check_labels("train_labels", train_labels, train.shape[0], "train_features")
   test_labels = inputs.check_labels("test_labels", test_labels, test.shape[0], "test_features")
@@ -194,9 +214,24 @@ def knn_accuracy_by_level(
   The neighbour search runs once for all levels. `num_classes`, if given,
   maps level to class count (levels left out default to max label + 1).
 
+  Args:
+    train_features: (N, D) embeddings of the train split.
+    train_labels_by_level: {level: (N,) non-negative integer train labels}.
+    test_features: (M, D) embeddings to classify.
+    test_labels_by_level: {level: (M,) integer test labels}, with the same levels.
+    k: neighbours per test point, in [1, N].
+    temperature: T > 0 of the weighted vote (ignored when `weighted=False`).
+    weighted: `exp(s / T)` votes if True, equal votes if False.
+    num_classes: optional mapping {level: number of classes}.
+    chunk_size: test rows per step (memory O(chunk_size * N)).
+
   Returns:
     `{level: accuracy}` with the levels of `train_labels_by_level`, which must
     be the same as those of `test_labels_by_level`.
+
+  Raises:
+    ValueError: if the two mappings have different levels or none, `num_classes` is not a mapping, or any
+      check of `knn_accuracy` fails for a level; all levels are checked before any computation.
   """
   levels = inputs.check_levels(train_labels_by_level, test_labels_by_level)
   train, test = _knn_features(train_features, test_features, k, temperature, chunk_size)

@@ -249,9 +249,22 @@ def linear_probe_by_level(
   split; `probe_kwargs` (learning_rates, epochs, seed, ...) apply to all.
   `num_classes`, if given, maps level to class count.
 
+  Args:
+    train_features: (N, D) features to train on.
+    train_labels_by_level: {level: (N,) non-negative integer train labels}.
+    test_features: (M, D) features to score.
+    test_labels_by_level: {level: (M,) integer test labels}, with the same levels.
+    num_classes: optional mapping {level: number of classes}; levels left out default to max label + 1.
+    **probe_kwargs: further keyword arguments of `linear_probe`, the same for every level.
+
   Returns:
     `{level: linear_probe result}` with the levels of `train_labels_by_level`,
     which must be the same as those of `test_labels_by_level`.
+
+  Raises:
+    ValueError: if the two mappings have different levels or none, the features or a level's labels are
+      malformed, `num_classes` is not a mapping or a level's count is too small (all checked before any
+      training), or `linear_probe` rejects its arguments for a level (the message then names the level).
   """
   levels = inputs.check_levels(train_labels_by_level, test_labels_by_level)
   train_rows = inputs.check_features("train_features", train_features).shape[0]

@@ -26,7 +26,18 @@ STRUCTURE_KEYS = ("lca_pearson", "lca_spearman", "lca_kendall", "cophenetic_d1_t
 
 
 def as_rows(array, name: str) -> np.ndarray:
-  """An (N, ...) array of items as (N, F) float64 rows: images and other raw inputs are flattened."""
+  """An (N, ...) array of items as (N, F) float64 rows: images and other raw inputs are flattened.
+
+  Args:
+    array: array-like (N, F) or (N, H, W, C), any numeric or bool dtype.
+    name: how the error messages call the array.
+
+  Returns:
+    float64 (N, F) array, F the product of the trailing dimensions.
+
+  Raises:
+    ValueError: if `array` has fewer than 2 dimensions or is not numeric.
+  """
   array = np.asarray(array)
   if array.ndim < 2:
     raise ValueError(f"{name} must hold one row per item, (N, F) or (N, H, W, C); got shape {array.shape}.")
@@ -41,6 +52,21 @@ def structure_scores(x1, x2) -> dict[str, float]:
   LCA similarity (Pearson, Spearman, Kendall tau-b between the two Ward trees'
   leaf-to-leaf path lengths) and cophenetic similarity in both directions
   (merge heights of one tree against the chordal distances of the other set).
+
+  Args:
+    x1: (n, d1) embeddings of the items, n >= 3.
+    x2: (n, d2) embeddings of the same items, row i of both being item i.
+
+  Returns:
+    Dict of floats keyed by `STRUCTURE_KEYS`: 'lca_pearson', 'lca_spearman', 'lca_kendall',
+    'cophenetic_d1_to_p2' and 'cophenetic_d2_to_p1'.
+
+  Raises:
+    ValueError: if a set is not a real 2-D array with at least 3 rows and no NaN / inf row, or the row counts
+      differ.
+
+  References:
+    Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 4.4 and 5.
   """
   lca = structure.lca_similarity(x1, x2)
   cophenetic = structure.cophenetic_similarity(x1, x2)
@@ -49,7 +75,23 @@ def structure_scores(x1, x2) -> dict[str, float]:
 
 
 def compare_structure(x1, x2, *, max_items: int | None = None, seed: int = 0) -> dict:
-  """`structure_scores` of two (N, ...) arrays of the same items, on at most `max_items` of them."""
+  """`structure_scores` of two (N, ...) arrays of the same items, on at most `max_items` of them.
+
+  Args:
+    x1: (N, ...) first set (embeddings, or raw inputs such as images, which are flattened).
+    x2: (N, ...) second set, row i being the same item as in `x1`.
+    max_items: most items compared, drawn at random (`subsample`); None compares all.
+    seed: seed of the item sample.
+
+  Returns:
+    `{"num_items": n, "dims": [F1, F2], "scores": structure_scores, "items": (n,) int indices of the sampled
+    rows}`.
+
+  Raises:
+    ValueError: if either set is not numeric with one row per item, the row counts differ, the compared rows of
+      a set are all identical (a collapsed embedding), or `structure_scores` rejects the sample (e.g. fewer than
+      3 items, NaN or inf).
+  """
   x1, x2 = as_rows(x1, "the first set"), as_rows(x2, "the second set")
   if len(x1) != len(x2):
     raise ValueError(f"the two sets must hold the same items: {len(x1)} rows against {len(x2)}.")
@@ -68,9 +110,31 @@ def evaluate_features(train_features, train_levels: Mapping[str, np.ndarray], te
                       seed: int = 0) -> dict:
   """Probes per level (train -> test), Rand index per level and structure vs the inputs (on test items).
 
-  Returns `{"knn": {level: acc}, "knn_majority": {...}, "linear": {level: acc},
-  "rand_index": {level: ri}, "structure_to_inputs": scores or None, "num_items": n}`,
-  plus the sampled test rows as arrays: `items` and their `item_features`.
+  The kNN and linear probes use all given rows; the Rand index and the structure comparison use at most
+  `max_items` test rows, drawn with `seed`.
+
+  Args:
+    train_features: (N, F) features of the train items.
+    train_levels: {level: (N,) integer labels}.
+    test_features: (M, F) features of the test items.
+    test_levels: {level: (M,) integer labels}, the same levels as `train_levels`.
+    test_inputs: optional (M, ...) raw inputs of the test items (e.g. images); when given, the sampled items'
+      features are compared with them by `structure_scores`.
+    max_items: most test items for the Rand index and the structure scores; None uses all.
+    knn_k: neighbours of the kNN votes (capped at N).
+    knn_temperature: temperature of the weighted kNN vote.
+    probe_epochs: epochs of the linear probe; 0 skips it.
+    seed: seed of the linear probe, the item sample and the clustering.
+
+  Returns:
+    `{"knn": {level: acc}, "knn_majority": {level: acc}, "rand_index": {level: ri}, "structure_to_inputs":
+    scores or None, "num_items": n}`, plus `"linear": {level: acc}` and `"linear_learning_rate": {level: rate}`
+    when the linear probe runs, and the sampled test rows as arrays: `items` (n,) and their `item_features`
+    (n, F).
+
+  Raises:
+    ValueError: if the probes, the clustering or the structure comparison reject their inputs (mismatched
+      levels or rows, malformed labels or features, fewer than 3 sampled items).
   """
   results = probes.probe_accuracies(train_features, train_levels, test_features, test_levels, knn_k=knn_k,
                                     knn_temperature=knn_temperature, probe_epochs=probe_epochs, seed=seed,
@@ -105,6 +169,23 @@ def evaluate_embedding(embed, dataset: str, *, data_dir: str | os.PathLike | Non
   Any function of uint8 images works: a trained encoder, the same network at
   initialisation, or the flattened pixels themselves (the controls every
   comparison of methods carries).
+
+  Args:
+    embed: function of uint8 (N, S, S, 3) images returning (N, F) features.
+    dataset: dataset name (`jax_ssl.data.catalog`).
+    data_dir: where the dataset's files are; None for the default.
+    split: split to score; the train split always fits the probes.
+    hierarchy_file: optional label hierarchy JSON adding coarser levels (`hierarchy.read_hierarchy`).
+    max_train: most train images used, drawn with `seed`; None uses all. The scored split is used whole.
+    max_items: most scored items for the Rand index and the structure scores (`evaluate_features`).
+    knn_k: neighbours of the kNN votes.
+    knn_temperature: temperature of the weighted kNN vote.
+    probe_epochs: epochs of the linear probe; 0 skips it.
+    seed: seed of the train sample and of `evaluate_features`.
+
+  Returns:
+    `evaluate_features`' dict plus "dataset", "split", "num_train", "num_test", "levels" (list of level names)
+    and "item_inputs", the images of the sampled items.
   """
   train_images, train_levels = _split(dataset, "train", data_dir, hierarchy_file, max_train, seed)
   test_images, test_levels = _split(dataset, split, data_dir, hierarchy_file, None, seed)
@@ -116,5 +197,15 @@ def evaluate_embedding(embed, dataset: str, *, data_dir: str | os.PathLike | Non
 
 
 def pixels(images) -> np.ndarray:
-  """The input-pixel control: each image flattened to one float row."""
+  """The input-pixel control: each image flattened to one float row.
+
+  Args:
+    images: (N, H, W, C) images (any numeric dtype).
+
+  Returns:
+    float64 (N, H * W * C) array.
+
+  Raises:
+    ValueError: if `images` has fewer than 2 dimensions or is not numeric.
+  """
   return as_rows(images, "images")

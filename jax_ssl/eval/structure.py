@@ -50,6 +50,14 @@ def lca_table(layout1: trees.TreeLayout, layout2: trees.TreeLayout):
   and `values2[b]` in tree 2. Pairs are swept in tree 1's leaf order, chunk
   by chunk of rows (row p pairs with columns q > p), so tree 1's LCA nodes are
   contiguous slices; tree 2's are gathered from its own leaf-order matrix.
+
+  Args:
+    layout1: `trees.TreeLayout` of the first tree, n leaves.
+    layout2: `trees.TreeLayout` of the second tree over the same n leaves.
+
+  Returns:
+    `(values1, values2, table)`: float64 (A,) and (B,) increasing LCA distances that occur in each tree, and the
+    (A, B) int64 pair counts, as `correlation.contingency_table` of the two `trees.lca_distances` vectors.
   """
   n = layout1.num_leaves
   matrix1, matrix2 = trees.lca_node_matrix(layout1), trees.lca_node_matrix(layout2)
@@ -95,8 +103,19 @@ def lca_similarity(x1, x2) -> dict[str, float]:
   a pair of sibling leaves (distance 2) and a pair farther apart, so neither
   vector is constant (the table functions would return NaN for a constant one).
 
-  Raises ValueError if an input is not 2-D, has fewer than 3 rows or a NaN /
-  inf row, or if the two have different numbers of rows.
+  Args:
+    x1: (n, d1) real embeddings of the items, n >= 3.
+    x2: (n, d2) real embeddings of the same items, row i of both being item i.
+
+  Returns:
+    Dict {'pearson', 'spearman', 'kendall'} of floats in [-1, 1].
+
+  Raises:
+    ValueError: if an input is not a real 2-D array, has fewer than 3 rows or a NaN / inf row, or if the two have
+      different numbers of rows.
+
+  References:
+    Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 4.4.
   """
   x1, x2 = _check_sets(x1, x2)
   linkage1, linkage2 = trees.ward_linkage(x1), trees.ward_linkage(x2)
@@ -124,6 +143,13 @@ def cophenetic_pearson(layout: trees.TreeLayout, unit: np.ndarray) -> float:
   (`trees.chordal_block`). The shift s is the root mean square distance, exact
   from `sum_{i<j} |u_i - u_j|^2 = n sum_i |u_i|^2 - |sum_i u_i|^2`, so that
   the final `sum (d - s)^2 - (sum (d - s))^2 / N` does not cancel.
+
+  Args:
+    layout: `trees.TreeLayout` of a tree with n leaves.
+    unit: (n, D) float64 points in the leaves' own (item) order, e.g. `trees.unit_rows` of a set.
+
+  Returns:
+    Pearson's r as a float in [-1, 1]; NaN if either side has no variance.
   """
   n = layout.num_leaves
   pairs = n * (n - 1) // 2
@@ -171,8 +197,19 @@ def cophenetic_similarity(x1, x2) -> dict[str, float]:
   `scipy.cluster.hierarchy.cophenet(Z, pdist)`), i.e. how well a dendrogram
   can represent the geometry at all. NaN if one side has no variance.
 
-  Raises ValueError if an input is not 2-D, has fewer than 3 rows or a NaN /
-  inf row, or if the two have different numbers of rows.
+  Args:
+    x1: (n, d1) real embeddings of the items, n >= 3.
+    x2: (n, d2) real embeddings of the same items, row i of both being item i.
+
+  Returns:
+    Dict {'d1_to_p2', 'd2_to_p1'} of floats in [-1, 1] (or NaN).
+
+  Raises:
+    ValueError: if an input is not a real 2-D array, has fewer than 3 rows or a NaN / inf row, or if the two have
+      different numbers of rows.
+
+  References:
+    Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 4.4; Sokal and Rohlf (1962).
   """
   x1, x2 = _check_sets(x1, x2)
   layout1 = trees.tree_layout(trees.ward_linkage(x1))

@@ -57,7 +57,20 @@ _cache_lock = threading.Lock()
 
 
 def check_embeddings(name: str, x, min_rows: int = 3) -> np.ndarray:
-  """`x` as a finite real (N, D) numpy array with N >= `min_rows`; ValueError naming `name` otherwise."""
+  """`x` as a finite real (N, D) numpy array with N >= `min_rows`; ValueError naming `name` otherwise.
+
+  Args:
+    name: the argument's name, used in the error messages.
+    x: array-like embeddings, one row per item; integer or floating dtype.
+    min_rows: fewest rows accepted (3 by default: the smallest set the tree metrics handle).
+
+  Returns:
+    `np.asarray(x)`, its dtype unchanged.
+
+  Raises:
+    ValueError: if `x` is not 2-D, not real numeric, has fewer than `min_rows` rows or no columns, or has a row
+      with a NaN or inf (the message lists the offending row indices).
+  """
   x = np.asarray(x)
   if x.ndim != 2:
     raise ValueError(f"{name} must be a 2-D (num_samples, dim) array, got shape {x.shape}.")
@@ -80,6 +93,15 @@ def check_embeddings(name: str, x, min_rows: int = 3) -> np.ndarray:
 
 
 def check_same_rows(x1: np.ndarray, x2: np.ndarray) -> None:
+  """Checks that two embedding sets have one row per item each, row i of both being the same item.
+
+  Args:
+    x1: (N1, D1) embeddings of the items.
+    x2: (N2, D2) embeddings of the same items (the widths may differ).
+
+  Raises:
+    ValueError: if N1 != N2.
+  """
   if x1.shape[0] != x2.shape[0]:
     raise ValueError(
         f"x1 has {x1.shape[0]} rows but x2 has {x2.shape[0]}: both sets must embed the same items, "
@@ -87,7 +109,17 @@ def check_same_rows(x1: np.ndarray, x2: np.ndarray) -> None:
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
-  """float64 rows scaled to unit length; an all-zero row stays zero (cosine 0 with everything, as in the probes)."""
+  """float64 rows scaled to unit length; an all-zero row stays zero (cosine 0 with everything, as in the probes).
+
+  Each row is divided by its largest absolute entry before its norm is taken, so the squares can neither
+  overflow nor underflow.
+
+  Args:
+    x: (N, D) real array.
+
+  Returns:
+    (N, D) float64 array whose rows have unit L2 norm (or are all zero).
+  """
   x = np.asarray(x, dtype=np.float64)
   # Divide by the largest entry first so squaring cannot overflow or underflow.
   scale = np.max(np.abs(x), axis=1, keepdims=True)
@@ -119,6 +151,14 @@ class AugmentedRows(NamedTuple):
 
 
 def augment(u: np.ndarray) -> AugmentedRows:
+  """The `AugmentedRows` of points `u`: `left = [u, |u|^2, 1]`, `right = [-2 u, 1, |u|^2]`.
+
+  Args:
+    u: (n, D) float points (in this module, unit rows from `unit_rows`).
+
+  Returns:
+    `AugmentedRows` whose `left` and `right` are (n, D + 2) arrays of `u`'s dtype.
+  """
   sq = np.einsum("ij,ij->i", u, u)[:, None]
   ones = np.ones_like(sq)
   return AugmentedRows(np.hstack([u, sq, ones]), np.hstack([-2.0 * u, ones, sq]))
@@ -133,6 +173,15 @@ def chordal_block(points: AugmentedRows, start: int, stop: int) -> np.ndarray:
   form's absolute error (~1e-15) would otherwise scramble their merge order,
   e.g. for a nearly collapsed model. Entries that are not pairs i < j (the
   leading square's diagonal and below) are set to 0 and never refined.
+
+  Args:
+    points: `AugmentedRows` of all n points (`augment`).
+    start: first row of the block, 0 <= start < stop.
+    stop: one past the block's last row, at most n.
+
+  Returns:
+    float64 (stop - start, n - start) array: entry (r, c) is the distance between points start + r and start + c
+    when r < c, else 0.
   """
   d2 = points.left[start:stop] @ points.right[start:].T
   m = stop - start
@@ -158,6 +207,12 @@ def row_chunks(n: int):
 
   Rows per chunk grow as the rows shorten, so every chunk holds about
   `_CHUNK_ELEMENTS` entries.
+
+  Args:
+    n: number of rows (and columns) of the square being swept.
+
+  Yields:
+    `(start, stop)` int pairs, consecutive and covering 0..n-1, each with at least one row.
   """
   start = 0
   while start < n:
@@ -167,7 +222,15 @@ def row_chunks(n: int):
 
 
 def condensed_offsets(n: int) -> np.ndarray:
-  """Index in a condensed (scipy `pdist` order) vector of the pair (i, i + 1), for i = 0..n-1."""
+  """Index in a condensed (scipy `pdist` order) vector of the pair (i, i + 1), for i = 0..n-1.
+
+  Args:
+    n: number of items.
+
+  Returns:
+    int64 (n,) offsets `n i - i (i + 1) / 2`; row i's pairs (i, i + 1..n - 1) occupy the n - 1 - i entries from
+    offset i on. The last entry, n(n-1)/2, is the vector's length (row n - 1 has no pairs).
+  """
   i = np.arange(n, dtype=np.int64)
   return n * i - i * (i + 1) // 2
 
@@ -178,6 +241,13 @@ def chordal_condensed(u: np.ndarray) -> np.ndarray:
   Computed in row chunks over the upper triangle only, so no n x n matrix
   exists: the product costs half of a full Gram matrix and memory stays at the
   output (n(n-1)/2 floats) plus one chunk.
+
+  Args:
+    u: (n, D) float points (unit rows from `unit_rows` in this module).
+
+  Returns:
+    float64 (n(n-1)/2,) distances, pair (i, j), i < j, at `condensed_offsets(n)[i] + j - i - 1` as in
+    `scipy.spatial.distance.pdist`.
   """
   n = u.shape[0]
   points = augment(u)
@@ -212,8 +282,19 @@ def ward_linkage(x) -> np.ndarray:
   similarity functions can call this for the same sets without linking twice;
   a fresh copy is returned each time.
 
-  Raises ValueError if `x` is not 2-D, has fewer than 3 rows, or has a NaN or
-  inf entry.
+  Args:
+    x: (n, d) real array-like embeddings, one row per item, n >= 3.
+
+  Returns:
+    float64 (n - 1, 4) scipy linkage matrix: row i merges clusters `[i, 0]` and `[i, 1]` at height `[i, 2]` into
+    cluster n + i of `[i, 3]` leaves. A fresh writable copy on every call.
+
+  Raises:
+    ValueError: if `x` is not 2-D, is not real numeric, has fewer than 3 rows or no columns, or has a NaN or inf
+      entry.
+
+  References:
+    Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 4.4 (the trees of the structure metric); Ward (1963).
   """
   x = check_embeddings("x", x)
   key = _content_key(x)
@@ -259,7 +340,22 @@ class TreeLayout(NamedTuple):
 
 
 def check_linkage(linkage, name: str = "linkage") -> np.ndarray:
-  """`linkage` as a float64 (n-1, 4) scipy linkage matrix; ValueError describing the first defect found."""
+  """`linkage` as a float64 (n-1, 4) scipy linkage matrix; ValueError describing the first defect found.
+
+  The leaf counts (column 3) are not checked here; `tree_layout` checks them.
+
+  Args:
+    linkage: array-like (n - 1, 4) linkage matrix, n >= 2, as from `ward_linkage` or scipy.
+    name: the argument's name, used in the error messages.
+
+  Returns:
+    The matrix as a float64 numpy array (not copied when it already is one).
+
+  Raises:
+    ValueError: if it is not a numeric (n - 1, 4) array with at least one row, holds NaN or inf, has child indices
+      (columns 0 and 1) that are not whole numbers, refer to clusters not yet created or merge a cluster twice,
+      or has a negative merge height (column 2).
+  """
   z = np.asarray(linkage)
   hint = "pass a scipy linkage matrix, e.g. from ward_linkage(x) or scipy.cluster.hierarchy.linkage"
   if z.ndim != 2 or z.shape[1] != 4:
@@ -290,7 +386,18 @@ def check_linkage(linkage, name: str = "linkage") -> np.ndarray:
 
 
 def tree_layout(linkage) -> TreeLayout:
-  """The `TreeLayout` of a scipy linkage matrix (validated by `check_linkage`)."""
+  """The `TreeLayout` of a scipy linkage matrix (validated by `check_linkage`).
+
+  Args:
+    linkage: array-like (n - 1, 4) scipy linkage matrix.
+
+  Returns:
+    The `TreeLayout` of its n-leaf tree (int64 index arrays, float64 merge heights).
+
+  Raises:
+    ValueError: if `check_linkage` rejects `linkage`, or a row's leaf count (column 3) differs from the leaves
+      its children hold.
+  """
   z = check_linkage(linkage)
   n = z.shape[0] + 1
   left = z[:, 0].astype(np.int64)
@@ -334,6 +441,12 @@ def lca_node_matrix(layout: TreeLayout) -> np.ndarray:
   [s, s + |a|) and [s + |a|, s + |a| + |b|) of leaf order, and every pair
   across them has that node as LCA, so writing the two off-diagonal blocks of
   every node covers each pair exactly once.
+
+  Args:
+    layout: the `TreeLayout` of an n-leaf tree (`tree_layout`).
+
+  Returns:
+    (n, n) symmetric int16 (n <= 32,768) or int32 matrix indexed by leaf-order positions.
   """
   n = layout.num_leaves
   matrix = np.empty((n, n), dtype=np.int16 if n <= 32768 else np.int32)
@@ -378,7 +491,17 @@ def lca_distances(linkage) -> np.ndarray:
   (`lca_node_matrix`). Peak memory at n = 10,000: the 200 MB output, the 200 MB
   int16 LCA matrix, one chunk.
 
-  Raises ValueError if `linkage` is not a valid scipy linkage matrix.
+  Args:
+    linkage: array-like (n - 1, 4) scipy linkage matrix, e.g. from `ward_linkage`.
+
+  Returns:
+    int32 (n(n-1)/2,) edge counts between the leaves of each pair.
+
+  Raises:
+    ValueError: if `linkage` is not a valid scipy linkage matrix (`tree_layout`).
+
+  References:
+    Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 4.4.
   """
   layout = tree_layout(linkage)
   n = layout.num_leaves
@@ -401,7 +524,17 @@ def cophenetic_distances(linkage) -> np.ndarray:
   writing each pair once (a block scheme like `lca_distances`' gives the same
   values but is slower here, as it must gather from the leaf-order matrix).
 
-  Raises ValueError if `linkage` is not a valid scipy linkage matrix.
+  Args:
+    linkage: array-like (n - 1, 4) scipy linkage matrix, e.g. from `ward_linkage`.
+
+  Returns:
+    float64 (n(n-1)/2,) merge heights of each pair's lowest common ancestor.
+
+  Raises:
+    ValueError: if `linkage` is not a valid scipy linkage matrix (`tree_layout`).
+
+  References:
+    Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 4.4; Sokal and Rohlf (1962).
   """
   tree_layout(linkage)  # full validation, with this module's messages
   return hierarchy.cophenet(np.asarray(linkage, dtype=np.float64))

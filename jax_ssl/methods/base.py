@@ -94,16 +94,47 @@ class Method:
     raise NotImplementedError
 
   def slice_directions(self, key: jax.Array, dim: int) -> jax.Array:
-    """The step's (dim, num_slices) slice directions: `ops.random_directions(key, dim, num_slices)`."""
+    """The step's (dim, num_slices) slice directions: `ops.random_directions(key, dim, num_slices)`.
+
+    Args:
+      key: PRNG key of the step.
+      dim: the embedding width D.
+
+    Returns:
+      `(dim, num_slices)` float32 array of unit-norm columns.
+
+    Raises:
+      ValueError: if `dim` or `num_slices` is below 1 (a method without slices).
+    """
     return ops.random_directions(key, dim, self.num_slices)
 
   def update_target(self, target_params, online_params, progress: jax.Array):
-    """The EMA target network's parameters after a step (methods with `target`); `progress` in [0, 1]."""
+    """The EMA target network's parameters after a step (methods with `target`); `progress` in [0, 1].
+
+    Args:
+      target_params: pytree of the target network's current parameters.
+      online_params: pytree of the online network's parameters, same structure.
+      progress: scalar fraction of training done, in [0, 1].
+
+    Returns:
+      The target parameters after the update, with `target_params`' structure.
+
+    Raises:
+      NotImplementedError: always, in the base class; methods with `target` override it.
+    """
     raise NotImplementedError(f"{self.name} has no target network")
 
 
 def check(condition: bool, message: str) -> None:
-  """Raise ValueError(message) unless `condition`: a method's hyperparameter check, one line."""
+  """Raise ValueError(message) unless `condition`: a method's hyperparameter check, one line.
+
+  Args:
+    condition: whether the hyperparameters are valid.
+    message: the one-line error message.
+
+  Raises:
+    ValueError: with `message`, if `condition` is false.
+  """
   if not condition:
     raise ValueError(message)
 
@@ -113,6 +144,14 @@ def sliced_loss_on_one_device(method: Method, embeddings: Embeddings,
   """`method.loss` with all its slices on one device: what the trainer computes on a mesh, by blocks.
 
   The directions are `method.slice_directions(key, D)`, from the same key as the walk.
+
+  Args:
+    method: the method whose loss to compute.
+    embeddings: the networks' outputs for every view of the global batch.
+    key: PRNG key of the step, used both for the directions and by the loss itself.
+
+  Returns:
+    `(loss, metrics)` as `method.loss` returns them; directions are None for a method without slices.
   """
   directions = method.slice_directions(key, embeddings.global_views.shape[-1]) if method.num_slices else None
   return method.loss(embeddings, key, directions)

@@ -159,6 +159,15 @@ class LeJEPA(_Jepa):
     check(self.knots >= 2, f"{self.name}.knots (SIGReg's quadrature points) must be at least 2; got {self.knots}.")
 
   def regularizer(self, z, directions):
+    """SIGReg of one view, averaged over the slices `directions`.
+
+    Args:
+      z: `(N, D)` embeddings of one view.
+      directions: `(D, K_block)` unit slice directions.
+
+    Returns:
+      Scalar float32 SIGReg statistic (`losses.sigreg` with `knots` quadrature points).
+    """
     return losses.sigreg(z, directions, knots=self.knots)
 
 
@@ -170,6 +179,15 @@ class SWD(_Jepa):
   lam: float = 0.6
 
   def regularizer(self, z, directions):
+    """Sliced squared W2 between one view and N(0, I), averaged over the slices `directions`.
+
+    Args:
+      z: `(N, D)` embeddings of one view.
+      directions: `(D, K_block)` unit slice directions.
+
+    Returns:
+      Scalar float32 distance (`losses.swd_gaussian`).
+    """
     return losses.swd_gaussian(z, directions)
 
 
@@ -242,7 +260,14 @@ class BYOL(Method):
     return loss, {"regression": loss}
 
   def target_momentum(self, progress: jax.Array) -> jax.Array:
-    """`1 - (1 - tau_base) (cos(pi progress) + 1) / 2`: tau_base at progress 0, 1 at progress 1."""
+    """`1 - (1 - tau_base) (cos(pi progress) + 1) / 2`: tau_base at progress 0, 1 at progress 1.
+
+    Args:
+      progress: fraction of training done, in [0, 1]; scalar (or any shape, elementwise).
+
+    Returns:
+      The EMA momentum tau for the target update, shaped like `progress`.
+    """
     return 1.0 - (1.0 - self.tau_base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
 
   def update_target(self, target_params, online_params, progress):
@@ -294,7 +319,14 @@ METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (VICReg, SAGVICReg,
 
 
 def hyperparameters(cls: type[Method]) -> dict:
-  """The fields of a method class with their defaults: its config section (`WithTReg`: without `base`)."""
+  """The fields of a method class with their defaults: its config section (`WithTReg`: without `base`).
+
+  Args:
+    cls: a `Method` subclass (a dataclass).
+
+  Returns:
+    A dict from field name to default value, in field order.
+  """
   return {field.name: field.default for field in dataclasses.fields(cls) if field.name != "base"}
 
 
@@ -304,8 +336,16 @@ def get_method(name: str, **hyperparameters) -> Method:
   With `+tregs`, `hyperparameters` go to the base method; build `WithTReg`
   directly to set the add-on's own.
 
+  Args:
+    name: a key of `METHODS`, or one (but `"tregs"`) followed by `"+tregs"`.
+    **hyperparameters: fields of the base method's dataclass; the others keep their defaults.
+
+  Returns:
+    The `Method` instance, wrapped in `WithTReg` (default gamma and lam) for a `+tregs` name.
+
   Raises:
     ValueError: an unknown name, or a hyperparameter out of range (one line).
+    TypeError: a hyperparameter the method's dataclass has no field for.
   """
   base_name = name.removesuffix(ADD_ON)
   if base_name not in METHODS or base_name == TREGS.name and name != base_name:
@@ -321,8 +361,17 @@ def from_config(section: Mapping) -> Method:
   `method.<name>` holds the base method's hyperparameters; with `+tregs`,
   `method.t_reg` holds the add-on's (gamma, lam).
 
+  Args:
+    section: the config's `method` mapping: `name`, the base method's subsection under its name, and
+      `t_reg` for a `+tregs` name.
+
+  Returns:
+    The configured `Method` (a `WithTReg` around the base method for a `+tregs` name).
+
   Raises:
     ValueError: an unknown name, or a hyperparameter out of range (one line naming it).
+    KeyError: `section` lacks `name`, the method's subsection, or `t_reg` for a `+tregs` name.
+    TypeError: a subsection holds a key that is not a field of its dataclass.
   """
   name = section["name"]
   get_method(name)  # an unknown name is named before its section is looked for

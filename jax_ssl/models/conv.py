@@ -99,7 +99,33 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
                          preferred_element_type=None, out_sharding=None):
-  """`lax.conv_general_dilated`, with the CPU-fast backward pass for plain NHWC x HWIO convolutions."""
+  """`lax.conv_general_dilated`, with the CPU-fast backward pass for plain NHWC x HWIO convolutions.
+
+  The arguments mean what they mean to `lax.conv_general_dilated`. A "plain" call (NHWC x HWIO
+  `dimension_numbers`, explicit padding pairs, no dilation, one feature and batch group, and `precision`,
+  `preferred_element_type` and `out_sharding` left at None) goes through the custom-VJP convolution; any
+  other call is passed to lax unchanged.
+
+  Args:
+    lhs: the input, `(N, H, W, C_in)` for a plain call.
+    rhs: the kernel, `(KH, KW, C_in, C_out)` for a plain call.
+    window_strides: the spatial strides, one int per spatial dimension.
+    padding: a sequence of `(low, high)` int pairs, one per spatial dimension, or a lax padding string
+      (`"SAME"`, `"VALID"`, ...), which sends the call to lax.
+    lhs_dilation: input dilation, None or all ones for a plain call.
+    rhs_dilation: kernel (atrous) dilation, None or all ones for a plain call.
+    dimension_numbers: lax dimension numbers, `("NHWC", "HWIO", "NHWC")` (as strings or as
+      `lax.ConvDimensionNumbers`) for a plain call.
+    feature_group_count: number of feature groups, 1 for a plain call.
+    batch_group_count: number of batch groups, 1 for a plain call.
+    precision: lax precision, None for a plain call.
+    preferred_element_type: accumulation/output dtype, None for a plain call.
+    out_sharding: output sharding, None for a plain call; forwarded to lax only when set.
+
+  Returns:
+    The convolution's output, as `lax.conv_general_dilated` returns it: `(N, H_out, W_out, C_out)` in the
+    input dtype for a plain call.
+  """
   plain = (_is_nhwc_hwio(dimension_numbers) and not isinstance(padding, str)
            and all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
            and feature_group_count == 1 and batch_group_count == 1 and precision is None

@@ -36,6 +36,13 @@ _SPEC_EXAMPLE = "e.g. '2048-2048-256' (hidden widths, then the output width)"
 def parse_spec(spec: str | Sequence[int]) -> tuple[int, ...]:
   """Layer output widths from `"w1-w2-...-wk"` (or a sequence of ints), each a positive integer.
 
+  Args:
+    spec: the widths joined by `"-"` (whitespace around each part is ignored), or a non-empty
+      sequence of integers (NumPy integers included; bools are rejected).
+
+  Returns:
+    The widths as a tuple of plain Python ints, in order.
+
   Raises:
     ValueError: naming the offending part, for an empty spec, an empty or
       non-integer part, or a width below 1.
@@ -111,11 +118,41 @@ class MLP(nnx.Module):
 
 def projector(in_features: int, spec: str | Sequence[int], *, activation: str = "relu",
               rngs: nnx.Rngs, dtype: Any = jnp.float32) -> MLP:
-  """The projector of SimCLR / Barlow Twins, VICReg's "expander": an `MLP` whose last Linear has no bias."""
+  """The projector of SimCLR / Barlow Twins, VICReg's "expander": an `MLP` whose last Linear has no bias.
+
+  Args:
+    in_features: width of the backbone features fed to the projector.
+    spec: the Linear widths, `"w1-...-wk"` or a sequence of ints (see `parse_spec`).
+    activation: `"relu"` or `"gelu"`, for the hidden layers.
+    rngs: `nnx.Rngs` with a `params` stream.
+    dtype: computation dtype; parameters stay float32.
+
+  Returns:
+    An `MLP` mapping `(..., in_features)` to `(..., wk)`.
+
+  Raises:
+    ValueError: for an invalid `spec` or an unknown `activation`.
+  """
   return MLP(in_features, spec, activation=activation, last_bias=False, dtype=dtype, rngs=rngs)
 
 
 def byol_predictor(in_features: int, spec: str | Sequence[int] = "4096-256", *, rngs: nnx.Rngs,
                    dtype: Any = jnp.float32) -> MLP:
-  """BYOL's predictor: Linear -> BN -> ReLU -> Linear with bias, 4096 hidden and 256 out by default."""
+  """BYOL's predictor: Linear -> BN -> ReLU -> Linear with bias, 4096 hidden and 256 out by default.
+
+  Args:
+    in_features: width of the projections fed to the predictor.
+    spec: the Linear widths, `"w1-...-wk"` or a sequence of ints (see `parse_spec`).
+    rngs: `nnx.Rngs` with a `params` stream.
+    dtype: computation dtype; parameters stay float32.
+
+  Returns:
+    An `MLP` with ReLU hidden layers and a biased last Linear, mapping `(..., in_features)` to `(..., wk)`.
+
+  Raises:
+    ValueError: for an invalid `spec`.
+
+  References:
+    Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020.
+  """
   return MLP(in_features, spec, activation="relu", last_bias=True, dtype=dtype, rngs=rngs)

@@ -43,6 +43,15 @@ def build_backbone(name: str, *, rngs: nnx.Rngs, dtype: Any = jnp.float32, **kwa
   Every backbone has `num_features` and maps (B, H, W, C) images to
   (B, num_features).
 
+  Args:
+    name: the backbone's name, one of `BACKBONES`.
+    rngs: `nnx.Rngs` used to initialise the parameters.
+    dtype: computation dtype passed to the backbone.
+    **kwargs: the backbone's own keyword arguments (those listed above).
+
+  Returns:
+    The built backbone, an `nnx.Module`.
+
   Raises:
     ValueError: for an unknown name (listing the known ones) or a keyword
       argument the backbone does not take (listing those it does).

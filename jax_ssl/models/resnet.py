@@ -48,6 +48,17 @@ def conv2d(in_features: int, out_features: int, kernel_size: int, stride: int = 
   stride-2 conv on an even-sized input more at the end than at the start,
   moving every window one pixel from where PyTorch-trained weights expect it.)
   The backward pass is `jax_ssl.models.conv`'s: matrix products on CPU.
+
+  Args:
+    in_features: input channels.
+    out_features: output channels.
+    kernel_size: side of the square kernel.
+    stride: stride along both spatial axes.
+    dtype: computation dtype; parameters stay float32.
+    rngs: `nnx.Rngs` with a `params` stream.
+
+  Returns:
+    An `nnx.Conv` mapping `(B, H, W, in_features)` to `(B, H', W', out_features)`.
   """
   pad = kernel_size // 2
   return nnx.Conv(in_features, out_features, (kernel_size, kernel_size), strides=stride,
@@ -60,6 +71,15 @@ def batch_norm(num_features: int, *, zero_scale: bool = False, dtype: Any = jnp.
   """BatchNorm over the last axis, created in training mode (batch statistics).
 
   `zero_scale=True` starts gamma at 0, which silences the residual branch it ends.
+
+  Args:
+    num_features: size of the normalised (last) axis.
+    zero_scale: start gamma at 0 instead of 1.
+    dtype: computation dtype; parameters stay float32.
+    rngs: `nnx.Rngs` with a `params` stream.
+
+  Returns:
+    An `nnx.BatchNorm` with momentum `BN_MOMENTUM` (0.9) and epsilon `BN_EPSILON` (1e-5).
   """
   scale_init = jax.nn.initializers.zeros if zero_scale else jax.nn.initializers.ones
   return nnx.BatchNorm(num_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
@@ -67,7 +87,14 @@ def batch_norm(num_features: int, *, zero_scale: bool = False, dtype: Any = jnp.
 
 
 def max_pool_3x3_stride_2(x: jax.Array) -> jax.Array:
-  """3x3 max-pool, stride 2, padding 1 (with -inf, so padding never wins), on (B, H, W, C)."""
+  """3x3 max-pool, stride 2, padding 1 (with -inf, so padding never wins), on (B, H, W, C).
+
+  Args:
+    x: `(B, H, W, C)` feature maps, floating point.
+
+  Returns:
+    `(B, ceil(H / 2), ceil(W / 2), C)` maps, dtype of `x`.
+  """
   window, strides = (1, 3, 3, 1), (1, 2, 2, 1)
   padding = ((0, 0), (1, 1), (1, 1), (0, 0))
   # A NumPy -inf stays concrete under jit, which lets `reduce_window` recognise
@@ -221,6 +248,12 @@ class ResNet(nnx.Module):
     """(B, H, W, C) images -> the last stage's output, (B, H', W', num_features).
 
     H' = ceil(H / 32) with the ImageNet stem, ceil(H / 8) with the CIFAR one; likewise W'.
+
+    Args:
+      x: `(B, H, W, C)` images, `C` being the model's `in_channels`.
+
+    Returns:
+      `(B, H', W', num_features)` feature maps in the computation dtype.
     """
     x = self.stem(x)
     for stage in self.stages:
@@ -235,20 +268,71 @@ class ResNet(nnx.Module):
 
 def resnet18(*, stem: str = "imagenet", width: int = 64, in_channels: int = 3,
              dtype: Any = jnp.float32, rngs: nnx.Rngs) -> ResNet:
-  """ResNet-18: basic blocks [2, 2, 2, 2], 512 features, 11,176,512 parameters at width 64."""
+  """ResNet-18: basic blocks [2, 2, 2, 2], 512 features, 11,176,512 parameters at width 64.
+
+  Args:
+    stem: `"imagenet"` or `"cifar"`, see the module docstring.
+    width: channels of the stem and stage 1.
+    in_channels: channels of the input images.
+    dtype: computation dtype (activations); parameters stay float32.
+    rngs: `nnx.Rngs` with a `params` stream.
+
+  Returns:
+    A `ResNet` mapping `(B, H, W, in_channels)` images to `(B, 8 * width)` features.
+
+  Raises:
+    ValueError: for an unknown `stem`.
+
+  References:
+    He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
+  """
   return ResNet("basic", (2, 2, 2, 2), stem=stem, width=width, in_channels=in_channels,
                 dtype=dtype, rngs=rngs)
 
 
 def resnet34(*, stem: str = "imagenet", width: int = 64, in_channels: int = 3,
              dtype: Any = jnp.float32, rngs: nnx.Rngs) -> ResNet:
-  """ResNet-34: basic blocks [3, 4, 6, 3], 512 features, 21,284,672 parameters at width 64."""
+  """ResNet-34: basic blocks [3, 4, 6, 3], 512 features, 21,284,672 parameters at width 64.
+
+  Args:
+    stem: `"imagenet"` or `"cifar"`, see the module docstring.
+    width: channels of the stem and stage 1.
+    in_channels: channels of the input images.
+    dtype: computation dtype (activations); parameters stay float32.
+    rngs: `nnx.Rngs` with a `params` stream.
+
+  Returns:
+    A `ResNet` mapping `(B, H, W, in_channels)` images to `(B, 8 * width)` features.
+
+  Raises:
+    ValueError: for an unknown `stem`.
+
+  References:
+    He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
+  """
   return ResNet("basic", (3, 4, 6, 3), stem=stem, width=width, in_channels=in_channels,
                 dtype=dtype, rngs=rngs)
 
 
 def resnet50(*, stem: str = "imagenet", width: int = 64, in_channels: int = 3,
              dtype: Any = jnp.float32, rngs: nnx.Rngs) -> ResNet:
-  """ResNet-50: bottleneck blocks [3, 4, 6, 3], 2048 features, 23,508,032 parameters at width 64."""
+  """ResNet-50: bottleneck blocks [3, 4, 6, 3], 2048 features, 23,508,032 parameters at width 64.
+
+  Args:
+    stem: `"imagenet"` or `"cifar"`, see the module docstring.
+    width: channels of the stem and stage 1.
+    in_channels: channels of the input images.
+    dtype: computation dtype (activations); parameters stay float32.
+    rngs: `nnx.Rngs` with a `params` stream.
+
+  Returns:
+    A `ResNet` mapping `(B, H, W, in_channels)` images to `(B, 32 * width)` features.
+
+  Raises:
+    ValueError: for an unknown `stem`.
+
+  References:
+    He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
+  """
   return ResNet("bottleneck", (3, 4, 6, 3), stem=stem, width=width, in_channels=in_channels,
                 dtype=dtype, rngs=rngs)

@@ -90,6 +90,14 @@ def drop_path(branch: jax.Array, rate: float, key: jax.Array | None) -> jax.Arra
   """Stochastic depth: zero each sample's residual `branch` with probability `rate`, scale the rest by 1 / (1 - rate).
 
   Identity when `key` is None or `rate` is 0.
+
+  Args:
+    branch: the residual branch's output, `(B, ...)`; one keep/drop draw per entry of the leading axis.
+    rate: drop probability, in [0, 1).
+    key: PRNG key for the per-sample draws, or None for the deterministic (evaluation) network.
+
+  Returns:
+    An array of `branch`'s shape and dtype: each sample either zeroed or scaled by `1 / (1 - rate)`.
   """
   if key is None or rate == 0.0:
     return branch
@@ -170,6 +178,13 @@ class VisionTransformer(nnx.Module):
     `jax.image.resize`'s bicubic (Keys) kernel and no anti-aliasing, so a
     smaller grid samples the stored one rather than blurring it (as PyTorch's
     default `interpolate` does); the CLS slot is kept as is.
+
+    Args:
+      grid_height: number of patch rows, gh.
+      grid_width: number of patch columns, gw.
+
+    Returns:
+      `(1, 1 + gh * gw, width)` float32 embedding, the CLS slot first, then the grid in row-major order.
     """
     stored = self.pos_embed[...]
     if (grid_height, grid_width) == (self.grid_size, self.grid_size):
@@ -183,6 +198,16 @@ class VisionTransformer(nnx.Module):
     """(B, H, W, C) images -> (B, 1 + (H / p) * (W / p), width): CLS then patch tokens, final-normed.
 
     `key` enables stochastic depth (training); None is the deterministic network.
+
+    Args:
+      x: `(B, H, W, C)` images, H and W multiples of `patch_size`.
+      key: PRNG key for stochastic depth, or None.
+
+    Returns:
+      `(B, 1 + (H / p) * (W / p), width)` tokens in the computation dtype, p being `patch_size`.
+
+    Raises:
+      ValueError: if `x` is not 4-D, or if H or W is not a multiple of `patch_size`.
     """
     if x.ndim != 4:
       raise ValueError(f"VisionTransformer expects (B, H, W, C) images, got shape {x.shape}.")
@@ -213,6 +238,25 @@ def vision_transformer(size: str, *, patch_size: int = 16, image_size: int = 224
   ViT-B/16 at 224 has 85,798,656 parameters: patch projection 16*16*3*768 + 768,
   CLS token 768, position embedding 197*768, 12 blocks of 7,087,872, final
   LayerNorm 2*768.
+
+  Args:
+    size: one of `VIT_SIZES`, which fixes width, depth and number of heads.
+    patch_size: side of the square patches.
+    image_size: side of the square images the position embedding is made for.
+    in_channels: channels of the input images.
+    drop_path_rate: stochastic depth of the last block, in [0, 1).
+    dtype: computation dtype (activations); parameters stay float32.
+    rngs: `nnx.Rngs` with a `params` stream.
+
+  Returns:
+    A `VisionTransformer` mapping `(B, H, W, in_channels)` images to `(B, width)` CLS tokens.
+
+  Raises:
+    ValueError: for an unknown `size`, an `image_size` that is not a multiple of `patch_size`, or a
+      `drop_path_rate` outside [0, 1).
+
+  References:
+    Dosovitskiy et al., "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale", ICLR 2021.
   """
   if size not in VIT_SIZES:
     raise ValueError(f"size must be one of {tuple(VIT_SIZES)}, got {size!r}.")

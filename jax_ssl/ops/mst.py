@@ -217,6 +217,9 @@ def mst_edges(z: jax.Array, algorithm: str = "auto") -> tuple[jax.Array, jax.Arr
     `src[e]` and `dst[e]`. Prim's grows the tree from point 0 (`src[e]` was
     in the tree when `dst[e]` joined); Borůvka's lists the edge by which each
     component joined another. Not differentiable (integer output).
+
+  Raises:
+    ValueError: if `z` is not 2-D, has fewer than 2 rows, or `algorithm` is unknown.
   """
   if z.ndim != 2:
     raise ValueError(f"mst_edges: z must be 2-D (N, D), got shape {z.shape}.")

@@ -15,6 +15,17 @@ def random_directions(key: jax.Array, dim: int, num: int) -> jax.Array:
 
   Standard Gaussian columns normalised to unit L2 norm (uniform on the sphere by
   rotation invariance of the Gaussian).
+
+  Args:
+    key: PRNG key.
+    dim: dimension of the space, at least 1.
+    num: number of directions, at least 1.
+
+  Returns:
+    `(dim, num)` float32 array whose columns have unit L2 norm.
+
+  Raises:
+    ValueError: if `dim` or `num` is below 1.
   """
   if dim < 1 or num < 1:
     raise ValueError(f"random_directions needs dim >= 1 and num >= 1, got dim={dim}, num={num}.")
@@ -34,6 +45,15 @@ def gaussian_quantiles(n: int) -> jax.Array:
 
   Evaluated in float64 on the host (n is a static shape) and returned as a
   float32 constant, so the tails are as accurate as float32 allows.
+
+  Args:
+    n: number of quantiles, a static int of at least 1.
+
+  Returns:
+    `(n,)` float32 array, increasing and symmetric about 0.
+
+  Raises:
+    ValueError: if `n` is below 1.
   """
   if n < 1:
     raise ValueError(f"gaussian_quantiles needs n >= 1, got {n}.")

@@ -106,7 +106,16 @@ def _permutation(x: jax.Array, axis: int, inverse: bool) -> jax.Array:
 
 
 def argsort(x: jax.Array, axis: int = -1) -> jax.Array:
-  """Indices (int32) that sort `x` along `axis`, ascending; NaNs last."""
+  """Indices (int32) that sort `x` along `axis`, ascending; NaNs last.
+
+  Args:
+    x: array of any shape.
+    axis: the axis to sort along.
+
+  Returns:
+    int32 array of `x`'s shape: along `axis`, the positions of the smallest entry, the next, and so on.
+    Not differentiable (computed from `stop_gradient(x)`).
+  """
   return _permutation(x, axis, inverse=False)
 
 
@@ -114,12 +123,27 @@ def sort_ranks(x: jax.Array, axis: int = -1) -> jax.Array:
   """Rank (int32, 0 = smallest) of every entry of `x` within its slice along `axis`.
 
   The inverse of `argsort`: `take_along_axis(sort(x), sort_ranks(x)) == x`.
+
+  Args:
+    x: array of any shape.
+    axis: the axis whose slices are ranked.
+
+  Returns:
+    int32 array of `x`'s shape holding ranks in [0, n), n being the size of `axis`.
   """
   return _permutation(x, axis, inverse=True)
 
 
 def sort(x: jax.Array, axis: int = -1) -> jax.Array:
-  """Ascending sort along `axis`, differentiable, with the exact sort gradient."""
+  """Ascending sort along `axis`, differentiable, with the exact sort gradient.
+
+  Args:
+    x: array of any shape.
+    axis: the axis to sort along.
+
+  Returns:
+    `x` sorted along `axis`, same shape and dtype.
+  """
   return jnp.take_along_axis(x, argsort(x, axis), axis=axis)
 
 

@@ -14,6 +14,19 @@ def effective_rank(z: jax.Array) -> jax.Array:
 
   s are the singular values of the (N, D) embeddings. Ranges from ~1 (collapsed
   to a line) to min(N, D) (all directions used equally).
+
+  Args:
+    z: `(N, D)` embeddings, any float dtype (computed in float32).
+
+  Returns:
+    Scalar float32 effective rank.
+
+  Raises:
+    ValueError: if `z` is not 2-D.
+
+  References:
+    Garrido, Balestriero, Najman, LeCun, "RankMe: Assessing the Downstream Performance of Pretrained
+    Self-Supervised Representations by Their Rank", ICML 2023.
   """
   if z.ndim != 2:
     raise ValueError(f"effective_rank: z must be a 2-D (batch, dim) array, got shape {z.shape}.")

@@ -64,6 +64,12 @@ class Checkpointer:
     Decided here rather than by Orbax's `should_save`, which also saves the
     first step it is asked about: the run's save steps must not depend on
     where it resumed.
+
+    Args:
+      step: the training step just completed.
+
+    Returns:
+      True if `step` is positive and a multiple of `save_every`.
     """
     return step > 0 and step % self.save_every == 0
 
@@ -72,6 +78,14 @@ class Checkpointer:
 
     A step is never on disk already: a rerun resumes after its newest readable
     checkpoint, and unreadable newer ones were moved aside by `restore_latest`.
+
+    Args:
+      step: the training step the state belongs to; it names the checkpoint directory.
+      state: the train state to save (sharded `jax.Array`s).
+      force: save even when `step` is not a multiple of `save_every`.
+
+    Returns:
+      Whether a save was started (Orbax's answer); it completes in the background (see `wait`).
     """
     return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=force)
 
@@ -87,6 +101,9 @@ class Checkpointer:
 
     Args:
       abstract_state: `jax.ShapeDtypeStruct`s with shardings, the layout to restore into.
+
+    Returns:
+      The restored train state, or None if no checkpoint could be read.
     """
     unreadable = []
     restored = None
@@ -125,8 +142,17 @@ class Checkpointer:
     Read only: an unreadable newest checkpoint is skipped with one warning
     line naming the step and why, not moved.
 
+    Args:
+      step: the step to restore, or None for the newest readable checkpoint. An explicit step is not
+        replaced by an earlier one if it cannot be read.
+      abstract_state: `jax.ShapeDtypeStruct`s with shardings, the layout to restore into.
+
+    Returns:
+      `(step, state)`: the step actually restored and its train state.
+
     Raises:
-      FileNotFoundError: no checkpoint, or none readable (one line per step with its reason).
+      FileNotFoundError: if there is no checkpoint, or none of the candidates reads back (the message
+        has one line per step with its reason).
     """
     steps = sorted(self._manager.all_steps(), reverse=True) if step is None else [step]
     if not steps:
@@ -151,6 +177,14 @@ class Checkpointer:
 
 
 def abstract_like(state: TrainState, shardings: TrainState) -> TrainState:
-  """Shape/dtype/sharding stand-ins for `state`, the restore target."""
+  """Shape/dtype/sharding stand-ins for `state`, the restore target.
+
+  Args:
+    state: a train state, concrete or abstract (only each leaf's `shape` and `dtype` are read).
+    shardings: a pytree of the same structure as `state` holding one `jax.sharding.Sharding` per leaf.
+
+  Returns:
+    A `TrainState` of `jax.ShapeDtypeStruct`s carrying each leaf's shape, dtype and sharding.
+  """
   return jax.tree.map(lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
                       state, shardings)

@@ -149,6 +149,13 @@ def upgrade_legacy_method(config_json: dict) -> dict:
   The values a legacy run trained with land in every section that read them;
   sections it did not have take their defaults. A current config is returned
   unchanged.
+
+  Args:
+    config_json: a config as a plain dict, e.g. `json.loads` of a run's saved `config.json`.
+
+  Returns:
+    `config_json` itself if its `method` section has no legacy key; otherwise a shallow copy whose
+    `method` is the default per-method sections of `base_config()` with the legacy values written in.
   """
   section = config_json.get("method")
   if not isinstance(section, dict) or not any(key in LEGACY_METHOD_KEYS for key in section):
@@ -180,7 +187,15 @@ NON_NEGATIVE = ("train.num_epochs", "train.num_steps", "train.eval_every", "opti
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  """{"train.num_steps": 2, "method.visreg.lam": 0.9, ...}: every field of a config under its dotted key."""
+  """{"train.num_steps": 2, "method.visreg.lam": 0.9, ...}: every field of a config under its dotted key.
+
+  Args:
+    config: a `ConfigDict` or `FrozenConfigDict` (nested ones are descended into; plain dicts are leaves).
+    prefix: prepended to every key; recursive calls pass the parent's dotted path ending in ".".
+
+  Returns:
+    A flat dict from dotted key to leaf value.
+  """
   flat = {}
   for key, value in config.items():
     path = f"{prefix}{key}"
@@ -198,7 +213,17 @@ def _unknown_key_error(key: str, known: list[str]) -> ConfigError:
 
 
 def parse_classes(spec: str) -> list[int] | None:
-  """`"0-49,60"` -> [0, ..., 49, 60]; empty -> None (all classes)."""
+  """`"0-49,60"` -> [0, ..., 49, 60]; empty -> None (all classes).
+
+  Args:
+    spec: comma-separated class indices and inclusive ranges `a-b`, as in `data.classes`.
+
+  Returns:
+    The class indices in the order written (ranges expanded), or None if `spec` is blank.
+
+  Raises:
+    ConfigError: if a part is neither an integer nor a range of two integers.
+  """
   if not spec.strip():
     return None
   classes = []
@@ -217,7 +242,20 @@ def parse_classes(spec: str) -> list[int] | None:
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
-  """Raise `ConfigError` (one line) for the first problem found in `config`."""
+  """Raise `ConfigError` (one line) for the first problem found in `config`.
+
+  Checks, in order: unknown keys and `views.overrides` fields, missing keys, value types against
+  `base_config()`, string choices, positive and non-negative fields, the method's own section, the
+  backbone, dataset and `data.classes`, view counts against the recipe and method, `model.drop_path`,
+  ViT patch divisibility, and the divisibility of the global batch and `num_slices` over the devices.
+
+  Args:
+    config: the full run config (every section of `base_config()`).
+    num_devices: the number of devices the global batch is split over.
+
+  Raises:
+    ConfigError: for the first problem found; nothing is returned when the config is valid.
+  """
   schema = flatten(base_config())
   given = flatten(config)
   overridable = [field for field in views_lib.VIEW_SPEC_FIELDS if field != "size"]
@@ -307,6 +345,13 @@ def restrict_to_half(config: ml_collections.ConfigDict, which: int) -> None:
 
   The two models of SAG-VICReg's generalization protocol (Sec. 5.3); with an
   odd number of classes the second half holds one more.
+
+  Args:
+    config: the run config; `data.name` is read and `data.classes` is overwritten in place.
+    which: 0 for the first half, any other value for the second.
+
+  Raises:
+    ValueError: if `data.name` is not a known dataset.
   """
   total = catalog.get_spec(config.data.name).num_classes["label"]
   half = total // 2

@@ -45,6 +45,17 @@ class Encoder:
   _batch_stats: object
 
   def __call__(self, images) -> np.ndarray:
+    """Embed a batch of images.
+
+    Args:
+      images: array-like (N, H, W, C), uint8 or float in [0, 1]; any spatial size (resized to `image_size`).
+
+    Returns:
+      float32 numpy features of shape (N, `num_features`).
+
+    Raises:
+      ValueError: if `images` is not four-dimensional.
+    """
     images = np.asarray(images)
     if images.ndim != 4:
       raise ValueError(f"images must be a (N, H, W, C) batch, got shape {images.shape}.")
@@ -79,6 +90,13 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
     step: the checkpoint to load; None for the newest readable one.
     output: `"backbone"` (features, the default) or `"projector"` (the
       embeddings the loss saw, where SAG-VICReg computes its structure metrics).
+
+  Returns:
+    An `Encoder` holding the restored parameters and BatchNorm statistics; its `step` is the checkpoint's.
+
+  Raises:
+    FileNotFoundError: if `workdir` has no saved config or no checkpoint, or the requested one cannot be read.
+    ValueError: if `output` is not one of `evaluation.OUTPUTS`.
   """
   workdir = pathlib.Path(workdir)
   config_path = workdir / loop.CONFIG_FILE
@@ -98,7 +116,19 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
 
 
 def initial_encoder(config: ml_collections.ConfigDict, output: str = "backbone") -> Encoder:
-  """The encoder of `config` at initialisation (step 0, from `config.seed`): the untrained control."""
+  """The encoder of `config` at initialisation (step 0, from `config.seed`): the untrained control.
+
+  Args:
+    config: a full run config; `method`, `data.name`, `model`, `optim`, `views.size`, `train.probe_lr`
+      and `seed` shape the network and its initial parameters.
+    output: `"backbone"` (features, the default) or `"projector"` (the projector's embeddings).
+
+  Returns:
+    An `Encoder` with the freshly initialised parameters and `step` 0.
+
+  Raises:
+    ValueError: if `output` is not one of `evaluation.OUTPUTS`.
+  """
   method, spec, num_classes, mesh, init = _run_arrays(config)
   state = state_lib.initialize(init, state_lib.state_shardings(jax.eval_shape(init), mesh, fsdp=False))
   return _encoder(config, method, spec, num_classes, mesh, 0, state.params, state.batch_stats, output)

@@ -27,7 +27,21 @@ from jax_ssl.train.state import DATA_AXIS
 
 
 def preprocess(images: jax.Array, size: int, mean, std) -> jax.Array:
-  """uint8 or [0, 1] float (N, H, W, C) -> normalised float32 (N, size, size, C)."""
+  """uint8 or [0, 1] float (N, H, W, C) -> normalised float32 (N, size, size, C).
+
+  Args:
+    images: (N, H, W, C) uint8 in [0, 255] or float in [0, 1]; resized (bilinear, antialiased) unless
+      already `size` x `size`.
+    size: the output side in pixels.
+    mean: per-channel means (C entries, or 1 shared) of the [0, 1] images, subtracted.
+    std: per-channel standard deviations (C entries, or 1 shared), divided by.
+
+  Returns:
+    float32 array of shape (N, size, size, C).
+
+  Raises:
+    ValueError: if `images` has another dtype, or `mean`/`std` match neither 1 nor C channels.
+  """
   images = augment.to_float(images)
   if images.shape[1:3] != (size, size):
     images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), "linear", antialias=True)
@@ -69,7 +83,16 @@ class Embedder:
     return features
 
   def __call__(self, params, batch_stats, images: np.ndarray) -> np.ndarray:
-    """(N, H, W, C) images -> (N, F) float32 numpy features (F: backbone features or projector width)."""
+    """(N, H, W, C) images -> (N, F) float32 numpy features (F: backbone features or projector width).
+
+    Args:
+      params: the network's `nnx.Param` state, as split from `eval_network`.
+      batch_stats: the network's BatchNorm statistics, as split from `eval_network`.
+      images: (N, H, W, C) uint8 or [0, 1] float images, the same full array on every process.
+
+    Returns:
+      float32 numpy array (N, F), replicated on every process; (0, 0) if `images` is empty.
+    """
     images = np.asarray(images)
     num_devices = self.mesh.devices.size
     chunk = max(num_devices, self.chunk // num_devices * num_devices)
@@ -84,6 +107,15 @@ class Embedder:
 
 
 def sample_split(source: sources.Source, max_examples: int, seed: int) -> dict[str, np.ndarray]:
-  """At most `max_examples` records of `source` (all of them, in order, if it is small enough)."""
+  """At most `max_examples` records of `source` (all of them, in order, if it is small enough).
+
+  Args:
+    source: a random-access record source (non-empty) whose records are dicts of arrays.
+    max_examples: the most records to take.
+    seed: picks which records are taken when `source` is larger; the same seed gives the same records.
+
+  Returns:
+    A dict from each record key to the stacked values, in the order of the records in `source`.
+  """
   records = [source[int(i)] for i in inputs.subsample(len(source), max_examples, seed)]
   return {key: np.stack([record[key] for record in records]) for key in records[0]}

@@ -56,13 +56,34 @@ class NonFiniteLossError(RuntimeError):
 
 
 def data_mesh(devices=None) -> Mesh:
-  """A 1-D mesh over all devices, axis `data`, with automatic (compiler-inserted) collectives."""
+  """A 1-D mesh over all devices, axis `data`, with automatic (compiler-inserted) collectives.
+
+  Args:
+    devices: the devices to span, in mesh order; None for `jax.devices()` (every device of every process).
+
+  Returns:
+    A `Mesh` with the single axis `state.DATA_AXIS` of size `len(devices)`.
+  """
   devices = jax.devices() if devices is None else devices
   return jax.make_mesh((len(devices),), (state_lib.DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices)
 
 
 def open_training_source(config: ml_collections.ConfigDict, split: str = "train") -> sources.Source:
-  """The split the run reads; variable-size images are decoded straight to the largest view's side."""
+  """The split the run reads; variable-size images are decoded straight to the largest view's side.
+
+  Args:
+    config: the run config; reads `data.name`, `data.data_dir`, `data.classes`, `views.size` and
+      `views.local_size`.
+    split: the dataset split to open, "train" or "test".
+
+  Returns:
+    A random-access `Source`, restricted to the classes of `data.classes` when it is set.
+
+  Raises:
+    ValueError: if the dataset or split is unknown, or `data.classes` does not parse (`ConfigError`) or
+      names classes the dataset lacks.
+    DatasetNotFoundError: if the dataset is not prepared in its data directory.
+  """
   spec = catalog.get_spec(config.data.name)
   image_size = max(config.views.size, config.views.local_size) if spec.variable_size else None
   source = sources.open_source(config.data.name, split, config.data.data_dir or None, image_size=image_size)
@@ -71,7 +92,16 @@ def open_training_source(config: ml_collections.ConfigDict, split: str = "train"
 
 
 def schedule_lengths(config: ml_collections.ConfigDict, num_records: int) -> tuple[int, int]:
-  """(steps per epoch, total steps)."""
+  """(steps per epoch, total steps).
+
+  Args:
+    config: the run config; reads `train.global_batch_size`, `train.num_steps` and `train.num_epochs`.
+    num_records: the number of records in the training split.
+
+  Returns:
+    `(steps_per_epoch, total_steps)`: full batches per epoch (at least 1), and `train.num_steps` if it is
+    positive, otherwise `train.num_epochs` epochs rounded up to a whole step.
+  """
   steps_per_epoch = max(1, num_records // config.train.global_batch_size)
   total = config.train.num_steps or int(math.ceil(config.train.num_epochs * steps_per_epoch))
   return steps_per_epoch, total
@@ -170,8 +200,9 @@ class Run:
         num_global=config.views.num_global, optimizer=self.optimizer,
         probe_optimizer=self.probe_optimizer, schedule=self.schedule, total_steps=self.total_steps,
         log_every=config.train.log_every, mesh=self.mesh, nan_at_step=config.debug.nan_at_step)
-    self.train_step = step_lib.jit_train_step(self.step_config, self.shardings, self.device_data)
-    self.guard = jax.device_put(step_lib.initial_guard(self._metrics_shapes()), NamedSharding(self.mesh, P()))
+    train_step, metrics_shapes = step_lib.trace_train_step(self.step_config, self.state, self._batch_shapes())
+    self.train_step = step_lib.jit_train_step(self.step_config, self.shardings, self.device_data, train_step)
+    self.guard = jax.device_put(step_lib.initial_guard(metrics_shapes), NamedSharding(self.mesh, P()))
     self.checkpointer = checkpoint.Checkpointer(self.workdir / CHECKPOINT_DIR,
                                                 save_every=config.train.checkpoint_every,
                                                 keep=config.train.keep_checkpoints)
@@ -180,12 +211,11 @@ class Run:
     self.step = 0
     self.feed = None
 
-  def _metrics_shapes(self) -> dict:
+  def _batch_shapes(self) -> dict:
     batch = self.config.train.global_batch_size
     side = self.source.image_size
-    batch_shapes = {"image": jax.ShapeDtypeStruct((batch, side, side, 3), jnp.uint8),
-                    "label": jax.ShapeDtypeStruct((batch,), jnp.int32)}
-    return jax.eval_shape(step_lib.make_train_step(self.step_config), self.state, batch_shapes)[1]
+    return {"image": jax.ShapeDtypeStruct((batch, side, side, 3), jnp.uint8),
+            "label": jax.ShapeDtypeStruct((batch,), jnp.int32)}
 
   def restore(self) -> bool:
     """Resume from the newest readable checkpoint, if any; returns whether one was found."""
@@ -213,7 +243,15 @@ class Run:
     return metrics
 
   def first_non_finite(self, guard: dict | None = None) -> tuple[int, dict] | None:
-    """(step, metrics) of the first non-finite step so far, or None; reads the device guard unless given."""
+    """(step, metrics) of the first non-finite step so far, or None; reads the device guard unless given.
+
+    Args:
+      guard: a guard already fetched to the host (`{"step": ..., "metrics": ...}`); None to fetch
+        `self.guard` from the device, which waits for the dispatched steps.
+
+    Returns:
+      `(step, metrics)` of the first step whose metrics were not all finite, or None if every step was.
+    """
     guard = jax.device_get(self.guard if guard is None else guard)
     return None if int(guard["step"]) < 0 else (int(guard["step"]), guard["metrics"])
 
@@ -241,6 +279,16 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: 
   SIGTERM (a scheduler's preemption) and a first Ctrl-C save a checkpoint
   and return, with status "preempted" or "interrupted" instead of
   "completed"; a second Ctrl-C raises KeyboardInterrupt at once.
+
+  Args:
+    config: a validated run config (see `config.validate`); every section is read.
+    workdir: the run's directory: config, history, metrics, checkpoints and report go there.
+    mesh: the device mesh with a `data` axis; None for `data_mesh()` over all devices.
+
+  Returns:
+    A summary dict: `status` ("completed", "preempted" or "interrupted"), `step`, `total_steps` and
+    `workdir`; after a completed run with `eval.report`, also `evaluation` (the probe accuracies) and,
+    on process 0, `report` (the path of the report).
 
   Raises:
     ConfigMismatchError: `workdir` holds a run whose config differs in a

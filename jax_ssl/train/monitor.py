@@ -55,11 +55,24 @@ class Monitor:
       self._tensorboard = SummaryWriter(str(workdir / "tensorboard"))
 
   def start(self, step: int) -> None:
-    """Mark the step training (re)starts from, for throughput and ETA."""
+    """Mark the step training (re)starts from, for throughput and ETA.
+
+    Args:
+      step: the step just completed; `throughput` counts images from here.
+    """
     self._last_time, self._last_step = time.perf_counter(), step
 
   def throughput(self, step: int) -> float:
-    """Images per second since the last call (or `start`)."""
+    """Images per second since the last call (or `start`).
+
+    Must follow a call to `start`. Each call also becomes the reference point of the next one.
+
+    Args:
+      step: the step just completed.
+
+    Returns:
+      `images_per_step` times the steps since the last call, per second of wall time; NaN if no time passed.
+    """
     now = time.perf_counter()
     elapsed = now - self._last_time
     rate = (step - self._last_step) * self.images_per_step / elapsed if elapsed > 0 else float("nan")
@@ -67,6 +80,12 @@ class Monitor:
     return rate
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    """Append one record to `metrics.jsonl` and the same scalars to TensorBoard (process 0 only).
+
+    Args:
+      step: the step the scalars belong to.
+      scalars: metric name -> value; each value is converted with `float`.
+    """
     if not self.enabled:
       return
     record = {"step": step, **{key: float(value) for key, value in scalars.items()}}
@@ -77,6 +96,15 @@ class Monitor:
     self._tensorboard.flush()
 
   def progress(self, step: int, loss: float, images_per_second: float) -> None:
+    """Draw the progress line: a bar, the step, the loss, the throughput and the estimated time left.
+
+    On a terminal the line is redrawn in place; otherwise each call prints a new line.
+
+    Args:
+      step: the step just completed.
+      loss: the step's loss.
+      images_per_second: the current throughput, from which the ETA is estimated.
+    """
     if not self.enabled:
       return
     remaining = ((self.total_steps - step) * self.images_per_step / images_per_second if images_per_second > 0
@@ -89,6 +117,11 @@ class Monitor:
     self._stream.flush()
 
   def message(self, text: str) -> None:
+    """Print `text` on a line of its own (process 0 only), below any progress line.
+
+    Args:
+      text: the message, without a trailing newline.
+    """
     if self.enabled:
       self._stream.write(("\n" if self._tty else "") + text + "\n")
       self._stream.flush()
@@ -100,7 +133,15 @@ class Monitor:
 
 
 def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
-  """The records of `metrics.jsonl` (a resumed run appends; the last record of a step wins)."""
+  """The records of `metrics.jsonl` (a resumed run appends; the last record of a step wins).
+
+  Args:
+    workdir: the run's directory.
+
+  Returns:
+    One dict per logged step, sorted by step, merging the fields of every record of that step (later
+    ones win); an empty list if the file does not exist.
+  """
   path = pathlib.Path(workdir) / METRICS_FILE
   if not path.exists():
     return []

@@ -15,17 +15,48 @@ import optax
 
 
 def decay_mask(params):
-  """True for the parameters that weight decay and LARS adaptation apply to: kernels (ndim >= 2)."""
+  """True for the parameters that weight decay and LARS adaptation apply to: kernels (ndim >= 2).
+
+  Args:
+    params: a pytree of parameter arrays.
+
+  Returns:
+    A pytree of the same structure with a bool per leaf: True where the leaf has at least two dimensions.
+  """
   return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
 def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
+  """The learning rate at the end of warmup.
+
+  Args:
+    config: the run config; reads `optim.base_lr`, `optim.scale_lr_by_batch` and `train.global_batch_size`.
+
+  Returns:
+    `base_lr * global_batch_size / 256` when `scale_lr_by_batch`, else `base_lr`.
+  """
   scale = config.train.global_batch_size / 256 if config.optim.scale_lr_by_batch else 1.0
   return config.optim.base_lr * scale
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
-  """Linear warmup from 0 over `warmup_epochs`, then cosine decay to `end_lr_fraction` of the peak."""
+  """Linear warmup from 0 over `warmup_epochs`, then cosine decay to `end_lr_fraction` of the peak.
+
+  The warmup is capped at `total_steps - 1` steps, so the schedule always reaches its peak and decays.
+
+  Args:
+    config: the run config; reads `optim.warmup_epochs`, `optim.end_lr_fraction` and the fields of
+      `peak_learning_rate`.
+    steps_per_epoch: optimizer steps per epoch, to convert `warmup_epochs` to steps.
+    total_steps: the length of the run in steps; the cosine ends there.
+
+  Returns:
+    An `optax.Schedule` mapping the step count to the learning rate.
+
+  References:
+    Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", 2017
+    (https://arxiv.org/abs/1608.03983), for the cosine decay.
+  """
   peak = peak_learning_rate(config)
   warmup = min(int(round(config.optim.warmup_epochs * steps_per_epoch)), max(total_steps - 1, 0))
   return optax.warmup_cosine_decay_schedule(
@@ -34,6 +65,24 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: i
 
 
 def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
+  """The run's optimizer: LARS or AdamW, with weight decay masked by `decay_mask`, after optional clipping.
+
+  Args:
+    config: the run config; reads `optim.name`, `optim.weight_decay`, `optim.grad_clip_norm`, and
+      `optim.momentum` and `optim.trust_coefficient` (LARS) or `optim.b1` and `optim.b2` (AdamW).
+    schedule: the learning-rate schedule (see `learning_rate_schedule`).
+
+  Returns:
+    An `optax.GradientTransformation`, chained after `clip_by_global_norm` when `optim.grad_clip_norm > 0`.
+
+  Raises:
+    ValueError: if `optim.name` is neither "lars" nor "adamw".
+
+  References:
+    You, Gitman & Ginsburg, "Large Batch Training of Convolutional Networks", 2017
+    (https://arxiv.org/abs/1708.03888): LARS.
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019 (https://arxiv.org/abs/1711.05101): AdamW.
+  """
   optim = config.optim
   if optim.name == "lars":
     optimizer = optax.lars(schedule, weight_decay=optim.weight_decay, weight_decay_mask=decay_mask,

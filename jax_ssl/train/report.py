@@ -86,8 +86,19 @@ def write_report(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
                  records: list[dict]) -> pathlib.Path:
   """Write report.md (and its figures) and report.json in `workdir`; returns report.md's path.
 
-  results: {"trained": {probe: {level: accuracy}}, "initial": {...}, "pixels": {...}}.
-  records: the logged metrics (`monitor.read_metrics`).
+  The accuracy figure is always drawn; the training-curves figure and the final-metrics list only when
+  `records` is not empty.
+
+  Args:
+    workdir: the run's directory; the files are written there (it must exist).
+    config: the run config; reads `method.name`, `data.name`, `model.backbone`, `model.projector`,
+      `train.global_batch_size`, `seed` and `eval.knn_k` for the report's header.
+    results: {"trained": {probe: {level: accuracy}}, "initial": {...}, "pixels": {...}}, with the same
+      probes and levels in each.
+    records: the logged metrics (`monitor.read_metrics`), one dict per step in step order; may be empty.
+
+  Returns:
+    The path of the written report.md.
   """
   workdir = pathlib.Path(workdir)
   steps = records[-1]["step"] if records else 0

@@ -32,7 +32,15 @@ DATA_AXIS = "data"
 
 
 def backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The keyword arguments `models.build_backbone` takes for the configured backbone."""
+  """The keyword arguments `models.build_backbone` takes for the configured backbone.
+
+  Args:
+    config: the run config; reads `model.backbone`, and `model.stem` and `model.width` (ResNets),
+      `model.patch_size`, `views.size` and `model.drop_path` (ViTs), or `model.width` (other backbones).
+
+  Returns:
+    A dict of keyword arguments for `models.build_backbone`, besides the name, `rngs` and `dtype`.
+  """
   name = config.model.backbone
   if name.startswith("resnet"):
     return {"stem": config.model.stem, "width": config.model.width}
@@ -60,6 +68,16 @@ class Network(nnx.Module):
     self.stochastic = getattr(self.backbone, "drop_path_rate", 0.0) > 0
 
   def __call__(self, images: jax.Array, key: jax.Array | None = None):
+    """Run the backbone, projector and predictor on a batch.
+
+    Args:
+      images: normalised float images (N, H, W, C).
+      key: PRNG key for stochastic depth; ignored when the backbone has none.
+
+    Returns:
+      `(features, projections, predictions)`: (N, F) backbone features, (N, D) projector outputs, and the
+      predictor's outputs, or None without a predictor.
+    """
     features = self.backbone(images, key) if self.stochastic and key is not None else self.backbone(images)
     projections = self.projector(features)
     predictions = None if self.predictor is None else self.predictor(projections)
@@ -92,13 +110,34 @@ class Definitions:
 
 
 def build_modules(config, method: Method, num_classes: int):
-  """The network and the online probe, freshly initialised from `config.seed`."""
+  """The network and the online probe, freshly initialised from `config.seed`.
+
+  Args:
+    config: the run config; reads `seed` and the `model` (and, for ViTs, `views.size`) fields of `Network`.
+    method: the objective; its `predictor` flag decides whether the network has a BYOL predictor.
+    num_classes: the number of classes the online linear probe predicts.
+
+  Returns:
+    `(network, probe)`: the `Network` (seeded by `config.seed`) and an `nnx.Linear` probe on the
+    backbone's features (seeded by `config.seed + 1`).
+  """
   network = Network(config, method.predictor, rngs=nnx.Rngs(config.seed))
   probe = nnx.Linear(network.backbone.num_features, num_classes, rngs=nnx.Rngs(config.seed + 1))
   return network, probe
 
 
 def definitions(config: ml_collections.ConfigDict, method: Method, num_classes: int) -> Definitions:
+  """The graph definitions of a run's network (train and eval mode) and probe, without creating arrays.
+
+  Args:
+    config: the run config (as for `build_modules`).
+    method: the objective (as for `build_modules`).
+    num_classes: the number of classes of the online probe.
+
+  Returns:
+    `Definitions` with the train-mode and eval-mode network graphdefs, the probe's graphdef, and the
+    backbone's feature count.
+  """
   network, probe = nnx.eval_shape(lambda: build_modules(config, method, num_classes))
   train_graph = nnx.split(network, nnx.Param, ...)[0]
   network.eval()
@@ -107,7 +146,18 @@ def definitions(config: ml_collections.ConfigDict, method: Method, num_classes: 
 
 
 def initial_state(config, method: Method, num_classes: int, optimizer, probe_optimizer) -> TrainState:
-  """The state at step 0 (call under `jit`): a pure function of `config.seed`."""
+  """The state at step 0 (call under `jit`): a pure function of `config.seed`.
+
+  Args:
+    config: the run config (as for `build_modules`); `seed + 2` also seeds the state's PRNG key.
+    method: the objective; with a `target` network, the target starts as a copy of the online one.
+    num_classes: the number of classes of the online probe.
+    optimizer: the network's optimizer, whose `init` gives `opt_state`.
+    probe_optimizer: the online probe's optimizer, whose `init` gives `probe_opt_state`.
+
+  Returns:
+    A `TrainState` with `step` 0 (int32) and the initial parameters, statistics and optimizer states.
+  """
   network, probe = build_modules(config, method, num_classes)
   _, params, batch_stats = nnx.split(network, nnx.Param, ...)
   _, probe_params = nnx.split(probe)
@@ -138,7 +188,19 @@ def _fsdp_spec(shape: tuple[int, ...], num_devices: int) -> P:
 
 
 def state_shardings(abstract_state: TrainState, mesh: Mesh, fsdp: bool) -> TrainState:
-  """Shardings for every array of the state: replicated, or FSDP-split over the data axis."""
+  """Shardings for every array of the state: replicated, or FSDP-split over the data axis.
+
+  With FSDP, each array is split along its largest dimension that the device count divides; scalars and
+  arrays with no such dimension stay replicated.
+
+  Args:
+    abstract_state: the state, or its `jax.ShapeDtypeStruct`s (only `ndim` and `shape` are read).
+    mesh: the device mesh, with the `data` axis.
+    fsdp: whether to shard the arrays (`mesh.fsdp`); False replicates every array.
+
+  Returns:
+    A pytree like `abstract_state` with a `NamedSharding` on `mesh` per leaf.
+  """
   def sharding(leaf):
     if not fsdp or leaf.ndim == 0:
       return NamedSharding(mesh, P())
@@ -147,7 +209,17 @@ def state_shardings(abstract_state: TrainState, mesh: Mesh, fsdp: bool) -> Train
 
 
 def initialize(init: Callable[[], TrainState], shardings: TrainState) -> TrainState:
-  """`init()` computed on the devices, straight into `shardings`."""
+  """`init()` computed on the devices, straight into `shardings`.
+
+  On CPU the program is compiled without backend optimisation, which is much faster for a function run once.
+
+  Args:
+    init: a function of no arguments returning the state, e.g. a closure over `initial_state`.
+    shardings: the state's shardings, as from `state_shardings` (all on one mesh).
+
+  Returns:
+    The state returned by `init`, its arrays laid out as `shardings` says.
+  """
   # The initializers unroll into long chains of threefry integer ops, and XLA:CPU's LLVM spends ~10 s
   # optimizing a program that runs once, in microseconds. Unoptimized it compiles in ~1 s; the values
   # agree to the last bit or one ulp (where LLVM contracts the inverse-erf polynomial differently).
@@ -157,7 +229,19 @@ def initialize(init: Callable[[], TrainState], shardings: TrainState) -> TrainSt
 
 
 def create_state(config, method: Method, num_classes: int, optimizer, probe_optimizer, mesh: Mesh):
-  """The initial state placed on `mesh`, and the shardings it lives in."""
+  """The initial state placed on `mesh`, and the shardings it lives in.
+
+  Args:
+    config: the run config (as for `initial_state`); `mesh.fsdp` decides the sharding.
+    method: the objective.
+    num_classes: the number of classes of the online probe.
+    optimizer: the network's optimizer.
+    probe_optimizer: the online probe's optimizer.
+    mesh: the device mesh, with the `data` axis.
+
+  Returns:
+    `(state, shardings)`: the initial `TrainState` on the devices and a `TrainState` of its shardings.
+  """
   init = lambda: initial_state(config, method, num_classes, optimizer, probe_optimizer)  # noqa: E731
   shardings = state_shardings(jax.eval_shape(init), mesh, config.mesh.fsdp)
   return initialize(init, shardings), shardings

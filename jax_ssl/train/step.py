@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 from jax import lax
+from jax.extend import core as extend_core
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -49,6 +50,15 @@ def method_loss(method: methods.Method, embeddings: methods.Embeddings, key: jax
   affine in its per-slice means), at 1/M of the projection and sort cost. The
   gradient needs no correction: `shard_map` sums the devices' contributions to
   the replicated embeddings, and each is already divided by M.
+
+  Args:
+    method: the objective; when its `num_slices` is positive, the directions are split over `mesh`.
+    embeddings: the networks' outputs for every view of the global batch, replicated.
+    key: the step's PRNG key for the loss (slice directions, random walks).
+    mesh: the device mesh with the `data` axis the slices are split over.
+
+  Returns:
+    `(loss, metrics)`: the scalar loss and the method's named loss terms.
   """
   if not method.num_slices:
     return method.loss(embeddings, key)
@@ -92,7 +102,17 @@ def _non_finite_guard(metrics: dict) -> jax.Array:
 
 
 def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-  """`(state, batch) -> (state, metrics)`; batch: `image` uint8 (N, H, W, C), `label` int32 (N,)."""
+  """`(state, batch) -> (state, metrics)`; batch: `image` uint8 (N, H, W, C), `label` int32 (N,).
+
+  Args:
+    cfg: the static pieces of the step: network definitions, method, view specs, optimizers, schedule,
+      step counts and mesh.
+
+  Returns:
+    An unjitted function of `(state, batch)` returning the state after one optimizer step and a dict of
+    scalar metrics: `loss`, `loss/<term>`, `grad_norm`, `probe/loss`, `probe/accuracy`, `embedding/std`,
+    `embedding/effective_rank` (0 on steps that are not logged), `lr`, and the boolean `finite`.
+  """
   method = cfg.method
 
   def forward(network, images_by_view, key=None):
@@ -179,7 +199,14 @@ Guard = dict  # {"step": int32, -1 while every step was finite; "metrics": that 
 
 
 def initial_guard(metrics_shapes: dict) -> Guard:
-  """No step has gone non-finite yet; `metrics_shapes` gives the layout of a step's metrics."""
+  """No step has gone non-finite yet; `metrics_shapes` gives the layout of a step's metrics.
+
+  Args:
+    metrics_shapes: a pytree of `jax.ShapeDtypeStruct`s (or arrays) shaped like a step's metrics.
+
+  Returns:
+    `{"step": -1 (int32), "metrics": zeros shaped like metrics_shapes}`.
+  """
   return {"step": jnp.full((), -1, jnp.int32),
           "metrics": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics_shapes)}
 
@@ -190,6 +217,13 @@ def guarded(train_step):
   The loop reads the guard only when it syncs anyway (logging, checkpoints),
   so no step waits for the device to find out; the record keeps the step
   number and its metrics, whatever came after.
+
+  Args:
+    train_step: a `(state, batch) -> (state, metrics)` function whose metrics include a boolean `finite`.
+
+  Returns:
+    A function of `(state, guard, batch)` returning the new state, the updated guard (`step` is the
+    incremented `state.step` of the first non-finite step, `metrics` its metrics), and the step's metrics.
   """
 
   def step(state: TrainState, guard: Guard, batch: dict):
@@ -202,15 +236,53 @@ def guarded(train_step):
   return step
 
 
-def jit_train_step(cfg: StepConfig, state_shardings: TrainState, device_data=None):
+def trace_train_step(cfg: StepConfig, state: TrainState, batch_shapes: dict):
+  """The training step traced once: the step replaying that trace, and its metrics' layout.
+
+  Tracing the step (networks, method, optimizer) is seconds of Python, and
+  the loop needs the metrics' layout before the first step (the non-finite
+  guard holds a copy of them); so the step is traced once, here, and the
+  jitted step evaluates the recorded program instead of tracing it again.
+
+  Args:
+    cfg: the static pieces of the step.
+    state: the train state, or `jax.ShapeDtypeStruct`s of it.
+    batch_shapes: `jax.ShapeDtypeStruct`s of a batch (`image`, `label`).
+
+  Returns:
+    `(train_step, metrics_shapes)`: `train_step(state, batch) -> (state, metrics)`,
+    the same function as `make_train_step(cfg)`; the metrics as `jax.ShapeDtypeStruct`s.
+  """
+  program, (state_shapes, metrics_shapes) = jax.make_jaxpr(make_train_step(cfg), return_shape=True)(
+      state, batch_shapes)
+  outputs = jax.tree.structure((state_shapes, metrics_shapes))
+  run_program = extend_core.jaxpr_as_fun(program)
+
+  def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    return jax.tree.unflatten(outputs, run_program(*jax.tree.leaves((state, batch))))
+
+  return train_step, metrics_shapes
+
+
+def jit_train_step(cfg: StepConfig, state_shardings: TrainState, device_data=None, train_step=None):
   """The guarded step jitted over the mesh, state and guard donated.
 
   Host-fed: `(state, guard, batch)`, the batch sharded on `data`. With
   `device_data` (`jax_ssl.data.feed.DeviceData`): `(state, guard, arrays)`,
   the replicated split from which the step gathers its own batch.
+
+  Args:
+    cfg: the static pieces of the step, including the mesh.
+    state_shardings: a `TrainState` of shardings, used for the state both in and out.
+    device_data: the split held on the devices, or None when batches are fed from the host.
+    train_step: the unguarded step (`trace_train_step`'s); None: `make_train_step(cfg)`.
+
+  Returns:
+    The jitted `(state, guard, batch_or_arrays) -> (state, guard, metrics)`; the guard and metrics are
+    replicated, and the `state` and `guard` arguments are donated.
   """
   replicated = NamedSharding(cfg.mesh, P())
-  step = guarded(make_train_step(cfg))
+  step = guarded(train_step or make_train_step(cfg))
   if device_data is None:
     data_sharding = NamedSharding(cfg.mesh, P(DATA_AXIS))
     fn = step

@@ -109,6 +109,11 @@ class PeerWatchdog:
 
     A process that stops with an error does not say so: the others find it
     silent and stop too, instead of waiting in a collective it will not join.
+    Calling it again does nothing.
+
+    Args:
+      finished: True if this process completed its run: it then marks itself done in the key-value
+        store (best effort), so the others no longer watch its heartbeat.
     """
     if self._stopped.is_set():
       return

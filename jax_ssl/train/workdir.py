@@ -70,7 +70,16 @@ def _mutable(field: str) -> bool:
 
 
 def config_changes(first_flat: dict, current_flat: dict) -> dict[str, tuple[Any, Any]]:
-  """{field: (before, now)} of every field of two flat configs that differs; a missing one reads `<absent>`."""
+  """{field: (before, now)} of every field of two flat configs that differs; a missing one reads `<absent>`.
+
+  Args:
+    first_flat: the earlier config, as a dict from dotted field name to value.
+    current_flat: the config to compare with it, in the same form.
+
+  Returns:
+    A dict, sorted by field name, from each differing field to `(value in first_flat, value in
+    current_flat)`, with the string "<absent>" for a field one of them lacks.
+  """
   changes = {}
   for field in sorted(first_flat.keys() | current_flat.keys()):
     before, after = first_flat.get(field, "<absent>"), current_flat.get(field, "<absent>")
@@ -97,9 +106,18 @@ def check_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
   (they never change); the others with their values in the last run, so
   that the history records each change once.
 
+  Args:
+    config: the config of this run.
+    workdir: the run's directory; its `config.json` and `config_history.jsonl` are read if present.
+
+  Returns:
+    {field: (value in the last run, value now)} for every changed field, all in `MUTABLE_FIELDS`;
+    an empty dict when `workdir` has no `config.json`.
+
   Raises:
-    ConfigMismatchError: a field outside `MUTABLE_FIELDS` differs; the
-      message names each such field with both values and the workdir.
+    ConfigMismatchError: a field outside `MUTABLE_FIELDS` differs (the
+      message names each such field with both values and the workdir), or
+      `config.json` or its history cannot be read or parsed.
   """
   path = pathlib.Path(workdir) / CONFIG_FILE
   if not path.exists():
@@ -121,7 +139,14 @@ def check_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
 
 def record_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                   changes: dict[str, tuple[Any, Any]], step: int) -> None:
-  """Write `config.json` for a new run; for a resumed one, append its accepted changes to the history."""
+  """Write `config.json` for a new run; for a resumed one, append its accepted changes to the history.
+
+  Args:
+    config: the config of this run, written whole if `workdir` has no `config.json` yet.
+    workdir: the run's directory, created if missing.
+    changes: the accepted changes, as returned by `check_config`; nothing is appended when empty.
+    step: the step the run resumed at, recorded with the changes.
+  """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   path = workdir / CONFIG_FILE
@@ -136,7 +161,14 @@ def record_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
 
 
 def recorded_on_device(workdir: str | pathlib.Path) -> bool | None:
-  """The feed the run in `workdir` chose for `data.on_device=auto` (True: on the devices), or None."""
+  """The feed the run in `workdir` chose for `data.on_device=auto` (True: on the devices), or None.
+
+  Args:
+    workdir: the run's directory.
+
+  Returns:
+    The recorded choice, or None if `data_feed.json` does not exist (a new run).
+  """
   path = pathlib.Path(workdir) / FEED_FILE
   if not path.exists():
     return None
@@ -144,14 +176,29 @@ def recorded_on_device(workdir: str | pathlib.Path) -> bool | None:
 
 
 def record_on_device(workdir: str | pathlib.Path, on_device: bool) -> None:
-  """Record the feed a new run chose, so that its reruns read the data in the same order."""
+  """Record the feed a new run chose, so that its reruns read the data in the same order.
+
+  An existing record is left as it is.
+
+  Args:
+    workdir: the run's directory (must exist).
+    on_device: whether the run keeps its split on the devices (True) or is fed from the host.
+  """
   path = pathlib.Path(workdir) / FEED_FILE
   if not path.exists():
     path.write_text(json.dumps({"on_device": on_device}) + "\n")
 
 
 def write_error_log(workdir: str | pathlib.Path, error: BaseException) -> pathlib.Path | None:
-  """Append the traceback of `error` to `WORKDIR/error.log`; its path, or None if it cannot be written."""
+  """Append the traceback of `error` to `WORKDIR/error.log`; its path, or None if it cannot be written.
+
+  Args:
+    workdir: the run's directory.
+    error: the exception whose formatted traceback is appended, after a timestamp line.
+
+  Returns:
+    The path of the log, or None if it could not be written (an `OSError`).
+  """
   path = pathlib.Path(workdir) / ERROR_LOG
   stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
   try:
@@ -167,7 +214,12 @@ def remove_incomplete_saves(checkpoint_dir: str | pathlib.Path) -> list[pathlib.
 
   They are not checkpoints (a save becomes one only when renamed into
   place), so no work is lost; after a failed save they only hold disk space.
-  Returns the removed paths.
+
+  Args:
+    checkpoint_dir: the run's checkpoint directory; nothing happens if it does not exist.
+
+  Returns:
+    The paths of the directories removed (errors while deleting are ignored).
   """
   removed = []
   for path in pathlib.Path(checkpoint_dir).glob("*.orbax-checkpoint-tmp*"):

@@ -16,7 +16,17 @@ _TEST_FRACTION = 0.2
 
 
 def generate(split: str) -> dict[str, np.ndarray]:
-  """`image` (N, 8, 8, 3) uint8 and `label` int64 of the `train` or `test` split."""
+  """`image` (N, 8, 8, 3) uint8 and `label` int64 of the `train` or `test` split.
+
+  Args:
+    split: `train` (1,437 images) or `test` (360 images).
+
+  Returns:
+    A dict with `image`, uint8 `(N, 8, 8, 3)` in [0, 255], and `label`, int64 `(N,)` in 0..9.
+
+  Raises:
+    KeyError: if `split` is neither `train` nor `test`.
+  """
   digits = datasets.load_digits()
   indices = np.arange(len(digits.target))
   train, test = model_selection.train_test_split(

@@ -33,12 +33,26 @@ def num_classes() -> int:
 
 
 def shape_of(variant_label: np.ndarray) -> np.ndarray:
-  """Parent (shape) of each fine (variant) label."""
+  """Parent (shape) of each fine (variant) label.
+
+  Args:
+    variant_label: integer array of variant labels in 0..35.
+
+  Returns:
+    Integer array of the same shape, shape labels in 0..8.
+  """
   return np.asarray(variant_label) // len(VARIANTS)
 
 
 def family_of(variant_label: np.ndarray) -> np.ndarray:
-  """Grandparent (family) of each fine (variant) label."""
+  """Grandparent (family) of each fine (variant) label.
+
+  Args:
+    variant_label: integer array of variant labels in 0..35.
+
+  Returns:
+    Integer array of the same shape, family labels in 0..2.
+  """
   return SHAPE_FAMILY[shape_of(variant_label)]
 
 
@@ -144,6 +158,10 @@ def _render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def generate(num_per_class: int, seed: int) -> dict[str, np.ndarray]:
   """A balanced split: `num_per_class` images of each of the 36 variants, in shuffled order.
+
+  Args:
+    num_per_class: images per variant, so N = 36 * num_per_class.
+    seed: seed of all the randomness (label order, geometry, colours, noise).
 
   Returns:
     dict with `image` (N, 32, 32, 3) uint8 and int64 `variant`, `shape`, `family`.
