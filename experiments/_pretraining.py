@@ -52,8 +52,10 @@ SCALES = {
                 max_items=500, probe_epochs=30),
     "gpu": dict(backbone="resnet18", width=32, size=32, local_size=16, batch=256, steps=8000, max_train=5000,
                 max_items=1000, probe_epochs=50),
+    # The tests' scale. Host-fed: the two halves then train the same program (on the devices, each half's
+    # split is another input shape, so another compilation).
     "small": dict(backbone="small_cnn", width=4, size=8, local_size=8, batch=16, steps=2, max_train=400,
-                  max_items=40, probe_epochs=2),
+                  max_items=40, probe_epochs=2, host_fed=True),
 }
 SCORES = ("knn", "linear", "rand_index")
 STRUCTURE = scores.STRUCTURE_KEYS
@@ -89,6 +91,8 @@ def variant_config(variant: Variant, dataset: str, seed: int, scale: dict, data_
       config.method[name].num_slices = min(config.method[name].num_slices, 256)
   config.optim.warmup_epochs = min(config.optim.warmup_epochs, 1.0)
   config.eval.report = False
+  if scale.get("host_fed"):
+    config.data.update(on_device="false", worker_count=0)
   for key, value in variant.overrides:
     *sections, field = key.split(".")
     node = config

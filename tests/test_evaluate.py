@@ -148,7 +148,9 @@ def test_checkpoint_of_a_directory_without_a_run_exits_2(tmp_path, capsys):
 
 def test_generalization_trains_two_halves_and_compares_them(bundled_dir, tmp_path):
   workdir, output = tmp_path / "runs", tmp_path / "eval"
-  assert evaluate.main(["generalization", "--config", os.path.join(REPO, "configs", "vicreg.py:smoke"), "--data_dir",
+  # Host-fed, so that the two halves train one program (on the devices, each half's split is another shape).
+  config = os.path.join(REPO, "configs", "vicreg.py:smoke,data.on_device=false,data.worker_count=0")
+  assert evaluate.main(["generalization", "--config", config, "--data_dir",
                    str(bundled_dir), "--workdir", str(workdir), "--max_items", "60", "--output_dir", str(output)]) == 0
   configs = {name: json.loads((workdir / name / loop.CONFIG_FILE).read_text()) for name in ("model_a", "model_b")}
   assert configs["model_a"]["data"]["classes"] == "0-4" and configs["model_b"]["data"]["classes"] == "5-9"

@@ -8,8 +8,6 @@ a stratified 80/20 split with a fixed seed (1,437 train, 360 test images).
 from __future__ import annotations
 
 import numpy as np
-from sklearn import datasets
-from sklearn import model_selection
 
 _SPLIT_SEED = 0
 _TEST_FRACTION = 0.2
@@ -27,6 +25,11 @@ def generate(split: str) -> dict[str, np.ndarray]:
   Raises:
     KeyError: if `split` is neither `train` nor `test`.
   """
+  # Imported here, when the dataset is generated (once per data_dir): scikit-learn takes over a
+  # second to import, which every run reading the prepared dataset would otherwise pay.
+  from sklearn import datasets
+  from sklearn import model_selection
+
   digits = datasets.load_digits()
   indices = np.arange(len(digits.target))
   train, test = model_selection.train_test_split(
