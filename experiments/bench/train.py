@@ -107,9 +107,12 @@ def end_to_end(args) -> None:
     config.data.data_dir = args.data_dir
   for assignment in args.set:
     key, _, text = assignment.partition("=")
-    section, field = key.split(".")
-    current = config[section][field]
-    config[section][field] = type(current)(text) if not isinstance(current, bool) else text.lower() == "true"
+    *sections, field = key.split(".")  # e.g. train.num_steps, method.visreg.lam
+    node = config
+    for section in sections:
+      node = node[section]
+    current = node[field]
+    node[field] = type(current)(text) if not isinstance(current, bool) else text.lower() == "true"
   if args.steps:
     config.train.num_steps = args.steps
   config.eval.report = False
