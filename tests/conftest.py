@@ -1,6 +1,7 @@
 """Test setup: 8 fake CPU devices, so sharded code runs on a real mesh."""
 
 import os
+import pathlib
 import tempfile
 
 import jax
@@ -27,11 +28,15 @@ import pytest  # noqa: E402
 
 from jax_ssl.data import sources  # noqa: E402
 
+# One data directory per test session, shared like the cache: `sources.prepare` locks it, so the
+# first xdist worker prepares the bundled datasets and the other reads them.
+DATA_DIR = os.environ.setdefault("JAX_SSL_TESTS_DATA_DIR", tempfile.mkdtemp(prefix="jax_ssl_tests_data_"))
+
 
 @pytest.fixture(scope="session")
-def bundled_dir(tmp_path_factory):
+def bundled_dir():
   """The bundled datasets, prepared once per test session in a temporary directory."""
-  directory = tmp_path_factory.mktemp("jax_ssl_data")
+  directory = pathlib.Path(DATA_DIR)
   for name in ("digits", "shapes"):
     sources.prepare(name, directory)
   return directory

@@ -60,6 +60,7 @@ def test_rejects_bad_shapes(shape):
 
 
 _boruvka_edges = jax.jit(lambda points: ops.mst_edges(points, "boruvka"))
+_prim_edges = jax.jit(lambda points: ops.mst_edges(points, "prim"))
 
 
 # A few shapes (each compiles both algorithms once), any integer points in them: the smallest tree, a
@@ -73,7 +74,7 @@ _SHAPES = hypothesis.strategies.sampled_from([(2, 1), (12, 2), (7, 9)])
 def test_minimum_for_any_point_set(points):
   """Integer coordinates: float32 distances are exact, ties and duplicates are frequent."""
   points = points.astype(np.float32)
-  src, dst = (np.asarray(a) for a in ops.mst_edges(points, "prim"))
+  src, dst = (np.asarray(a) for a in _prim_edges(points))
   assert _is_spanning_tree(src, dst, len(points))
   boruvka_src, boruvka_dst = (np.asarray(a) for a in _boruvka_edges(points))
   assert _is_spanning_tree(boruvka_src, boruvka_dst, len(points))
