@@ -276,13 +276,7 @@ def byol_views(
   """BYOL's pair (Grill et al., 2020, table 6): the recipe VICReg later reused, so `vicreg_views`.
 
   Args:
-    size: output side of both views.
-    mean: per-channel mean used to normalise the views.
-    std: per-channel standard deviation used to normalise the views.
-    small_images: whether to use the small-image variant; None means `size <= 64`.
-
-  Returns:
-    The two `ViewSpec`s `(first, second)`, as `vicreg_views` returns them.
+    As `vicreg_views` (size, mean, std, small_images), which this returns.
   """
   return vicreg_views(size, mean, std, small_images)
 

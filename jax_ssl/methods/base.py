@@ -18,6 +18,7 @@ slices is the same on every device).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import ClassVar
 from typing import NamedTuple
@@ -57,7 +58,7 @@ class Embeddings(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
+class Method(abc.ABC):
   """A self-supervised objective and what it needs from the trainer.
 
   Subclasses are frozen dataclasses whose fields are the hyperparameters,
@@ -67,7 +68,8 @@ class Method:
     name: the method's name in configs (`method.name`), and its config section.
     multi_crop: takes any number of global and local views (else exactly two global views).
     predictor: needs an online predictor head (BYOL).
-    target: needs an EMA target network (BYOL), moved by `update_target`.
+    target: needs an EMA target network (BYOL); such a method defines
+      `update_target(target_params, online_params, progress)`.
     num_slices: total random slices K over the mesh; 0 for a method without slices.
       A sliced method declares it as a field.
   """
@@ -78,6 +80,7 @@ class Method:
   target: ClassVar[bool] = False
   num_slices: ClassVar[int] = 0
 
+  @abc.abstractmethod
   def loss(self, embeddings: Embeddings, key: jax.Array,
            directions: jax.Array | None = None) -> tuple[jax.Array, Metrics]:
     """`(loss, metrics)` on the global batch.
@@ -91,7 +94,6 @@ class Method:
     Returns:
       The scalar loss, and its named terms.
     """
-    raise NotImplementedError
 
   def slice_directions(self, key: jax.Array, dim: int) -> jax.Array:
     """The step's (dim, num_slices) slice directions: `ops.random_directions(key, dim, num_slices)`.
@@ -107,22 +109,6 @@ class Method:
       ValueError: if `dim` or `num_slices` is below 1 (a method without slices).
     """
     return ops.random_directions(key, dim, self.num_slices)
-
-  def update_target(self, target_params, online_params, progress: jax.Array):
-    """The EMA target network's parameters after a step (methods with `target`); `progress` in [0, 1].
-
-    Args:
-      target_params: pytree of the target network's current parameters.
-      online_params: pytree of the online network's parameters, same structure.
-      progress: scalar fraction of training done, in [0, 1].
-
-    Returns:
-      The target parameters after the update, with `target_params`' structure.
-
-    Raises:
-      NotImplementedError: always, in the base class; methods with `target` override it.
-    """
-    raise NotImplementedError(f"{self.name} has no target network")
 
 
 def check(condition: bool, message: str) -> None:

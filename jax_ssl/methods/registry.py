@@ -18,6 +18,7 @@ from it.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Mapping
 from typing import ClassVar
@@ -104,9 +105,9 @@ class _Jepa(Method):
           f"in [0, 1]; got {self.lam}.")
     check(self.num_slices > 0, f"{self.name}.num_slices must be positive; got {self.num_slices}.")
 
+  @abc.abstractmethod
   def regularizer(self, z: jax.Array, directions: jax.Array) -> jax.Array:
     """The regularizer of one view (N, D), averaged over the slices `directions` (D, K_block)."""
-    raise NotImplementedError
 
   def loss(self, embeddings, key, directions=None):
     views = embeddings.all_views
@@ -135,6 +136,19 @@ class VISReg(_Jepa):
   def __post_init__(self):
     super().__post_init__()
     _non_negative(self, "lambda_scale", "lambda_shape", "lambda_center")
+
+  def regularizer(self, z, directions):
+    """VISReg's weighted scale + shape + center terms of one view (`losses.visreg_regularizer`).
+
+    Args:
+      z: `(N, D)` embeddings of one view.
+      directions: `(D, K_block)` unit slice directions.
+
+    Returns:
+      Scalar float32 regularizer; `loss` logs its three terms, averaged over the views.
+    """
+    return losses.visreg_regularizer(z, directions, self.lambda_scale, self.lambda_shape, self.lambda_center,
+                                     self.detach_std)
 
   def loss(self, embeddings, key, directions=None):
     views = embeddings.all_views
@@ -271,6 +285,16 @@ class BYOL(Method):
     return 1.0 - (1.0 - self.tau_base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
 
   def update_target(self, target_params, online_params, progress):
+    """The EMA target after a step: `m target + (1 - m) online`, `m = target_momentum(progress)`.
+
+    Args:
+      target_params: pytree of the target network's parameters.
+      online_params: pytree of the online network's parameters, same structure.
+      progress: scalar fraction of training done, in [0, 1].
+
+    Returns:
+      The moved target parameters, with `target_params`' structure.
+    """
     momentum = self.target_momentum(progress)
     return jax.tree.map(lambda t, p: momentum * t + (1 - momentum) * p, target_params, online_params)
 
@@ -311,6 +335,16 @@ class WithTReg(Method):
     return loss + t_reg_total, {**metrics, "t_reg": t_reg_total}
 
   def update_target(self, target_params, online_params, progress):
+    """The base method's target update (a base with `target`, such as BYOL).
+
+    Args:
+      target_params: pytree of the target network's parameters.
+      online_params: pytree of the online network's parameters, same structure.
+      progress: scalar fraction of training done, in [0, 1].
+
+    Returns:
+      The base's moved target parameters.
+    """
     return self.base.update_target(target_params, online_params, progress)
 
 

@@ -295,20 +295,7 @@ def resnet34(*, stem: str = "imagenet", width: int = 64, in_channels: int = 3,
   """ResNet-34: basic blocks [3, 4, 6, 3], 512 features, 21,284,672 parameters at width 64.
 
   Args:
-    stem: `"imagenet"` or `"cifar"`, see the module docstring.
-    width: channels of the stem and stage 1.
-    in_channels: channels of the input images.
-    dtype: computation dtype (activations); parameters stay float32.
-    rngs: `nnx.Rngs` with a `params` stream.
-
-  Returns:
-    A `ResNet` mapping `(B, H, W, in_channels)` images to `(B, 8 * width)` features.
-
-  Raises:
-    ValueError: for an unknown `stem`.
-
-  References:
-    He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
+    As `resnet18` (stem, width, in_channels, dtype, rngs); it returns, raises and cites the same.
   """
   return ResNet("basic", (3, 4, 6, 3), stem=stem, width=width, in_channels=in_channels,
                 dtype=dtype, rngs=rngs)

@@ -94,8 +94,7 @@ def test_byol_owns_its_target_and_momentum_schedule():
   target, online = {"w": jnp.zeros(3)}, {"w": jnp.ones(3)}
   moved = byol.update_target(target, online, jnp.float32(0.5))
   np.testing.assert_allclose(moved["w"], 1 - 0.998, rtol=1e-4)  # target <- m target + (1 - m) online
-  with pytest.raises(NotImplementedError, match="vicreg has no target network"):
-    methods.VICReg().update_target(target, online, jnp.float32(0.5))
+  assert not hasattr(methods.VICReg(), "update_target")  # only a method with a target network moves one
 
 
 def test_methods_are_frozen_and_hashable_so_jit_can_hold_them():
