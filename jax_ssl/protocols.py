@@ -19,6 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jax_ssl.data import catalog
 from jax_ssl.data import sources
 from jax_ssl.eval import scores
 from jax_ssl.train import config as config_lib
@@ -187,7 +188,7 @@ def generalization(config, workdir: str | os.PathLike, *, max_items: int | None 
 
 def _first_half_test_images(config_a, max_items: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """The test images of model A's classes that the protocol compares (at most `max_items`), and their indices."""
-  classes_a = config_lib.parse_classes(config_a.data.classes)
+  classes_a = catalog.parse_classes(config_a.data.classes)
   test = sources.load_numpy(config_a.data.name, "test", config_a.data.data_dir or None)
   seen_by_a = np.flatnonzero(np.isin(test["label"], classes_a))
   items = seen_by_a[scores.subsample(len(seen_by_a), max_items, seed)]

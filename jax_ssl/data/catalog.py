@@ -165,3 +165,32 @@ def get_spec(name: str) -> DatasetSpec:
     return CATALOG[name]
   except KeyError:
     raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(CATALOG))}.") from None
+
+
+def parse_classes(spec: str) -> list[int] | None:
+  """`"0-49,60"` -> [0, ..., 49, 60]; empty -> None (all classes).
+
+  Args:
+    spec: comma-separated class indices and inclusive ranges `a-b`, as in a run's `data.classes`.
+
+  Returns:
+    The class indices in the order written (ranges expanded), or None if `spec` is blank.
+
+  Raises:
+    ValueError: if a part is neither an integer nor a range of two integers.
+  """
+  if not spec.strip():
+    return None
+  classes = []
+  for part in spec.split(","):
+    bounds = part.strip().split("-")
+    try:
+      if len(bounds) == 1:
+        classes.append(int(bounds[0]))
+      elif len(bounds) == 2:
+        classes.extend(range(int(bounds[0]), int(bounds[1]) + 1))
+      else:
+        raise ValueError
+    except ValueError:
+      raise ValueError(f"data.classes {spec!r}: {part!r} is not a class or a range like 0-49.") from None
+  return classes

@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +31,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jax_ssl.data import catalog
 from jax_ssl.data import pipeline
 from jax_ssl.data import sources
 
@@ -38,6 +40,33 @@ ON_DEVICE_CHOICES = ("auto", "true", "false")
 ON_DEVICE_MEMORY_FRACTION = 0.25
 # Batches the host feed keeps in flight on the devices.
 PREFETCH_DEPTH = 2
+
+
+def check_config(data_config: Any) -> None:
+  """Raise `ValueError` (one line naming the `data.<field>`) if a run's `data` section cannot be fed.
+
+  Checks that the dataset is in the catalog, that `classes` parses and lies within the dataset's
+  fine classes, that `on_device` is one of `ON_DEVICE_CHOICES`, and that `worker_count` is a number
+  of processes or -1.
+
+  Args:
+    data_config: the `data` section of a run config (attribute access: `ConfigDict` or alike).
+
+  Raises:
+    ValueError: for the first problem found.
+  """
+  data = data_config
+  if data.name not in catalog.CATALOG:
+    raise ValueError(f"data.name {data.name!r} is unknown; datasets: {', '.join(sorted(catalog.CATALOG))}.")
+  classes = catalog.parse_classes(data.classes)
+  num_classes = catalog.get_spec(data.name).num_classes["label"]
+  if classes is not None and (min(classes) < 0 or max(classes) >= num_classes):
+    raise ValueError(f"data.classes {data.classes!r} must lie in 0..{num_classes - 1} for {data.name}.")
+  if data.on_device not in ON_DEVICE_CHOICES:
+    raise ValueError(f"data.on_device must be one of {', '.join(ON_DEVICE_CHOICES)}; got {data.on_device!r}.")
+  if data.worker_count < -1:
+    raise ValueError(f"data.worker_count is a number of processes, or -1 for one per spare CPU core; "
+                     f"got {data.worker_count}.")
 
 
 def device_memory_bytes(device: jax.Device) -> int:

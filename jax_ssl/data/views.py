@@ -401,6 +401,47 @@ def recipe_views(views_config: Any, mean: Sequence[float], std: Sequence[float])
 
 
 VIEW_SPEC_FIELDS = tuple(field.name for field in dataclasses.fields(ViewSpec))
+RECIPES = ("vicreg", "byol", "simclr", "multicrop")
+
+
+def check_config(views_config: Any) -> None:
+  """Raise `ValueError` (one line naming the `views.<field>`) if a run's `views` section makes no valid views.
+
+  Checks the recipe's name, a positive view side and number of global views, a non-negative number
+  of local views, that only `multicrop` takes other counts than two global views, that every
+  override is a `ViewSpec` field other than `size` with a valid value, and that the recipe's views
+  build (`recipe_views`).
+
+  Args:
+    views_config: the `views` section of a run config (see `recipe_views`).
+
+  Raises:
+    ValueError: for the first problem found.
+  """
+  v = views_config
+  if v.recipe not in RECIPES:
+    raise ValueError(f"views.recipe must be one of {', '.join(RECIPES)}; got {v.recipe!r}.")
+  for field in ("size", "num_global"):
+    if not v[field] > 0:
+      raise ValueError(f"views.{field} must be positive, got {v[field]!r}.")
+  if not v.num_local >= 0:
+    raise ValueError(f"views.num_local must not be negative, got {v.num_local!r}.")
+  if v.recipe != "multicrop" and (v.num_global != 2 or v.num_local != 0):
+    raise ValueError(f"views.recipe {v.recipe!r} makes 2 global views and no local ones; "
+                     "use views.recipe='multicrop' for other counts.")
+  overridable = [field for field in VIEW_SPEC_FIELDS if field != "size"]
+  for field in v.overrides:
+    if field not in overridable:
+      raise ValueError(f"views.overrides.{field} is not a view field; fields: {', '.join(overridable)}.")
+  try:
+    for spec in multicrop_views(32, 16, 1, 1):  # a global and a local view: every field an override may set
+      ViewSpec(**{**dataclasses.asdict(spec), **dict(v.overrides)})
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"views.overrides: {error}") from None
+  try:
+    recipe_views(v, mean=(0.0,), std=(1.0,))
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"views: {error}") from None
 
 
 def _as_dict(entry: Any) -> dict[str, Any]:

@@ -25,7 +25,9 @@ from jax_ssl.models.heads import byol_predictor
 from jax_ssl.models.heads import parse_spec
 from jax_ssl.models.heads import projector
 from jax_ssl.models.registry import BACKBONES
+from jax_ssl.models.registry import MODEL_CHOICES
 from jax_ssl.models.registry import build_backbone
+from jax_ssl.models.registry import check_config
 from jax_ssl.models.resnet import ResNet
 from jax_ssl.models.resnet import resnet18
 from jax_ssl.models.resnet import resnet34
@@ -38,12 +40,14 @@ from jax_ssl.models.vit import vision_transformer
 __all__ = [
     "BACKBONES",
     "MLP",
+    "MODEL_CHOICES",
     "ResNet",
     "SmallCNN",
     "VIT_SIZES",
     "VisionTransformer",
     "build_backbone",
     "byol_predictor",
+    "check_config",
     "parse_spec",
     "projector",
     "resnet18",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
 from flax import nnx
 
+from jax_ssl.models import heads
 from jax_ssl.models import resnet
 from jax_ssl.models import small_cnn
 from jax_ssl.models import vit
@@ -64,3 +66,51 @@ def build_backbone(name: str, *, rngs: nnx.Rngs, dtype: Any = jnp.float32, **kwa
     raise ValueError(f"Backbone {name!r} got unknown argument(s) {unknown}; "
                      f"it accepts {list(accepted)} (plus rngs and dtype).")
   return build(**kwargs, dtype=dtype, rngs=rngs)
+
+
+# Values the string fields of a run's `model` section may take.
+MODEL_CHOICES = {
+    "stem": ("cifar", "imagenet"),
+    "projector_activation": tuple(heads.ACTIVATIONS),
+    "dtype": ("float32", "bfloat16"),
+}
+
+
+def check_config(model_config: Any, view_sizes: Mapping[str, int] | None = None) -> None:
+  """Raise `ValueError` (one line naming the `model.<field>`) if a run's `model` section cannot be built.
+
+  Checks the backbone's name, the string choices (`MODEL_CHOICES`), positive `width` and
+  `patch_size`, `drop_path` in [0, 1) and only for ViTs, parseable `projector` and `predictor`
+  widths, and, for ViTs, that every view side is a multiple of the patch size.
+
+  Args:
+    model_config: the `model` section of a run config (attribute access: `ConfigDict` or alike).
+    view_sizes: the sides of the images the backbone will see, keyed by the config key that sets
+      each (e.g. `{"views.size": 224, "views.local_size": 96}`); None or empty skips the patch check.
+
+  Raises:
+    ValueError: for the first problem found.
+  """
+  model = model_config
+  if model.backbone not in BACKBONES:
+    raise ValueError(f"model.backbone {model.backbone!r} is unknown; backbones: {', '.join(BACKBONES)}.")
+  for field, allowed in MODEL_CHOICES.items():
+    if model[field] not in allowed:
+      raise ValueError(f"model.{field} must be one of {', '.join(allowed)}; got {model[field]!r}.")
+  for field in ("width", "patch_size"):
+    if not model[field] > 0:
+      raise ValueError(f"model.{field} must be positive, got {model[field]!r}.")
+  if not 0.0 <= model.drop_path < 1.0:
+    raise ValueError(f"model.drop_path is a probability in [0, 1), got {model.drop_path}.")
+  is_vit = model.backbone.startswith("vit")
+  if model.drop_path and not is_vit:
+    raise ValueError(f"model.drop_path (stochastic depth) applies to ViT backbones, not {model.backbone!r}; "
+                     "set it to 0.")
+  for field in ("projector", "predictor"):
+    try:
+      heads.parse_spec(model[field])
+    except ValueError as error:
+      raise ValueError(f"model.{field}: {error}") from None
+  for key, side in (view_sizes or {}).items() if is_vit else ():
+    if side % model.patch_size:
+      raise ValueError(f"{key} = {side} must be a multiple of model.patch_size = {model.patch_size}.")

@@ -10,7 +10,6 @@ which `python -m jax_ssl.main` prints before exiting with code 2.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from jax_ssl import models
 from jax_ssl.data import catalog
 from jax_ssl.data import feed
 from jax_ssl.data import views as views_lib
+from jax_ssl.train import optim
 
 
 class ConfigError(ValueError):
@@ -169,21 +169,10 @@ def upgrade_legacy_method(config_json: dict) -> dict:
   return {**config_json, "method": upgraded}
 
 
-# Values each string option may take.
-CHOICES = {
-    "views.recipe": ("vicreg", "byol", "simclr", "multicrop"),
-    "model.stem": ("cifar", "imagenet"),
-    "model.projector_activation": ("relu", "gelu"),
-    "model.dtype": ("float32", "bfloat16"),
-    "data.on_device": feed.ON_DEVICE_CHOICES,
-    "optim.name": ("lars", "adamw"),
-}
+# The sections of the trainer's own layer; each lower layer checks its section itself (`validate`).
 POSITIVE = ("train.global_batch_size", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
-            "train.peer_timeout_seconds",
-            "views.size", "views.num_global", "eval.knn_k",
-            "eval.max_train_examples", "eval.probe_epochs", "model.width", "model.patch_size")
-NON_NEGATIVE = ("train.num_epochs", "train.num_steps", "train.eval_every", "optim.base_lr", "optim.weight_decay",
-                "optim.warmup_epochs", "optim.grad_clip_norm", "views.num_local")
+            "train.peer_timeout_seconds", "eval.knn_k", "eval.max_train_examples", "eval.probe_epochs")
+NON_NEGATIVE = ("train.num_epochs", "train.num_steps", "train.eval_every")
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -212,42 +201,15 @@ def _unknown_key_error(key: str, known: list[str]) -> ConfigError:
   return ConfigError(f"unknown config key {key!r}{hint}; see jax_ssl/train/config.py for the keys a run takes.")
 
 
-def parse_classes(spec: str) -> list[int] | None:
-  """`"0-49,60"` -> [0, ..., 49, 60]; empty -> None (all classes).
-
-  Args:
-    spec: comma-separated class indices and inclusive ranges `a-b`, as in `data.classes`.
-
-  Returns:
-    The class indices in the order written (ranges expanded), or None if `spec` is blank.
-
-  Raises:
-    ConfigError: if a part is neither an integer nor a range of two integers.
-  """
-  if not spec.strip():
-    return None
-  classes = []
-  for part in spec.split(","):
-    bounds = part.strip().split("-")
-    try:
-      if len(bounds) == 1:
-        classes.append(int(bounds[0]))
-      elif len(bounds) == 2:
-        classes.extend(range(int(bounds[0]), int(bounds[1]) + 1))
-      else:
-        raise ValueError
-    except ValueError:
-      raise ConfigError(f"data.classes {spec!r}: {part!r} is not a class or a range like 0-49.") from None
-  return classes
-
-
 def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   """Raise `ConfigError` (one line) for the first problem found in `config`.
 
-  Checks, in order: unknown keys and `views.overrides` fields, missing keys, value types against
-  `base_config()`, string choices, positive and non-negative fields, the method's own section, the
-  backbone, dataset and `data.classes`, view counts against the recipe and method, `model.drop_path`,
-  ViT patch divisibility, and the divisibility of the global batch and `num_slices` over the devices.
+  The schema is checked here: unknown keys (with the closest known one), missing keys and value
+  types against `base_config()`. Each section is then checked by the layer that reads it: the
+  method by `methods.from_config`, `data` by `data.check_config`, `views` by
+  `views.check_config`, `model` by `models.check_config`, `optim` by `optim.check_config`; the
+  `train` and `eval` ranges here. Last come what spans sections: the views a method compares, and
+  the divisibility of the global batch and `num_slices` over the devices.
 
   Args:
     config: the full run config (every section of `base_config()`).
@@ -258,20 +220,10 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   """
   schema = flatten(base_config())
   given = flatten(config)
-  overridable = [field for field in views_lib.VIEW_SPEC_FIELDS if field != "size"]
   for key in given:
-    if key.startswith("views.overrides."):
-      field = key.removeprefix("views.overrides.")
-      if field not in overridable:
-        raise ConfigError(f"views.overrides.{field} is not a view field; fields: {', '.join(overridable)}.")
-    elif key not in schema:
+    # The views' overrides are free-form in the schema; `views.check_config` names unknown fields.
+    if key not in schema and not key.startswith("views.overrides."):
       raise _unknown_key_error(key, list(schema))
-  try:
-    overrides = dict(config.views.overrides)
-    for spec in views_lib.multicrop_views(32, 16, 1, 1):
-      views_lib.ViewSpec(**{**dataclasses.asdict(spec), **overrides})
-  except (TypeError, ValueError) as error:
-    raise ConfigError(f"views.overrides: {error}") from None
   for key, default in schema.items():
     if key not in given:
       raise ConfigError(f"config key {key!r} is missing; start config files from jax_ssl.train.config.base_config().")
@@ -283,20 +235,6 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
       continue
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
       raise ConfigError(f"config key {key!r} must be a {expected.__name__}, got {value!r}.")
-  for key, allowed in CHOICES.items():
-    if given[key] not in allowed:
-      raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {given[key]!r}.")
-  for key in POSITIVE:
-    if not given[key] > 0:
-      raise ConfigError(f"{key} must be positive, got {given[key]!r}.")
-  for key in NON_NEGATIVE:
-    if not given[key] >= 0:
-      raise ConfigError(f"{key} must not be negative, got {given[key]!r}.")
-  if config.data.worker_count < -1:
-    raise ConfigError(f"data.worker_count is a number of processes, or -1 for one per spare CPU core; "
-                      f"got {config.data.worker_count}.")
-  if config.train.num_steps == 0 and config.train.num_epochs == 0:
-    raise ConfigError("set train.num_steps or train.num_epochs to a positive value.")
 
   try:  # the method checks its own section
     method = methods.from_config(config.method)
@@ -304,30 +242,25 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     message = str(error)
     # A method names the field of its own section it refuses ("visreg.lam ..."): method.visreg.lam here.
     raise ConfigError(f"method.{message}" if message.split(".", 1)[0] in config.method else message) from None
-  if config.model.backbone not in models.BACKBONES:
-    raise ConfigError(f"model.backbone {config.model.backbone!r} is unknown; backbones: {', '.join(models.BACKBONES)}.")
-  if config.data.name not in catalog.CATALOG:
-    raise ConfigError(f"data.name {config.data.name!r} is unknown; datasets: {', '.join(sorted(catalog.CATALOG))}.")
-  classes = parse_classes(config.data.classes)
-  num_classes = catalog.get_spec(config.data.name).num_classes["label"]
-  if classes is not None and (min(classes) < 0 or max(classes) >= num_classes):
-    raise ConfigError(f"data.classes {config.data.classes!r} must lie in 0..{num_classes - 1} for {config.data.name}.")
-  if config.views.recipe != "multicrop" and (config.views.num_global != 2 or config.views.num_local != 0):
-    raise ConfigError(f"views.recipe {config.views.recipe!r} makes 2 global views and no local ones; "
-                      "use views.recipe='multicrop' for other counts.")
+  try:  # each layer checks its own section, naming the field in full ("model.dtype ...")
+    feed.check_config(config.data)
+    views_lib.check_config(config.views)
+    models.check_config(config.model, {"views.size": config.views.size, "views.local_size": config.views.local_size})
+    optim.check_config(config.optim)
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
+  for key in POSITIVE:
+    if not given[key] > 0:
+      raise ConfigError(f"{key} must be positive, got {given[key]!r}.")
+  for key in NON_NEGATIVE:
+    if not given[key] >= 0:
+      raise ConfigError(f"{key} must not be negative, got {given[key]!r}.")
+  if config.train.num_steps == 0 and config.train.num_epochs == 0:
+    raise ConfigError("set train.num_steps or train.num_epochs to a positive value.")
+
   if method.multi_crop is False and (config.views.num_global != 2 or config.views.num_local != 0):
     raise ConfigError(f"method {config.method.name!r} compares two views; it cannot take "
                       f"{config.views.num_global} global and {config.views.num_local} local views.")
-  if not 0.0 <= config.model.drop_path < 1.0:
-    raise ConfigError(f"model.drop_path is a probability in [0, 1), got {config.model.drop_path}.")
-  if config.model.drop_path and not config.model.backbone.startswith("vit"):
-    raise ConfigError(f"model.drop_path (stochastic depth) applies to ViT backbones, not {config.model.backbone!r}; "
-                      "set it to 0.")
-  if config.model.backbone.startswith("vit"):
-    for key in ("views.size", "views.local_size"):
-      side = given[key]
-      if side % config.model.patch_size:
-        raise ConfigError(f"{key} = {side} must be a multiple of model.patch_size = {config.model.patch_size}.")
   batch = config.train.global_batch_size
   if batch % num_devices:
     raise ConfigError(f"train.global_batch_size = {batch} does not divide over the {num_devices} devices; "

@@ -36,7 +36,6 @@ from jax_ssl.data import sources
 from jax_ssl.data import views
 from jax_ssl.eval import probes
 from jax_ssl.train import checkpoint
-from jax_ssl.train import config as config_lib
 from jax_ssl.train import evaluation
 from jax_ssl.train import monitor as monitor_lib
 from jax_ssl.train import optim
@@ -80,14 +79,14 @@ def open_training_source(config: ml_collections.ConfigDict, split: str = "train"
     A random-access `Source`, restricted to the classes of `data.classes` when it is set.
 
   Raises:
-    ValueError: if the dataset or split is unknown, or `data.classes` does not parse (`ConfigError`) or
+    ValueError: if the dataset or split is unknown, or `data.classes` does not parse or
       names classes the dataset lacks.
     DatasetNotFoundError: if the dataset is not prepared in its data directory.
   """
   spec = catalog.get_spec(config.data.name)
   image_size = max(config.views.size, config.views.local_size) if spec.variable_size else None
   source = sources.open_source(config.data.name, split, config.data.data_dir or None, image_size=image_size)
-  classes = config_lib.parse_classes(config.data.classes)
+  classes = catalog.parse_classes(config.data.classes)
   return source if classes is None else source.with_classes(classes)
 
 

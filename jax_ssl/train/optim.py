@@ -9,9 +9,42 @@ reference code. Optional gradient clipping by global norm comes first.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import ml_collections
 import optax
+
+OPTIMIZERS = ("lars", "adamw")
+
+
+def check_config(optim_config: Any) -> None:
+  """Raise `ValueError` (one line naming the `optim.<field>`) if a run's `optim` section is not an optimizer.
+
+  Checks the optimizer's name, non-negative learning rate, weight decay, warmup and clipping norm,
+  `end_lr_fraction` in [0, 1], the momenta (`momentum`, `b1`, `b2`) in [0, 1) and a positive LARS
+  trust coefficient.
+
+  Args:
+    optim_config: the `optim` section of a run config (attribute access: `ConfigDict` or alike).
+
+  Raises:
+    ValueError: for the first problem found.
+  """
+  optim = optim_config
+  if optim.name not in OPTIMIZERS:
+    raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}; got {optim.name!r}.")
+  for field in ("base_lr", "weight_decay", "warmup_epochs", "grad_clip_norm"):
+    if not optim[field] >= 0:
+      raise ValueError(f"optim.{field} must not be negative, got {optim[field]!r}.")
+  if not 0.0 <= optim.end_lr_fraction <= 1.0:
+    raise ValueError(f"optim.end_lr_fraction is a fraction of the peak learning rate in [0, 1], "
+                     f"got {optim.end_lr_fraction!r}.")
+  for field in ("momentum", "b1", "b2"):
+    if not 0.0 <= optim[field] < 1.0:
+      raise ValueError(f"optim.{field} is a decay rate in [0, 1), got {optim[field]!r}.")
+  if not optim.trust_coefficient > 0:
+    raise ValueError(f"optim.trust_coefficient must be positive, got {optim.trust_coefficient!r}.")
 
 
 def decay_mask(params):
@@ -91,7 +124,7 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) 
   elif optim.name == "adamw":
     optimizer = optax.adamw(schedule, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay, mask=decay_mask)
   else:
-    raise ValueError(f"optim.name must be lars or adamw, got {optim.name!r}.")
+    raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}; got {optim.name!r}.")
   if optim.grad_clip_norm > 0:
     optimizer = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), optimizer)
   return optimizer

@@ -1,11 +1,13 @@
 """The two feeds: batches as a pure function of (seed, step), on the devices or prefetched from the host."""
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jax_ssl.data import catalog
 from jax_ssl.data import feed
 from jax_ssl.data import sources
 from jax_ssl.train import loop
@@ -89,3 +91,27 @@ def test_on_device_choice():
   with pytest.raises(ValueError, match="must be one of auto, true, false"):
     feed.choose_on_device("yes", 10, False, device)
   assert feed.default_worker_count(False) == 0 and feed.default_worker_count(True) >= 1
+
+
+def test_parse_classes():
+  assert catalog.parse_classes("") is None and catalog.parse_classes("  ") is None
+  assert catalog.parse_classes("0-3, 7") == [0, 1, 2, 3, 7]
+  for bad in ("a-b", "1-2-3", "4,"):
+    with pytest.raises(ValueError, match=f"data.classes {bad!r}: .* is not a class or a range like 0-49"):
+      catalog.parse_classes(bad)
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(name="mnist"), "data.name 'mnist' is unknown; datasets: caltech256, cifar10"),
+    (dict(classes="30-36"), r"data.classes '30-36' must lie in 0..35 for shapes"),
+    (dict(name="digits", classes="10"), r"data.classes '10' must lie in 0..9 for digits"),
+    (dict(on_device="yes"), "data.on_device must be one of auto, true, false; got 'yes'"),
+    (dict(worker_count=-2), "data.worker_count is a number of processes, or -1"),
+])
+def test_check_config_names_the_data_field(change, message):
+  section = ml_collections.ConfigDict(dict(name="shapes", data_dir="", classes="0-35", on_device="auto",
+                                           worker_count=-1))
+  feed.check_config(section)
+  section.update(**change)
+  with pytest.raises(ValueError, match=message):
+    feed.check_config(section)

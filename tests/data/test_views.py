@@ -212,3 +212,34 @@ def test_recipe_views_follow_the_config_section():
   first, second = views.recipe_views(section, mean=(0.5,), std=(0.25,))
   expected = views.vicreg_views(16, mean=(0.5,), std=(0.25,), small_images=True)
   assert (first, second) == tuple(dataclasses.replace(s, flip_prob=0.0) for s in expected)
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(recipe="dino"), "views.recipe must be one of vicreg, byol, simclr, multicrop; got 'dino'"),
+    (dict(size=0), "views.size must be positive, got 0"),
+    (dict(num_local=-1, recipe="multicrop"), "views.num_local must not be negative"),
+    (dict(num_global=4), "views.recipe 'vicreg' makes 2 global views and no local ones"),
+    (dict(recipe="multicrop", global_scale=(0.5, 0.2)), r"views: ViewSpec.crop_scale must be \(low, high\)"),
+    (dict(recipe="multicrop", local_size=0), "views: ViewSpec.size must be an integer >= 1"),
+])
+def test_check_config_names_the_views_field(change, message):
+  from jax_ssl.train import config as config_lib
+  section = config_lib.base_config().views
+  views.check_config(section)
+  section.update(**change)
+  with pytest.raises(ValueError, match=message):
+    views.check_config(section)
+
+
+def test_check_config_checks_overrides_on_global_and_local_views():
+  from jax_ssl.train import config as config_lib
+  section = config_lib.base_config().views
+  section.overrides.blur_prob = 0.0
+  views.check_config(section)
+  section.overrides.size = 8  # the recipe sets the sides
+  with pytest.raises(ValueError, match="views.overrides.size is not a view field"):
+    views.check_config(section)
+  del section.overrides["size"]
+  section.overrides.hue = 0.7
+  with pytest.raises(ValueError, match=r"views.overrides: ViewSpec.hue must be in \[0, 0.5\]"):
+    views.check_config(section)

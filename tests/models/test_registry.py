@@ -7,6 +7,7 @@ inside `jax.jit`; `test_jit_grad_through_split_and_merge` runs exactly that.
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
@@ -36,6 +37,39 @@ def _param_dtypes(model):
 def test_backbone_names():
   assert models.BACKBONES == ("resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small", "vit_base",
                               "vit_large", "small_cnn")
+
+
+def _model_section(**change):
+  section = ml_collections.ConfigDict(dict(backbone="resnet18", stem="cifar", width=64, patch_size=16, drop_path=0.0,
+                                           projector="2048-2048-2048", projector_activation="relu",
+                                           predictor="4096-256", dtype="float32"))
+  section.update(**change)
+  return section
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(backbone="resnet152"), "model.backbone 'resnet152' is unknown; backbones: resnet18"),
+    (dict(stem="tiny"), "model.stem must be one of cifar, imagenet; got 'tiny'"),
+    (dict(projector_activation="tanh"), "model.projector_activation must be one of relu, gelu"),
+    (dict(dtype="float16"), "model.dtype must be one of float32, bfloat16"),
+    (dict(width=0), "model.width must be positive"),
+    (dict(backbone="vit_tiny", drop_path=1.0), r"model.drop_path is a probability in \[0, 1\)"),
+    (dict(drop_path=0.1), "model.drop_path .* applies to ViT backbones, not 'resnet18'"),
+    (dict(projector="2048--256"), "model.projector: MLP spec '2048--256' has an empty part"),
+    (dict(predictor="big"), "model.predictor: MLP spec 'big'"),
+])
+def test_check_config_names_the_model_field(change, message):
+  models.check_config(_model_section())
+  with pytest.raises(ValueError, match=message):
+    models.check_config(_model_section(**change))
+
+
+def test_check_config_fits_vit_views_to_the_patches():
+  sizes = {"views.size": 224, "views.local_size": 100}
+  models.check_config(_model_section(), sizes)  # ResNets take any side
+  with pytest.raises(ValueError, match="views.local_size = 100 must be a multiple of model.patch_size = 16"):
+    models.check_config(_model_section(backbone="vit_small"), sizes)
+  models.check_config(_model_section(backbone="vit_small", patch_size=4), sizes)
 
 
 def test_unknown_name_lists_the_known_ones():

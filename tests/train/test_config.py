@@ -49,6 +49,12 @@ def test_base_config_validates():
      "method.sag_vicreg.k = 64 neighbours needs a global batch larger than k"),
     (lambda c: (c.train.__setattr__("num_steps", 0), c.train.__setattr__("num_epochs", 0.0)),
      "set train.num_steps or train.num_epochs"),
+    (lambda c: c.optim.__setattr__("b2", 1.0), r"optim.b2 is a decay rate in \[0, 1\), got 1.0"),
+    (lambda c: c.optim.__setattr__("end_lr_fraction", 1.5), r"optim.end_lr_fraction is a fraction .* in \[0, 1\]"),
+    (lambda c: c.optim.__setattr__("base_lr", -0.1), "optim.base_lr must not be negative"),
+    (lambda c: c.model.__setattr__("projector", "64-0"), "model.projector: MLP spec '64-0'"),
+    (lambda c: c.data.__setattr__("on_device", "yes"), "data.on_device must be one of auto, true, false"),
+    (lambda c: c.eval.__setattr__("knn_k", 0), "eval.knn_k must be positive"),
 ])
 def test_bad_configs_are_one_clear_line(mutate, message):
   config = _valid()
@@ -80,11 +86,6 @@ def test_vit_views_must_fit_the_patches():
   config.views.size = 40
   with pytest.raises(config_lib.ConfigError, match="views.size = 40 must be a multiple of model.patch_size = 16"):
     config_lib.validate(config, num_devices=1)
-
-
-def test_parse_classes():
-  assert config_lib.parse_classes("") is None
-  assert config_lib.parse_classes("0-3, 7") == [0, 1, 2, 3, 7]
 
 
 def test_smoke_keeps_the_recipe_and_shrinks_the_rest():
