@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from jax_ssl.data import catalog
+
 BUILTIN_DIR = pathlib.Path(__file__).with_name("hierarchies")
 
 
@@ -165,7 +167,6 @@ def dataset_levels(dataset: str, arrays: Mapping[str, np.ndarray],
     ValueError: if `dataset` is unknown, or a hierarchy file is invalid or does not fit the labels.
     FileNotFoundError: if `hierarchy_file` does not exist.
   """
-  from jax_ssl.data import catalog
   spec = catalog.get_spec(dataset)
   levels = {level: np.asarray(arrays[level]) for level in spec.label_levels if level in arrays}
   for path in (builtin_hierarchy(dataset), hierarchy_file):
