@@ -69,6 +69,7 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   for name in ("visreg", "lejepa", "swd"):
     config.method[name].num_slices = min(config.method[name].num_slices, 64)
   config.method.sag_vicreg.k = min(config.method.sag_vicreg.k, 5)
+  config.method.dino.num_prototypes = min(config.method.dino.num_prototypes, 64)
   config.optim.warmup_epochs = 0.0
   config.eval.update(max_train_examples=256, probe_epochs=5)
   return config

@@ -1,4 +1,4 @@
-"""Embedding losses of VICReg, SAG-VICReg, VISReg, LeJEPA, T-REG(S) and the baselines.
+"""Embedding losses of VICReg, SAG-VICReg, VISReg, LeJEPA, T-REG(S), the baselines and DINO.
 
 Every function is pure and `jit`-able, takes (N, D) embeddings (views stacked
 as (V, N, D) where stated), computes in float32 whatever the input dtype, and
@@ -15,6 +15,8 @@ Terms return a float32 scalar. The composite objectives (`vicreg_loss`,
 from jax_ssl.losses.baselines import barlow_twins_loss
 from jax_ssl.losses.baselines import byol_loss
 from jax_ssl.losses.baselines import nt_xent
+from jax_ssl.losses.dino import dino_center
+from jax_ssl.losses.dino import dino_loss
 from jax_ssl.losses.sag_vicreg import knn_affinity
 from jax_ssl.losses.sag_vicreg import random_walk_pairs
 from jax_ssl.losses.sag_vicreg import sag_vicreg_loss
@@ -47,6 +49,8 @@ __all__ = [
     "center_loss",
     "combine_visreg",
     "covariance",
+    "dino_center",
+    "dino_loss",
     "gaussian_quantiles",
     "invariance",
     "knn_affinity",

@@ -1,11 +1,13 @@
 """Self-supervised methods: typed objectives composing `jax_ssl.losses` over the views of a batch."""
 
+from jax_ssl.methods.base import EMATarget
 from jax_ssl.methods.base import Embeddings
 from jax_ssl.methods.base import Method
 from jax_ssl.methods.base import sliced_loss_on_one_device
 from jax_ssl.methods.registry import ADD_ON
 from jax_ssl.methods.registry import ADD_ON_SECTION
 from jax_ssl.methods.registry import BYOL
+from jax_ssl.methods.registry import DINO
 from jax_ssl.methods.registry import METHODS
 from jax_ssl.methods.registry import SWD
 from jax_ssl.methods.registry import TREGS
@@ -25,6 +27,8 @@ __all__ = [
     "ADD_ON_SECTION",
     "BYOL",
     "BarlowTwins",
+    "DINO",
+    "EMATarget",
     "Embeddings",
     "LeJEPA",
     "METHODS",

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from typing import Any
 from typing import ClassVar
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from jax_ssl import ops
 
@@ -36,13 +38,15 @@ class Embeddings(NamedTuple):
   global_views: (V_g, N, D) online projector outputs of the global views.
   local_views: (V_l, N, D) of the local views, or None (two-view methods).
   predictions: (V_g, N, D) online predictor outputs (BYOL), or None.
-  targets: (V_g, N, D) EMA target projector outputs (BYOL), or None; no gradient.
+  targets: (V_g, N, D) EMA target head outputs (BYOL, DINO), or None; no gradient.
+  statistics: the method's running statistics before this step (DINO's center), or None.
   """
 
   global_views: jax.Array
   local_views: jax.Array | None = None
   predictions: jax.Array | None = None
   targets: jax.Array | None = None
+  statistics: Any = None
 
   @property
   def all_views(self) -> jax.Array:
@@ -68,8 +72,13 @@ class Method(abc.ABC):
     name: the method's name in configs (`method.name`), and its config section.
     multi_crop: takes any number of global and local views (else exactly two global views).
     predictor: needs an online predictor head (BYOL).
-    target: needs an EMA target network (BYOL); such a method defines
-      `update_target(target_params, online_params, progress)`.
+    head: the head on the backbone: "projector" (an MLP, `model.projector`) or "dino"
+      (`models.DINOHead` with the method's `num_prototypes`).
+    target: needs an EMA target network (BYOL, DINO); such a method defines
+      `update_target(target_params, online_params, progress)` (see `EMATarget`).
+    statistics: keeps running statistics across steps (DINO's center); such a method defines
+      `initial_statistics()` and `update_statistics(statistics, embeddings)`, and reads them in
+      `loss` from `embeddings.statistics`.
     num_slices: total random slices K over the mesh; 0 for a method without slices.
       A sliced method declares it as a field.
   """
@@ -77,7 +86,9 @@ class Method(abc.ABC):
   name: ClassVar[str] = ""
   multi_crop: ClassVar[bool] = False
   predictor: ClassVar[bool] = False
+  head: ClassVar[str] = "projector"
   target: ClassVar[bool] = False
+  statistics: ClassVar[bool] = False
   num_slices: ClassVar[int] = 0
 
   @abc.abstractmethod
@@ -109,6 +120,49 @@ class Method(abc.ABC):
       ValueError: if `dim` or `num_slices` is below 1 (a method without slices).
     """
     return ops.random_directions(key, dim, self.num_slices)
+
+
+@dataclasses.dataclass(frozen=True)
+class EMATarget(Method):
+  """A method whose target network is an EMA of the online one (BYOL, DINO's teacher).
+
+  The momentum follows BYOL's cosine schedule from `tau_base` at the start to
+  1 at the end (`target_momentum`); DINO uses the same schedule.
+  """
+
+  target: ClassVar[bool] = True
+  tau_base: float = 0.996
+
+  def __post_init__(self):
+    check(0.0 <= self.tau_base <= 1.0, f"{self.name}.tau_base is a momentum in [0, 1]; got {self.tau_base}.")
+
+  def target_momentum(self, progress: jax.Array) -> jax.Array:
+    """`1 - (1 - tau_base) (cos(pi progress) + 1) / 2`: tau_base at progress 0, 1 at progress 1.
+
+    Args:
+      progress: fraction of training done, in [0, 1]; scalar (or any shape, elementwise).
+
+    Returns:
+      The EMA momentum tau for the target update, shaped like `progress`.
+
+    References:
+      Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020, Sec. 3.2.
+    """
+    return 1.0 - (1.0 - self.tau_base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
+
+  def update_target(self, target_params, online_params, progress):
+    """The EMA target after a step: `m target + (1 - m) online`, `m = target_momentum(progress)`.
+
+    Args:
+      target_params: pytree of the target network's parameters.
+      online_params: pytree of the online network's parameters, same structure.
+      progress: scalar fraction of training done, in [0, 1].
+
+    Returns:
+      The moved target parameters, with `target_params`' structure.
+    """
+    momentum = self.target_momentum(progress)
+    return jax.tree.map(lambda t, p: momentum * t + (1 - momentum) * p, target_params, online_params)
 
 
 def check(condition: bool, message: str) -> None:

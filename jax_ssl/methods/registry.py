@@ -9,6 +9,7 @@
   barlow_twins  Barlow Twins
   simclr        NT-Xent
   byol          BYOL: predictor + EMA target, symmetric regression loss
+  dino          DINO: EMA teacher, centered and sharpened, DINO head, multi-crop
   <name>+tregs  any of them (but tregs) plus T-REG (gamma L_E + lam L_S) on every view's embeddings
 
 Each method's config section (`method.<name>`, and `method.t_reg` for the
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 
 from jax_ssl import losses
 from jax_ssl.losses import sag_vicreg as sag_vicreg_lib
+from jax_ssl.methods.base import EMATarget
 from jax_ssl.methods.base import Method
 from jax_ssl.methods.base import check
 
@@ -251,21 +253,16 @@ class SimCLR(Method):
 
 
 @dataclasses.dataclass(frozen=True)
-class BYOL(Method):
+class BYOL(EMATarget):
   """BYOL (Grill et al., NeurIPS 2020): an online predictor regresses an EMA target's projections.
 
   The loss is symmetric (view 1's prediction against view 2's target and
   vice versa). The target's momentum follows the paper's cosine schedule from
-  `tau_base` at the start to 1 at the end (`target_momentum`).
+  `tau_base` at the start to 1 at the end (`EMATarget.target_momentum`).
   """
 
   name: ClassVar[str] = "byol"
   predictor: ClassVar[bool] = True
-  target: ClassVar[bool] = True
-  tau_base: float = 0.996
-
-  def __post_init__(self):
-    check(0.0 <= self.tau_base <= 1.0, f"{self.name}.tau_base is a momentum in [0, 1]; got {self.tau_base}.")
 
   def loss(self, embeddings, key, directions=None):
     p1, p2 = embeddings.predictions[0], embeddings.predictions[1]
@@ -273,30 +270,81 @@ class BYOL(Method):
     loss = losses.byol_loss(p1, t2) + losses.byol_loss(p2, t1)
     return loss, {"regression": loss}
 
-  def target_momentum(self, progress: jax.Array) -> jax.Array:
-    """`1 - (1 - tau_base) (cos(pi progress) + 1) / 2`: tau_base at progress 0, 1 at progress 1.
+
+@dataclasses.dataclass(frozen=True)
+class DINO(EMATarget):
+  """DINO (Caron et al., ICCV 2021): a student matches an EMA teacher's centered, sharpened outputs.
+
+  Both networks end in `models.DINOHead` (K = `num_prototypes` cosine logits).
+  The teacher sees the global views, the student every view
+  (`losses.dino_loss`); the teacher's outputs are centered by a running mean
+  (`center_momentum`, the method's `statistics`) and sharpened by a
+  temperature that rises linearly from `warmup_teacher_temperature` to
+  `teacher_temperature` over the first `warmup_teacher_steps` steps. The
+  teacher's momentum follows the cosine schedule from `tau_base` to 1.
+  """
+
+  name: ClassVar[str] = "dino"
+  multi_crop: ClassVar[bool] = True
+  head: ClassVar[str] = "dino"
+  statistics: ClassVar[bool] = True
+  num_prototypes: int = 65536
+  student_temperature: float = 0.1
+  teacher_temperature: float = 0.04
+  warmup_teacher_temperature: float = 0.04
+  warmup_teacher_steps: int = 0
+  center_momentum: float = 0.9
+
+  def __post_init__(self):
+    super().__post_init__()
+    check(self.num_prototypes >= 1, f"{self.name}.num_prototypes must be positive; got {self.num_prototypes}.")
+    for field in ("student_temperature", "teacher_temperature", "warmup_teacher_temperature"):
+      check(getattr(self, field) > 0, f"{self.name}.{field} must be positive; got {getattr(self, field)}.")
+    check(self.warmup_teacher_steps >= 0,
+          f"{self.name}.warmup_teacher_steps must not be negative; got {self.warmup_teacher_steps}.")
+    check(0.0 <= self.center_momentum <= 1.0,
+          f"{self.name}.center_momentum is a momentum in [0, 1]; got {self.center_momentum}.")
+
+  def teacher_temperature_at(self, step: jax.Array) -> jax.Array:
+    """The teacher's temperature at `step`: linear from the warmup value to `teacher_temperature`, then flat.
 
     Args:
-      progress: fraction of training done, in [0, 1]; scalar (or any shape, elementwise).
+      step: the number of steps done (int scalar).
 
     Returns:
-      The EMA momentum tau for the target update, shaped like `progress`.
+      A float32 scalar temperature.
     """
-    return 1.0 - (1.0 - self.tau_base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
+    fraction = jnp.minimum(step / max(self.warmup_teacher_steps, 1), 1.0)
+    warm = self.warmup_teacher_temperature
+    return jnp.float32(warm + (self.teacher_temperature - warm) * fraction)
 
-  def update_target(self, target_params, online_params, progress):
-    """The EMA target after a step: `m target + (1 - m) online`, `m = target_momentum(progress)`.
+  def initial_statistics(self) -> dict:
+    """`{"center": zeros (K,), "step": 0}`: the teacher's center and the steps done, before training.
+
+    Returns:
+      The statistics pytree (float32 center, int32 step).
+    """
+    return {"center": jnp.zeros((self.num_prototypes,), jnp.float32), "step": jnp.zeros((), jnp.int32)}
+
+  def update_statistics(self, statistics, embeddings):
+    """The statistics after a step: the center moved toward the step's teacher outputs, one more step.
 
     Args:
-      target_params: pytree of the target network's parameters.
-      online_params: pytree of the online network's parameters, same structure.
-      progress: scalar fraction of training done, in [0, 1].
+      statistics: the statistics before the step (`initial_statistics`'s layout).
+      embeddings: the step's embeddings; `targets` (the teacher's outputs) are read.
 
     Returns:
-      The moved target parameters, with `target_params`' structure.
+      The new statistics.
     """
-    momentum = self.target_momentum(progress)
-    return jax.tree.map(lambda t, p: momentum * t + (1 - momentum) * p, target_params, online_params)
+    center = losses.dino_center(statistics["center"], embeddings.targets, self.center_momentum)
+    return {"center": center, "step": statistics["step"] + 1}
+
+  def loss(self, embeddings, key, directions=None):
+    statistics = embeddings.statistics
+    temperature = self.teacher_temperature_at(statistics["step"])
+    loss = losses.dino_loss(embeddings.all_views, embeddings.targets, statistics["center"],
+                            self.student_temperature, temperature)
+    return loss, {"distillation": loss}
 
 
 ADD_ON = "+tregs"
@@ -324,7 +372,9 @@ class WithTReg(Method):
   name = property(lambda self: self.base.name + ADD_ON)
   multi_crop = property(lambda self: self.base.multi_crop)
   predictor = property(lambda self: self.base.predictor)
+  head = property(lambda self: self.base.head)
   target = property(lambda self: self.base.target)
+  statistics = property(lambda self: self.base.statistics)
   num_slices = property(lambda self: self.base.num_slices)
 
   def loss(self, embeddings, key, directions=None):
@@ -347,9 +397,29 @@ class WithTReg(Method):
     """
     return self.base.update_target(target_params, online_params, progress)
 
+  def initial_statistics(self):
+    """The base method's running statistics before training (a base with `statistics`, such as DINO).
+
+    Returns:
+      The base's statistics pytree.
+    """
+    return self.base.initial_statistics()
+
+  def update_statistics(self, statistics, embeddings):
+    """The base method's statistics after a step.
+
+    Args:
+      statistics: the statistics before the step.
+      embeddings: the step's embeddings.
+
+    Returns:
+      The base's new statistics.
+    """
+    return self.base.update_statistics(statistics, embeddings)
+
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (VICReg, SAGVICReg, VISReg, LeJEPA, SWD, TREGS,
-                                                              BarlowTwins, SimCLR, BYOL)}
+                                                              BarlowTwins, SimCLR, BYOL, DINO)}
 
 
 def hyperparameters(cls: type[Method]) -> dict:

@@ -21,6 +21,7 @@ BatchNorm writes its statistics under `grad`'s trace; the states that
 """
 
 from jax_ssl.models.heads import MLP
+from jax_ssl.models.heads import DINOHead
 from jax_ssl.models.heads import byol_predictor
 from jax_ssl.models.heads import parse_spec
 from jax_ssl.models.heads import projector
@@ -39,6 +40,7 @@ from jax_ssl.models.vit import vision_transformer
 
 __all__ = [
     "BACKBONES",
+    "DINOHead",
     "MLP",
     "MODEL_CHOICES",
     "ResNet",

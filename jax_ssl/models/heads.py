@@ -1,4 +1,4 @@
-"""MLP heads on top of a backbone: projectors/expanders and BYOL's predictor.
+"""Heads on top of a backbone: projectors/expanders, BYOL's predictor and DINO's head.
 
 One `MLP` covers them all. Its widths come as a spec string such as
 `"2048-2048-256"` (VICReg's expander is `"8192-8192-8192"`, BYOL's predictor
@@ -156,3 +156,53 @@ def byol_predictor(in_features: int, spec: str | Sequence[int] = "4096-256", *, 
     Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020.
   """
   return MLP(in_features, spec, activation="relu", last_bias=True, dtype=dtype, rngs=rngs)
+
+
+class DINOHead(nnx.Module):
+  """DINO's head: an MLP without BatchNorm, an l2-normalised bottleneck, then K weight-normalised prototypes.
+
+  `x -> h = L_k(act(... act(L_1 x)))` (biased Linears, truncated-normal
+  weights of std 0.02), `h / |h|`, then logits `(h / |h|) V_j / |V_j|` for
+  the K prototype columns V_j: DINO's weight-normalised last layer with its
+  norm fixed to 1 (`norm_last_layer=True`), so every logit is a cosine.
+
+  Args:
+    in_features: width of the backbone features.
+    spec: the MLP's widths, the last one the bottleneck (DINO: `"2048-2048-256"`; see `parse_spec`).
+    num_prototypes: K, the output width (DINO: 65536).
+    activation: `"relu"` or `"gelu"` (DINO's), between the MLP's Linears.
+    dtype: computation dtype; parameters stay float32.
+    rngs: `nnx.Rngs` with a `params` stream.
+
+  References:
+    Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021, Sec. 3.1 and App. C.
+  """
+
+  def __init__(self, in_features: int, spec: str | Sequence[int], num_prototypes: int, *,
+               activation: str = "gelu", dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    widths = parse_spec(spec)
+    if activation not in ACTIVATIONS:
+      raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}.")
+    self.activation = activation
+    self.dtype = dtype
+    self.out_features: int = num_prototypes
+    init = nnx.initializers.truncated_normal(stddev=0.02)
+    linears = []
+    for width in widths:
+      linears.append(nnx.Linear(in_features, width, kernel_init=init, dtype=dtype, rngs=rngs))
+      in_features = width
+    self.linears = nnx.List(linears)
+    self.prototypes = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (in_features, num_prototypes)))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    act = ACTIVATIONS[self.activation]
+    for index, linear in enumerate(self.linears):
+      x = linear(x)
+      if index < len(self.linears) - 1:
+        x = act(x)
+    x = x.astype(jnp.float32)
+    # F.normalize's floor: a zero bottleneck maps to zero logits instead of NaN.
+    x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    prototypes = self.prototypes[...]
+    prototypes = prototypes / jnp.linalg.norm(prototypes, axis=0, keepdims=True)
+    return (x.astype(self.dtype) @ prototypes.astype(self.dtype)).astype(jnp.float32)

@@ -11,6 +11,7 @@ which `python -m jax_ssl.main` prints before exiting with code 2.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -167,6 +168,34 @@ def upgrade_legacy_method(config_json: dict) -> dict:
       name, field = target.split(".")
       upgraded[name][field] = value
   return {**config_json, "method": upgraded}
+
+
+def upgrade_saved_config(config_json: dict) -> dict:
+  """A run's saved config (its JSON dict) as today's code reads it.
+
+  Legacy flat method keys move into their sections (`upgrade_legacy_method`),
+  and every key added to the schema since the run started takes its default
+  (a new key's default always keeps the behaviour the run had without it,
+  e.g. a newly added method's section), so a run resumes under a newer
+  library.
+
+  Args:
+    config_json: a config as a plain dict, e.g. `json.loads` of a run's saved `config.json`.
+
+  Returns:
+    A new dict: `config_json` upgraded, with the absent keys of `base_config()` filled in; the values
+    it holds are kept.
+  """
+  def fill(saved: dict, defaults: dict) -> dict:
+    filled = dict(saved)
+    for key, default in defaults.items():
+      if key not in filled:
+        filled[key] = default
+      elif isinstance(default, dict) and isinstance(filled[key], dict):
+        filled[key] = fill(filled[key], default)
+    return filled
+
+  return fill(upgrade_legacy_method(config_json), json.loads(base_config().to_json()))
 
 
 # The sections of the trainer's own layer; each lower layer checks its section itself (`validate`).

@@ -102,7 +102,7 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
   config_path = workdir / loop.CONFIG_FILE
   if not config_path.exists():
     raise FileNotFoundError(f"{workdir} is not a jax_ssl workdir: it has no {loop.CONFIG_FILE}.")
-  config = ml_collections.ConfigDict(config_lib.upgrade_legacy_method(json.loads(config_path.read_text())))
+  config = ml_collections.ConfigDict(config_lib.upgrade_saved_config(json.loads(config_path.read_text())))
   method, spec, num_classes, mesh, init = _run_arrays(config)
   abstract = jax.eval_shape(init)
   shardings = state_lib.state_shardings(abstract, mesh, fsdp=False)

@@ -51,20 +51,27 @@ def backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 class Network(nnx.Module):
-  """Backbone, projector and (BYOL) predictor: images -> (features, projections, predictions or None).
+  """Backbone, head and (BYOL) predictor: images -> (features, projections, predictions or None).
 
-  `key` drives the backbone's stochastic layers (a ViT's stochastic depth) in
-  training; without it, or for a backbone without them, the forward is
-  deterministic.
+  The head is the method's (`Method.head`): a projector MLP of widths
+  `model.projector`, or DINO's head with `model.projector` as its MLP and the
+  method's `num_prototypes` outputs. `key` drives the backbone's stochastic
+  layers (a ViT's stochastic depth) in training; without it, or for a
+  backbone without them, the forward is deterministic.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, with_predictor: bool, *, rngs: nnx.Rngs):
+  def __init__(self, config: ml_collections.ConfigDict, method: Method, *, rngs: nnx.Rngs):
     dtype = jnp.dtype(config.model.dtype)
     self.backbone = models.build_backbone(config.model.backbone, rngs=rngs, dtype=dtype, **backbone_kwargs(config))
-    self.projector = models.projector(self.backbone.num_features, config.model.projector,
-                                      activation=config.model.projector_activation, rngs=rngs, dtype=dtype)
+    if method.head == "dino":
+      self.projector = models.DINOHead(self.backbone.num_features, config.model.projector,
+                                       getattr(method, "base", method).num_prototypes,
+                                       activation=config.model.projector_activation, rngs=rngs, dtype=dtype)
+    else:
+      self.projector = models.projector(self.backbone.num_features, config.model.projector,
+                                        activation=config.model.projector_activation, rngs=rngs, dtype=dtype)
     self.predictor = (models.byol_predictor(self.projector.out_features, config.model.predictor, rngs=rngs,
-                                            dtype=dtype) if with_predictor else None)
+                                            dtype=dtype) if method.predictor else None)
     self.stochastic = getattr(self.backbone, "drop_path_rate", 0.0) > 0
 
   def __call__(self, images: jax.Array, key: jax.Array | None = None):
@@ -97,6 +104,7 @@ class TrainState:
   target_params: nnx.State | None
   target_batch_stats: nnx.State | None
   rng: jax.Array  # raw key data (uint32), wrapped with jax.random.wrap_key_data
+  method_statistics: Any = None  # a method's running statistics (DINO's center); None for most
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,14 +122,14 @@ def build_modules(config, method: Method, num_classes: int):
 
   Args:
     config: the run config; reads `seed` and the `model` (and, for ViTs, `views.size`) fields of `Network`.
-    method: the objective; its `predictor` flag decides whether the network has a BYOL predictor.
+    method: the objective; its `head` and `predictor` decide the network's heads.
     num_classes: the number of classes the online linear probe predicts.
 
   Returns:
     `(network, probe)`: the `Network` (seeded by `config.seed`) and an `nnx.Linear` probe on the
     backbone's features (seeded by `config.seed + 1`).
   """
-  network = Network(config, method.predictor, rngs=nnx.Rngs(config.seed))
+  network = Network(config, method, rngs=nnx.Rngs(config.seed))
   probe = nnx.Linear(network.backbone.num_features, num_classes, rngs=nnx.Rngs(config.seed + 1))
   return network, probe
 
@@ -150,7 +158,8 @@ def initial_state(config, method: Method, num_classes: int, optimizer, probe_opt
 
   Args:
     config: the run config (as for `build_modules`); `seed + 2` also seeds the state's PRNG key.
-    method: the objective; with a `target` network, the target starts as a copy of the online one.
+    method: the objective; with a `target` network, the target starts as a copy of the online one, and
+      with `statistics`, the method's initial statistics are part of the state.
     num_classes: the number of classes of the online probe.
     optimizer: the network's optimizer, whose `init` gives `opt_state`.
     probe_optimizer: the online probe's optimizer, whose `init` gives `probe_opt_state`.
@@ -173,6 +182,7 @@ def initial_state(config, method: Method, num_classes: int, optimizer, probe_opt
       target_params=target_params,
       target_batch_stats=target_batch_stats,
       rng=jax.random.key_data(jax.random.key(config.seed + 2)),
+      method_statistics=method.initial_statistics() if method.statistics else None,
   )
 
 

@@ -10,7 +10,8 @@ Per step, for a global batch of uint8 images sharded over the `data` axis:
      method's objective on the global batch (DESIGN.md section 4); random
      slices are split over the devices inside `shard_map`;
   4. train an online linear probe on stop-gradient backbone features;
-  5. apply the optimizer, and move BYOL's target network toward the online one.
+  5. apply the optimizer, move an EMA target network (BYOL, DINO) toward the
+     online one, and update a method's running statistics (DINO's center).
 
 Parameters are replicated (or FSDP-sharded); the compiler inserts the
 collectives, so no gradient is averaged by hand.
@@ -139,7 +140,8 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
       network = nnx.merge(cfg.definitions.network, params, state.batch_stats, copy=True)
       features, projections, predictions = forward(network, global_crops, jax.random.fold_in(drop_key, 0))
       local_projections = forward(network, local_crops, jax.random.fold_in(drop_key, 1))[1] if local_crops else None
-      embeddings = methods.Embeddings(projections, local_projections, predictions, targets)
+      embeddings = methods.Embeddings(projections, local_projections, predictions, targets,
+                                      state.method_statistics)
       embeddings = _replicated(cfg.mesh, embeddings)  # every loss sees the global batch
       if cfg.nan_at_step >= 0:
         poison = jnp.where(state.step + 1 == cfg.nan_at_step, jnp.nan, 1.0)
@@ -154,7 +156,7 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
           "batch_stats": _non_param_state(network),
           "probe_loss": probe_loss,
           "probe_accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-          "embedding": embeddings.global_views[0],
+          "embeddings": embeddings,
       }
       return loss + probe_loss, (loss, aux)
 
@@ -169,8 +171,11 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
     target_params = state.target_params
     if method.target:
       target_params = method.update_target(state.target_params, params, progress)
+    method_statistics = state.method_statistics
+    if method.statistics:
+      method_statistics = method.update_statistics(state.method_statistics, aux["embeddings"])
 
-    embedding = aux["embedding"].astype(jnp.float32)
+    embedding = aux["embeddings"].global_views[0].astype(jnp.float32)
     # An SVD of the (N, D) batch: only on the steps that are logged.
     logged = ((state.step + 1) % cfg.log_every == 0) | (state.step + 1 == cfg.total_steps)
     effective_rank = lax.cond(logged, lambda z: ops.effective_rank(z - jnp.mean(z, axis=0)),
@@ -189,7 +194,8 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
     new_state = state.replace(
         step=state.step + 1, params=params, batch_stats=aux["batch_stats"], opt_state=opt_state,
         probe_params=probe_params, probe_opt_state=probe_opt_state, target_params=target_params,
-        target_batch_stats=target_batch_stats if method.target else state.target_batch_stats)
+        target_batch_stats=target_batch_stats if method.target else state.target_batch_stats,
+        method_statistics=method_statistics)
     return new_state, metrics
 
   return train_step

@@ -6,7 +6,8 @@ first config, never overwritten) before anything is restored:
 
 - fields that change the model, the data order or the objective (method,
   model, views, data, optimizer, batch size, seed, mesh, ...) must be equal;
-  a difference is a `ConfigMismatchError` naming every changed field;
+  a difference is a `ConfigMismatchError` naming every changed field (the
+  sections of methods the run does not use are not compared);
 - fields that only say how long to train, how often to log, save or
   evaluate, where the data lies and how it is read (`MUTABLE_FIELDS`) may
   change: each change is accepted and appended to `config_history.jsonl`.
@@ -30,6 +31,7 @@ from typing import Any
 
 import ml_collections
 
+from jax_ssl import methods
 from jax_ssl.train import config as config_lib
 
 CONFIG_FILE = "config.json"
@@ -63,6 +65,19 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def _as_json(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json())
+
+
+def _sections_in_use(flat: dict[str, Any]) -> dict[str, Any]:
+  """A flat config without the `method.<section>` fields of the methods it does not run.
+
+  Only the chosen method's section (and `t_reg` for a `+tregs` name) shapes the
+  checkpoints; another method's hyperparameters, or a section added to the
+  library after the run started, are not part of the run.
+  """
+  name = flat.get("method.name", "")
+  in_use = {name.removesuffix(methods.ADD_ON)} | ({methods.ADD_ON_SECTION} if name.endswith(methods.ADD_ON) else set())
+  return {field: value for field, value in flat.items()
+          if not (field.startswith("method.") and field.count(".") >= 2 and field.split(".")[1] not in in_use)}
 
 
 def _mutable(field: str) -> bool:
@@ -123,11 +138,11 @@ def check_config(config: ml_collections.ConfigDict, workdir: str | pathlib.Path)
   if not path.exists():
     return {}
   try:
-    latest = _latest(config_lib.upgrade_legacy_method(json.loads(path.read_text())), pathlib.Path(workdir))
+    latest = _latest(config_lib.upgrade_saved_config(json.loads(path.read_text())), pathlib.Path(workdir))
   except (OSError, ValueError, KeyError, TypeError) as error:
     raise ConfigMismatchError(f"{path} or its {HISTORY_FILE} cannot be read ({error}); restore them or use "
                               "another --workdir.") from None
-  changes = config_changes(latest, _flat(_as_json(config)))
+  changes = config_changes(_sections_in_use(latest), _sections_in_use(_flat(_as_json(config))))
   fixed = {field: values for field, values in changes.items() if not _mutable(field)}
   if fixed:
     listed = ", ".join(f"{field} ({before!r} -> {after!r})" for field, (before, after) in fixed.items())

@@ -123,3 +123,32 @@ def test_bad_specs_name_the_bad_part_and_show_an_example(spec, message):
 def test_unknown_activation():
   with pytest.raises(ValueError, match=r"activation must be one of \('relu', 'gelu'\), got 'tanh'"):
     models.MLP(4, "8-2", activation="tanh", rngs=_rngs())
+
+
+def test_dino_head_matches_numpy_and_its_logits_are_cosines():
+  head = models.DINOHead(16, "32-32-8", 12, rngs=_rngs())
+  assert [linear.kernel.shape for linear in head.linears] == [(16, 32), (32, 32), (32, 8)]
+  assert all(linear.bias is not None for linear in head.linears) and head.out_features == 12
+  assert not nnx.state(head, nnx.BatchStat), "DINO's head has no BatchNorm"
+  x = _features(5, 16)
+  hidden = x.astype(np.float64)
+  for index, linear in enumerate(head.linears):
+    hidden = hidden @ _kernel(linear) + np.asarray(linear.bias[...], np.float64)
+    if index < 2:
+      hidden = hidden * special.ndtr(hidden)  # exact GELU
+  bottleneck = hidden / np.linalg.norm(hidden, axis=1, keepdims=True)
+  prototypes = np.asarray(head.prototypes[...], np.float64)
+  expected = bottleneck @ (prototypes / np.linalg.norm(prototypes, axis=0))
+  logits = np.asarray(head(jnp.asarray(x)))
+  np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
+  assert np.abs(logits).max() <= 1.0 + 1e-5
+  # The weight norm is fixed: scaling a prototype's column does not change its logit.
+  head.prototypes[...] = head.prototypes[...] * jnp.arange(1.0, 13.0)
+  np.testing.assert_allclose(head(jnp.asarray(x)), logits, rtol=1e-5, atol=1e-6)
+
+
+def test_dino_head_maps_a_zero_bottleneck_to_zero_logits():
+  head = models.DINOHead(4, "8", 6, rngs=_rngs())
+  head.linears[0].kernel[...] = jnp.zeros((4, 8))
+  head.linears[0].bias[...] = jnp.zeros(8)
+  np.testing.assert_array_equal(head(jnp.ones((2, 4))), 0.0)

@@ -22,7 +22,9 @@ def test_base_config_validates():
 
 @pytest.mark.parametrize("mutate,message", [
     (lambda c: c.model.__setattr__("widht", 3), r"unknown config key 'model.widht' \(did you mean 'model.width'\?\)"),
-    (lambda c: c.method.__setattr__("name", "dino"), r"unknown method 'dino'; methods: barlow_twins, byol"),
+    (lambda c: c.method.__setattr__("name", "moco"), r"unknown method 'moco'; methods: barlow_twins, byol, dino"),
+    (lambda c: (c.method.__setattr__("name", "dino"), c.views.__setattr__("recipe", "multicrop"),
+                c.method.dino.__setattr__("num_prototypes", 0)), "method.dino.num_prototypes must be positive"),
     (lambda c: c.method.__setattr__("name", "tregs+tregs"), "unknown method 'tregs\\+tregs'"),
     (lambda c: c.model.__setattr__("backbone", "resnet152"), "model.backbone 'resnet152' is unknown"),
     (lambda c: c.data.__setattr__("name", "mnist"), "data.name 'mnist' is unknown; datasets: caltech256"),
@@ -141,4 +143,19 @@ def test_a_legacy_flat_method_section_lands_in_every_section_that_read_it(tmp_pa
   assert workdir.check_config(config, tmp_path) == {}
   config.method.byol.tau_base = 0.9
   with pytest.raises(workdir.ConfigMismatchError, match=r"method.byol.tau_base \(0.99 -> 0.9\)"):
+    workdir.check_config(config, tmp_path)
+
+
+def test_a_run_resumes_under_a_library_with_more_methods(tmp_path):
+  config = _valid()
+  saved = json.loads(config.to_json())
+  del saved["method"]["dino"]  # written before the section existed
+  (tmp_path / workdir.CONFIG_FILE).write_text(json.dumps(saved))
+  assert config_lib.upgrade_saved_config(saved)["method"]["dino"] == dict(config.method.dino)
+  assert workdir.check_config(config, tmp_path) == {}
+  # Another method's hyperparameters are not part of this (VICReg) run; its own are.
+  config.method.dino.num_prototypes = 64
+  assert workdir.check_config(config, tmp_path) == {}
+  config.method.vicreg.sim_coeff = 1.0
+  with pytest.raises(workdir.ConfigMismatchError, match=r"method.vicreg.sim_coeff \(25.0 -> 1.0\)"):
     workdir.check_config(config, tmp_path)

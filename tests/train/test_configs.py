@@ -87,6 +87,11 @@ def test_recipes_follow_the_papers():
     visreg = recipe.method.visreg
     assert (visreg.lambda_scale, visreg.lambda_shape, visreg.lambda_center) == (0.5, 2.0, 0.5)
   config_lib.validate(nette.get_config("official,visreg_star"), num_devices=8)
+  dino = _module(CONFIG_DIR / "recipes" / "dino_imagenet_vits16.py").get_config()
+  assert (dino.views.num_global, dino.views.num_local, dino.views.local_size) == (2, 10, 96)
+  assert (dino.method.dino.teacher_temperature, dino.method.dino.warmup_teacher_steps) == (0.07, 30 * 1251)
+  assert dino.model.projector == "2048-2048-256" and dino.method.dino.num_prototypes == 65536
+  config_lib.validate(dino, num_devices=8)
 
 
 def test_drop_path_is_refused_where_it_does_not_apply():

@@ -113,7 +113,10 @@ def test_methods_are_frozen_and_hashable_so_jit_can_hold_them():
     (lambda: methods.VICReg(cov_coeff=-1.0), "vicreg.cov_coeff must not be negative; got -1.0"),
     (lambda: methods.LeJEPA(knots=1), "lejepa.knots"),
     (lambda: methods.WithTReg(methods.TREGS()), "tregs already has T-REG"),
-    (lambda: methods.get_method("moco"), "unknown method 'moco'; methods: barlow_twins, byol, lejepa"),
+    (lambda: methods.get_method("moco"), "unknown method 'moco'; methods: barlow_twins, byol, dino, lejepa"),
+    (lambda: methods.DINO(teacher_temperature=0.0), "dino.teacher_temperature must be positive"),
+    (lambda: methods.DINO(center_momentum=1.5), r"dino.center_momentum is a momentum in \[0, 1\]"),
+    (lambda: methods.DINO(tau_base=-0.1), r"dino.tau_base is a momentum in \[0, 1\]"),
 ])
 def test_bad_hyperparameters_are_one_line_naming_the_field(build, message):
   with pytest.raises(ValueError, match=message):
@@ -131,3 +134,31 @@ def test_from_config_reads_the_chosen_methods_own_section():
   defaults = config_lib.base_config().method
   for name, cls in methods.METHODS.items():
     assert dict(defaults[name]) == {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+def test_dino_distils_the_teachers_centered_outputs_with_its_warming_temperature():
+  dino = methods.DINO(num_prototypes=8, student_temperature=0.2, teacher_temperature=0.07,
+                      warmup_teacher_temperature=0.03, warmup_teacher_steps=10, center_momentum=0.8)
+  statistics = dino.initial_statistics()
+  np.testing.assert_array_equal(statistics["center"], np.zeros(8))
+  assert int(statistics["step"]) == 0
+  embeddings = _embeddings(num_global=2, num_local=3, d=8)._replace(
+      statistics={"center": jnp.linspace(-1.0, 1.0, 8), "step": jnp.int32(5)})
+  loss, metrics = jax.jit(dino.loss)(embeddings, KEY)
+  # Halfway through the warmup: the teacher's temperature is halfway from 0.03 to 0.07.
+  expected = losses.dino_loss(embeddings.all_views, embeddings.targets, embeddings.statistics["center"], 0.2, 0.05)
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  np.testing.assert_allclose(metrics["distillation"], expected, rtol=1e-6)
+  for step, temperature in ((0, 0.03), (10, 0.07), (500, 0.07)):
+    np.testing.assert_allclose(dino.teacher_temperature_at(jnp.int32(step)), temperature, rtol=1e-6)
+  updated = dino.update_statistics(embeddings.statistics, embeddings)
+  np.testing.assert_allclose(updated["center"], losses.dino_center(embeddings.statistics["center"],
+                                                                   embeddings.targets, 0.8), rtol=1e-6)
+  assert int(updated["step"]) == 6
+  assert (dino.target, dino.statistics, dino.multi_crop, dino.head, dino.predictor) == (True, True, True, "dino",
+                                                                                       False)
+  # +tregs keeps the base's teacher, head and statistics.
+  add_on = methods.WithTReg(dino)
+  assert (add_on.target, add_on.statistics, add_on.head) == (True, True, "dino")
+  np.testing.assert_array_equal(add_on.update_statistics(embeddings.statistics, embeddings)["center"],
+                                updated["center"])

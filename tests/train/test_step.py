@@ -19,9 +19,10 @@ def _config(method, bundled_dir):
   config.data.data_dir = str(bundled_dir)
   config.model.update(backbone="small_cnn", width=8, projector="32-32")
   config.views.update(size=16, local_size=8)
-  if method == "visreg":
+  if method in ("visreg", "dino"):
     config.views.update(recipe="multicrop", num_global=2, num_local=2)
     config.method.visreg.num_slices = 64
+    config.method.dino.num_prototypes = 64
   config.train.update(global_batch_size=16, num_steps=2, log_every=1)
   config.optim.warmup_epochs = 0.0
   return config
@@ -29,12 +30,13 @@ def _config(method, bundled_dir):
 
 # VICReg's plain data-parallel step is the others' minus their loss terms (whose sharding
 # tests/losses/test_distributed.py checks); here it runs with FSDP.
-@pytest.mark.parametrize("method,fsdp", [("sag_vicreg", False), ("visreg", False), ("tregs", False), ("vicreg", True)])
+@pytest.mark.parametrize("method,fsdp", [("sag_vicreg", False), ("visreg", False), ("tregs", False), ("vicreg", True),
+                                         ("dino", False)])
 def test_two_sharded_steps_equal_two_single_device_steps(method, fsdp, bundled_dir, tmp_path):
   config = _config(method, bundled_dir)
   config.mesh.fsdp = fsdp
   config_lib.validate(config, num_devices=8)
-  params = {}
+  params, trained = {}, {}
   for num_devices in (1, 8):
     run = loop.Run(config, tmp_path / str(num_devices), mesh=loop.data_mesh(jax.devices()[:num_devices]))
     initial = jax.tree.map(np.asarray, run.state.params)
@@ -42,10 +44,17 @@ def test_two_sharded_steps_equal_two_single_device_steps(method, fsdp, bundled_d
       metrics = run.step_once()
       assert metrics["finite"]
     params[num_devices] = jax.tree.map(np.asarray, run.state.params)
+    # Everything else the steps moved: BatchNorm statistics, an EMA target, a method's statistics.
+    trained[num_devices] = jax.tree.map(np.asarray, (run.state.batch_stats, run.state.target_params,
+                                                     run.state.method_statistics))
     run.checkpointer.close()
   # Tolerance: float32 reductions run in another order once the batch is split (a few ulps per step).
   for single, sharded in zip(jax.tree.leaves(params[1]), jax.tree.leaves(params[8])):
     np.testing.assert_allclose(sharded, single, rtol=1e-4, atol=1e-6)
+  for single, sharded in zip(jax.tree.leaves(trained[1]), jax.tree.leaves(trained[8])):
+    np.testing.assert_allclose(sharded, single, rtol=1e-4, atol=1e-6)
+  if method == "dino":
+    assert int(run.state.method_statistics["step"]) == 2 and np.abs(trained[8][2]["center"]).max() > 0
   moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(params[8]), jax.tree.leaves(initial))]
   assert max(moved) > 1e-3, "the steps should have changed the parameters"
 
