@@ -51,6 +51,19 @@ def bundled_base(method: str) -> ml_collections.ConfigDict:
   return config
 
 
+def shapes_scale(config: ml_collections.ConfigDict) -> None:
+  """The `:shapes` variant: experiments/_pretraining.py's "cpu" scale on the bundled `shapes`, in place.
+
+  A small CNN of width 16 on 16 px views (8 px local ones), 3000 steps of the file's batch, one warmup
+  epoch: 10-15 minutes on 2 CPU cores, where pretraining beats both controls (experiments/RESULTS.md).
+  """
+  config.data.name = "shapes"
+  config.views.update(size=16, local_size=8)
+  config.model.update(backbone="small_cnn", width=16)
+  config.train.update(num_steps=3000, log_every=60, checkpoint_every=750)
+  config.optim.warmup_epochs = 1.0
+
+
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrink any config to seconds on a CPU, keeping its method, views recipe and optimizer.
 

@@ -21,18 +21,10 @@ others. Arguments: `:shapes`, `:smoke`, `:first_half` / `:second_half`.
 
 from configs.common import apply_arg
 from configs.common import bundled_base
-
-
-def _shapes(config):
-  # experiments/_pretraining.py's "cpu" scale, as sag_vicreg_readings trains every reading.
-  config.data.name = "shapes"
-  config.views.update(size=16, local_size=8)
-  config.model.update(backbone="small_cnn", width=16)
-  config.train.update(num_steps=3000, log_every=60, checkpoint_every=750)
-  config.optim.warmup_epochs = 1.0
+from configs.common import shapes_scale
 
 
 def get_config(arg=None):
   config = bundled_base("sag_vicreg")
   config.method.sag_vicreg.update(k=5, percentile=20.0)
-  return apply_arg(config, arg, {"shapes": _shapes})
+  return apply_arg(config, arg, {"shapes": shapes_scale})

@@ -156,7 +156,11 @@ def _generalization_markdown(result: dict) -> str:
                          "pixels vs A at initialisation (control)": result["untrained_a_vs_pixels"]}), "",
       f"Features: {result['output']} outputs. The controls are the same two networks before training: "
       "a trained pair is worth its distance above them.", "",
-      "![dendrograms](dendrograms.png)", ""])
+      "![dendrograms](dendrograms.png)", "",
+      "Class centroids of the compared images (SAG-VICReg Fig. 6): a model that keeps the global structure of "
+      "classes it never saw puts related classes' centroids together (B's panels); coloured by "
+      f"{result['centroids']['group_level']}.", "",
+      "![class centroids](centroids.png)", ""])
 
 
 def run_generalization(args) -> dict:
@@ -164,7 +168,8 @@ def run_generalization(args) -> dict:
 
   The runs go to `<workdir>/model_a` and `<workdir>/model_b`, the workdir defaulting to
   `workdirs/generalization-<config stem>[-<arg>]`. Writes `generalization.json`, `generalization.md`,
-  `embeddings.npz` (the compared items and both models' features) and `dendrograms.png` into the output
+  `embeddings.npz` (the compared items and both models' features), `dendrograms.png` and `centroids.png`
+  (UMAP layouts and dendrograms of the class centroids) into the output
   directory, by default `<workdir>/eval`, and prints the summary.
 
   Args:
@@ -189,6 +194,12 @@ def run_generalization(args) -> dict:
   np.savez(output / "embeddings.npz", items=result["items"], **result["features"])
   figures.dendrograms({"model A": trees.ward_linkage(result["features"]["model_a"]),
                        "model B": trees.ward_linkage(result["features"]["model_b"])}, output / "dendrograms.png")
+  views = result["centroids"]
+  titles = {"pixels": "pixels", "model_a": "model A (trained on these classes)",
+            "model_b": "model B (never saw them)"}
+  figures.centroid_maps({titles[name]: layout for name, layout in views["umap"].items()},
+                        {titles[name]: trees.ward_linkage(points) for name, points in views["points"].items()},
+                        views["names"], views["groups"], output / "centroids.png", group_level=views["group_level"])
   _write_json(output / "generalization.json", result)
   (output / "generalization.md").write_text(_generalization_markdown(result))
   print(_generalization_markdown(result).split("\n\n![")[0])

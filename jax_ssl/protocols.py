@@ -21,6 +21,7 @@ import numpy as np
 
 from jax_ssl.data import catalog
 from jax_ssl.data import sources
+from jax_ssl.eval import centroids
 from jax_ssl.eval import scores
 from jax_ssl.train import config as config_lib
 from jax_ssl.train import loop
@@ -150,8 +151,9 @@ def generalization(config, workdir: str | os.PathLike, *, max_items: int | None 
   Returns:
     Dict with "protocol" ("generalization"), "workdir", "method", "dataset", "classes_a", "classes_b",
     "num_items", the `scores.structure_scores` dicts "a_vs_b", "a_vs_pixels", "b_vs_pixels", "untrained_a_vs_b"
-    and "untrained_a_vs_pixels", "output", "items" (int indices into the test split) and "features"
-    ({"model_a", "model_b"}: (num_items, F) arrays).
+    and "untrained_a_vs_pixels", "output", "items" (int indices into the test split), "features"
+    ({"model_a", "model_b"}: (num_items, F) arrays) and "centroids" (`centroid_views` of the pixels and
+    both models: SAG-VICReg's Figure 6).
 
   Raises:
     ValueError: if a half's config is invalid (`config.validate`'s `ConfigError`) or the dataset is unknown.
@@ -172,6 +174,7 @@ def generalization(config, workdir: str | os.PathLike, *, max_items: int | None 
   features = {name: load_encoder(path, output=output)(images) for name, path in runs.items()}
   controls = _control_scores(config_a, config_b, images, output)
   pixel_rows = scores.pixels(images)
+  views = centroid_views(config_a, items, {"pixels": pixel_rows, **features}, seed)
   return {
       "protocol": "generalization", "workdir": str(workdir), "method": config.method.name,
       "dataset": config_a.data.name, "classes_a": config_a.data.classes, "classes_b": config_b.data.classes,
@@ -183,7 +186,36 @@ def generalization(config, workdir: str | os.PathLike, *, max_items: int | None 
       "untrained_a_vs_pixels": controls["untrained"]["a_vs_pixels"],
       "output": output,
       "items": items, "features": features,
+      "centroids": views,
   }
+
+
+def centroid_views(config_a, items: np.ndarray, rows_by_name: dict[str, np.ndarray], seed: int) -> dict:
+  """SAG-VICReg's Figure 6 for the protocol: each encoder's class centroids of the compared test images, in 2-D.
+
+  Args:
+    config_a: model A's config (dataset, data_dir).
+    items: indices into the test split of the compared images.
+    rows_by_name: {encoder name: (len(items), F) features}, e.g. the pixels and the two models.
+    seed: seed of the UMAP layouts.
+
+  Returns:
+    `{"classes": [C ints], "names": [C names], "group_level": the coarsest label level,
+    "groups": [C ints, each class's group at that level], "umap": {name: [[x, y] per class]},
+    "points": {name: (C, F) centroids}}` (the centroids as arrays: not part of the JSON).
+  """
+  spec = catalog.get_spec(config_a.data.name)
+  test = sources.load_numpy(config_a.data.name, "test", config_a.data.data_dir or None)
+  group_level = spec.label_levels[-1]
+  labels, group_labels = test["label"][items], test[group_level][items]
+  points = {}
+  for name, rows in rows_by_name.items():
+    classes, points[name] = centroids.class_centroids(rows, labels)
+  groups = [int(group_labels[np.flatnonzero(labels == label)[0]]) for label in classes]
+  names = [spec.class_names[label] if spec.class_names else str(label) for label in classes]
+  layouts = {name: centroids.umap_layout(rows, seed=seed).tolist() for name, rows in points.items()}
+  return {"classes": classes.tolist(), "names": names, "group_level": group_level, "groups": groups,
+          "umap": layouts, "points": points}
 
 
 def _first_half_test_images(config_a, max_items: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -163,6 +163,14 @@ def test_generalization_trains_two_halves_and_compares_them(bundled_dir, tmp_pat
   reloaded = load_encoder(workdir / "model_a")(test["image"][embeddings["items"]])
   np.testing.assert_allclose(embeddings["model_a"], reloaded, rtol=1e-5, atol=1e-6)
   assert "A vs B" in (output / "generalization.md").read_text()
+  # SAG-VICReg's Figure 6: each encoder's centroids of the classes compared, laid out in 2-D.
+  views = result["centroids"]
+  present = np.unique(test["label"][embeddings["items"]])
+  assert views["classes"] == present.tolist() and views["names"] == [str(label) for label in present]
+  assert set(views["umap"]) == {"pixels", "model_a", "model_b"}
+  assert views["group_level"] == "label" and views["groups"] == views["classes"]  # digits has one level
+  assert all(np.isfinite(layout).all() and np.shape(layout) == (len(present), 2) for layout in views["umap"].values())
+  assert (output / "centroids.png").stat().st_size > 0
 
 
 def test_generalization_with_a_missing_config_exits_2(tmp_path, capsys):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from jax_ssl.data.bundled import shapes
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -31,6 +33,7 @@ class DatasetSpec:
     variable_size: records come in assorted sizes (resized on the host).
     bundled: prepared by jax_ssl itself on first use (no network).
     prepare: how to prepare it when it is missing (shown in the error).
+    class_names: the fine classes' names, in label order, where jax_ssl knows them (figures); else empty.
   """
 
   name: str
@@ -44,6 +47,7 @@ class DatasetSpec:
   variable_size: bool = False
   bundled: bool = False
   prepare: str = ""
+  class_names: tuple[str, ...] = ()
 
   @property
   def label_levels(self) -> tuple[str, ...]:
@@ -73,6 +77,7 @@ CATALOG: dict[str, DatasetSpec] = {
             std=(0.3760, 0.3760, 0.3760),
             bundled=True,
             prepare="prepared automatically from scikit-learn's bundled copy",
+            class_names=tuple(str(digit) for digit in range(10)),
         ),
         DatasetSpec(
             name="shapes",
@@ -85,6 +90,7 @@ CATALOG: dict[str, DatasetSpec] = {
             std=(0.1909, 0.1735, 0.1883),
             bundled=True,
             prepare="generated automatically",
+            class_names=tuple(f"{shape} {variant}" for shape in shapes.SHAPES for variant in shapes.VARIANTS),
         ),
         DatasetSpec(
             name="cifar10",

@@ -64,3 +64,45 @@ def scores_by_level(scores: Mapping[str, Mapping[str, float]], path: str | os.Pa
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)
+
+
+def centroid_maps(layouts: Mapping[str, np.ndarray], linkages: Mapping[str, np.ndarray], names: list[str],
+                  groups: list[int], path: str | os.PathLike, *, group_level: str = "group") -> None:
+  """SAG-VICReg's Figure 6: per encoder, its class centroids in 2-D (top) and their Ward dendrogram (below).
+
+  Args:
+    layouts: {panel title: (C, 2) layout of the C class centroids}, e.g. from `centroids.umap_layout`;
+      panels left to right in the mapping's order.
+    linkages: {panel title: (C - 1, 4) Ward linkage of the same centroids}, the same titles.
+    names: the C class names, written beside the points and under the leaves.
+    groups: the C classes' groups at a coarse level, which colour the points and leaf labels.
+    path: file to write; matplotlib picks the format from its extension (100 dpi).
+    group_level: the coarse level's name, for the legend.
+  """
+  from scipy.cluster import hierarchy as scipy_hierarchy
+  plt = _pyplot()
+  colours = plt.get_cmap("tab10")
+  figure, axes = plt.subplots(2, len(layouts), figsize=(5.0 * len(layouts), 9.0), squeeze=False)
+  for column, (title, layout) in enumerate(layouts.items()):
+    layout = np.asarray(layout)
+    axis = axes[0, column]
+    for group in sorted(set(groups)):
+      members = [index for index, value in enumerate(groups) if value == group]
+      axis.scatter(layout[members, 0], layout[members, 1], color=colours(group % 10), s=30,
+                   label=f"{group_level} {group}")
+    for (x, y), name in zip(layout, names):
+      axis.annotate(name, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    axis.set_title(f"{title}: class centroids (UMAP)", fontsize=10)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.legend(fontsize=6, loc="best")
+    tree = axes[1, column]
+    scipy_hierarchy.dendrogram(linkages[title], ax=tree, labels=list(names), leaf_rotation=90, leaf_font_size=6,
+                               color_threshold=0)
+    for label in tree.get_xticklabels():
+      label.set_color(colours(groups[names.index(label.get_text())] % 10))
+    tree.set_title(f"{title}: Ward dendrogram of the centroids", fontsize=10)
+    tree.set_ylabel("Ward merge height")
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
