@@ -34,6 +34,8 @@ class DatasetSpec:
     bundled: prepared by jax_ssl itself on first use (no network).
     prepare: how to prepare it when it is missing (shown in the error).
     class_names: the fine classes' names, in label order, where jax_ssl knows them (figures); else empty.
+    mask_key: the tfds feature holding each image's (S, S) foreground mask (1 on the labelled object,
+      0 on the background), for dense probes; empty when the dataset has none.
   """
 
   name: str
@@ -48,6 +50,7 @@ class DatasetSpec:
   bundled: bool = False
   prepare: str = ""
   class_names: tuple[str, ...] = ()
+  mask_key: str = ""
 
   @property
   def label_levels(self) -> tuple[str, ...]:
@@ -91,6 +94,7 @@ CATALOG: dict[str, DatasetSpec] = {
             bundled=True,
             prepare="generated automatically",
             class_names=tuple(f"{shape} {variant}" for shape in shapes.SHAPES for variant in shapes.VARIANTS),
+            mask_key="mask",
         ),
         DatasetSpec(
             name="cifar10",

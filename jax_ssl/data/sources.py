@@ -309,8 +309,8 @@ def decode_record(spec: catalog.DatasetSpec, record: dict, image_size: int | Non
     image_size: side of the output image (default: `spec.image_size`).
 
   Returns:
-    A dict with `image`, uint8 `(image_size, image_size, 3)`, and one int32 scalar per key of
-    `spec.label_keys`.
+    A dict with `image`, uint8 `(image_size, image_size, 3)`, `mask`, uint8 `(image_size, image_size)`
+    when the dataset has masks (`spec.mask_key`), and one int32 scalar per key of `spec.label_keys`.
   """
   image_size = image_size or spec.image_size
   image = record["image"]
@@ -324,6 +324,8 @@ def decode_record(spec: catalog.DatasetSpec, record: dict, image_size: int | Non
   if image.shape[:2] != (image_size, image_size):
     image = resize_shorter_side_and_center_crop(image, image_size)
   example = {"image": image.astype(np.uint8)}
+  if spec.mask_key:  # fixed-size datasets only: a mask is never resized
+    example["mask"] = np.asarray(record[spec.mask_key], np.uint8)
   for key, feature in spec.label_keys.items():
     example[key] = np.asarray(record[feature], np.int32)
   return example
@@ -392,7 +394,8 @@ def load_numpy(name: str, split: str, data_dir: str | os.PathLike | None = None)
     data_dir: where the dataset is prepared (default: see `data_dir_for`).
 
   Returns:
-    A dict with `image`, uint8 `(N, S, S, 3)`, and one int32 `(N,)` array per label key.
+    A dict with `image`, uint8 `(N, S, S, 3)`, `mask`, uint8 `(N, S, S)` for a dataset with masks
+    (`spec.mask_key`), and one int32 `(N,)` array per label key.
 
   Raises:
     ValueError: for an unknown dataset or split.

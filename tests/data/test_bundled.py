@@ -76,3 +76,25 @@ def test_bundled_cache_follows_the_environment_variable(tmp_path, monkeypatch):
   source = sources.open_source("digits", "test")
   assert len(source) == 360
   assert (tmp_path / "jax_ssl_digits").is_dir()
+
+
+def test_shapes_masks_cover_each_drawn_shape(bundled_dir):
+  data = sources.load_numpy("shapes", "test", bundled_dir)
+  masks, images = data["mask"], data["image"].astype(np.float64)
+  assert masks.shape == (1080, 32, 32) and masks.dtype == np.uint8 and set(np.unique(masks)) == {0, 1}
+  # Circumradius 7-12 px: every shape covers tens of pixels, and never the whole image.
+  area = masks.reshape(len(masks), -1).sum(axis=1)
+  assert area.min() >= 20 and area.max() < 32 * 32 / 2
+  # The masked pixels are the shape's ink: far from the background's colour (the median of the border),
+  # unlike the pixels outside the mask.
+  border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
+  background = np.median(border, axis=1)[:, None, None, :]
+  distance = np.abs(images - background).sum(axis=-1)
+  inside = (distance * masks).sum(axis=(1, 2)) / area
+  outside = (distance * (1 - masks)).sum(axis=(1, 2)) / (32 * 32 - area)
+  assert np.mean(inside > 2 * outside) > 0.95
+  # Same images as the generator draws (and as version 1.0.0 of the dataset, which had no masks).
+  generated = shapes.generate(30, seed=1)
+  order = {bytes(image): index for index, image in enumerate(generated["image"])}
+  rows = [order[bytes(image)] for image in data["image"]]
+  np.testing.assert_array_equal(generated["mask"][rows], masks)

@@ -44,14 +44,16 @@ class JaxSslDigits(tfds.core.GeneratorBasedBuilder):
 class JaxSslShapes(tfds.core.GeneratorBasedBuilder):
   """Procedural 32x32 shapes with a family -> shape -> variant hierarchy."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "140 train and 30 test images per variant, seeds 0 (train) and 1 (test)."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "140 train and 30 test images per variant, seeds 0 (train) and 1 (test).",
+                   "1.1.0": "Each image's shape mask (the same images)."}
   SPLITS = {"train": (140, 0), "test": (30, 1)}  # images per variant, seed
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Tensor(shape=(32, 32, 3), dtype=np.uint8),
+            "mask": tfds.features.Tensor(shape=(32, 32), dtype=np.uint8),
             "variant": _LABEL,
             "shape": _LABEL,
             "family": _LABEL,

@@ -10,8 +10,10 @@ Every image draws one shape at a random position, size and rotation over a
 noisy grey background. Shapes of one family share their geometry (curved
 outlines, straight edges, spikes), so the hierarchy is visible in the pixels:
 a good embedding should keep families apart at the coarse scale and variants
-apart at the fine scale. The data are a pure function of the seed: the same
-seed gives the same bytes on every machine.
+apart at the fine scale. Each image comes with its shape's mask, for dense
+probes (a per-pixel label at every level: background, or the shape's class).
+The data are a pure function of the seed: the same seed gives the same bytes
+on every machine.
 """
 
 from __future__ import annotations
@@ -110,8 +112,11 @@ def _hsv_to_rgb(h, s, v):
   return table[sector, np.arange(len(sector))]
 
 
-def _render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """Images (N, 32, 32, 3) uint8 for the variant labels, drawing all randomness from `rng`."""
+def _render(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """Images (N, 32, 32, 3) uint8 for the variant labels, drawing all randomness from `rng`, and their masks.
+
+  A pixel belongs to the shape's mask (1, else 0) when the shape covers more than half of it.
+  """
   n = len(labels)
   shapes, variants = labels // len(VARIANTS), labels % len(VARIANTS)
   warm, striped = variants < 2, variants % 2 == 1
@@ -153,7 +158,7 @@ def _render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   ink = foreground[:, None, None, :] * shade
   alpha = coverage[..., None]
   image = background * (1 - alpha) + ink * alpha + noise
-  return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+  return np.clip(np.round(image * 255), 0, 255).astype(np.uint8), (coverage > 0.5).astype(np.uint8)
 
 
 def generate(num_per_class: int, seed: int) -> dict[str, np.ndarray]:
@@ -164,9 +169,11 @@ def generate(num_per_class: int, seed: int) -> dict[str, np.ndarray]:
     seed: seed of all the randomness (label order, geometry, colours, noise).
 
   Returns:
-    dict with `image` (N, 32, 32, 3) uint8 and int64 `variant`, `shape`, `family`.
+    dict with `image` (N, 32, 32, 3) uint8, `mask` (N, 32, 32) uint8 (1 on the shape, 0 on the
+    background) and int64 `variant`, `shape`, `family`.
   """
   rng = np.random.default_rng(seed)
   labels = rng.permutation(np.repeat(np.arange(num_classes()), num_per_class))
-  return {"image": _render(labels, rng), "variant": labels.astype(np.int64),
+  images, masks = _render(labels, rng)
+  return {"image": images, "mask": masks, "variant": labels.astype(np.int64),
           "shape": shape_of(labels).astype(np.int64), "family": family_of(labels).astype(np.int64)}
