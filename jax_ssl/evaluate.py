@@ -1,4 +1,4 @@
-"""`python -m jax_ssl.evaluate {structure,checkpoint,generalization} ...`: evaluation from the command line.
+"""`python -m jax_ssl.evaluate {structure,checkpoint,generalization,dense} ...`: evaluation from the command line.
 
   structure A.npy B.npy           compare the hierarchies of two sets of the same items
                                   (embeddings, or raw inputs such as images: rows are flattened)
@@ -6,6 +6,8 @@
                                   per level of the label hierarchy
   generalization --config CFG     the two-model protocol: train on each half of the classes,
                                   compare the two models on the first half's test images
+  dense --workdir DIR             linear segmentation (mean IoU per level) and PCA feature maps
+                                  of a trained encoder, on a dataset with masks (shapes)
 
 Each writes a JSON file (every number), a Markdown summary where it says so,
 and figures, into --output_dir. Exit codes: 0 done, 2 bad input (one line on
@@ -144,6 +146,48 @@ def run_checkpoint(args) -> dict:
   return result
 
 
+def _dense_markdown(result: dict) -> str:
+  lines = [f"# Dense probe: {result['method']} ({result['backbone']}) on {result['dataset']}, step {result['step']}",
+           "", f"A linear head on the frozen feature maps ({result['feature_grid'][0]} x {result['feature_grid'][1]}), "
+           f"trained on {result['num_train']} images per level (background + each class on its object mask); "
+           f"mean IoU on the {result['num_test']} test images. Controls: the encoder at initialisation and the "
+           "input pixels (a linear head on each pixel's colour).", "",
+           "| level | trained | initialisation | pixels |", "| --- | --- | --- | --- |"]
+  for level, by_encoder in result["levels"].items():
+    lines.append(f"| {level} | " + " | ".join(f"{by_encoder[name]['miou']:.3f}"
+                                             for name in ("trained", "initial", "pixels")) + " |")
+  return "\n".join(lines + ["", "![PCA feature maps](pca.png)", ""])
+
+
+def run_dense(args) -> dict:
+  """The `dense` command: linear segmentation per label level and PCA feature maps of a trained encoder.
+
+  Writes `dense.json`, `dense.md` and `pca.png` (test images over the first three principal components of
+  the trained and the initial encoder's feature maps) into the output directory, by default
+  `<workdir>/eval`, and prints the summary.
+
+  Args:
+    args: the parsed command line: `workdir`, `step`, `data_dir`, `max_train`, `epochs`, `seed`, `output_dir`.
+
+  Returns:
+    `protocols.evaluate_dense`'s dict.
+
+  Raises:
+    FileNotFoundError: if the workdir, its checkpoint or the dataset is missing.
+    ValueError: if the run's dataset has no masks.
+  """
+  result = protocols.evaluate_dense(args.workdir, step=args.step, data_dir=args.data_dir, max_train=args.max_train,
+                                    epochs=args.epochs, seed=args.seed)
+  output = _output_dir(args, str(pathlib.Path(args.workdir) / "eval"))
+  figures.pca_maps(result["pca_images"], {"trained": result["pca"]["trained"],
+                                          "initialisation": result["pca"]["initial"]}, output / "pca.png")
+  _write_json(output / "dense.json", result)
+  (output / "dense.md").write_text(_dense_markdown(result))
+  print(_dense_markdown(result).split("\n\n![")[0])
+  print(f"wrote {output / 'dense.json'}, {output / 'dense.md'} and {output / 'pca.png'}")
+  return result
+
+
 def _generalization_markdown(result: dict) -> str:
   return "\n".join([
       f"# Two-model generalization: {result['method']} on {result['dataset']}", "",
@@ -221,7 +265,7 @@ def _positive(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-  """The command-line parser: subcommands `structure`, `checkpoint` and `generalization`.
+  """The command-line parser: subcommands `structure`, `checkpoint`, `generalization` and `dense`.
 
   Returns:
     An `argparse.ArgumentParser` whose parsed namespace holds `command` and `run`, the function of the chosen
@@ -256,10 +300,18 @@ def parser() -> argparse.ArgumentParser:
   generalization.add_argument("--max_items", type=_positive, default=2000, help="test images compared")
   generalization.set_defaults(run=run_generalization)
 
+  dense_probe = commands.add_parser("dense", help="linear segmentation and PCA feature maps of a trained encoder")
+  dense_probe.add_argument("--workdir", required=True, help="the training run's workdir (a dataset with masks)")
+  dense_probe.add_argument("--step", type=int, default=None, help="default: the newest readable checkpoint")
+  dense_probe.add_argument("--data_dir", default=None)
+  dense_probe.add_argument("--max_train", type=int, default=2000, help="train images that fit each head")
+  dense_probe.add_argument("--epochs", type=int, default=30, help="passes of each head over its images")
+  dense_probe.set_defaults(run=run_dense)
+
   for command in (checkpoint, generalization):
     command.add_argument("--features", choices=("backbone", "projector"), default="backbone",
                          help="evaluate the backbone's features or the projector's embeddings (the paper's)")
-  for command in (structure, checkpoint, generalization):
+  for command in (structure, checkpoint, generalization, dense_probe):
     command.add_argument("--output_dir", default=None, help="where the JSON, Markdown and figures go")
     command.add_argument("--seed", type=int, default=0, help="seed of subsampling, clustering and probes")
   return main

@@ -1,12 +1,13 @@
 """Protocols that train or load encoders, above `jax_ssl.train` and `jax_ssl.eval`.
 
-`evaluate_checkpoint` scores the encoder a training run saved;
-`generalization` is SAG-VICReg's two-model protocol (train on each half of
-the classes, compare the two models' hierarchies on the first half's test
-images), and `untrained_generalization` its controls. Each returns a
-JSON-ready dict (plus arrays); `python -m jax_ssl.evaluate` writes them with
-their Markdown and figures. `load_config_file` reads a config file as the
-trainer's `--config` does.
+`evaluate_checkpoint` scores the encoder a training run saved, and
+`evaluate_dense` its feature maps by linear segmentation; `generalization`
+is SAG-VICReg's two-model protocol (train on each half of the classes,
+compare the two models' hierarchies on the first half's test images), and
+`untrained_generalization` its controls. Each returns a JSON-ready dict
+(plus arrays); `python -m jax_ssl.evaluate` writes them with their Markdown
+and figures. `load_config_file` reads a config file as the trainer's
+`--config` does.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from jax_ssl.data import catalog
 from jax_ssl.data import sources
 from jax_ssl.eval import centroids
+from jax_ssl.eval import dense
 from jax_ssl.eval import scores
 from jax_ssl.train import config as config_lib
 from jax_ssl.train import loop
@@ -72,6 +74,71 @@ def evaluate_checkpoint(workdir: str | os.PathLike, dataset: str | None = None, 
                                       seed=seed)
   return {"protocol": "checkpoint", "workdir": str(workdir), "step": encoder.step, "method": encoder.config.method.name,
           "output": output, "backbone": encoder.config.model.backbone, **results}
+
+
+def evaluate_dense(workdir: str | os.PathLike, *, step: int | None = None, data_dir: str | os.PathLike | None = None,
+                   max_train: int | None = 2000, epochs: int = 30, num_pca_images: int = 8, seed: int = 0) -> dict:
+  """The dense probe of a trained encoder: linear segmentation per label level, and PCA feature maps.
+
+  The frozen feature maps (`load_encoder(output="feature_map")`: ResNet's last
+  stage, a ViT's patch tokens) of at most `max_train` train images fit a
+  linear head per level of the label hierarchy, whose per-pixel classes are
+  the background (0) and the image's class + 1 on its object mask; the test
+  split is scored by mean IoU. The same protocol runs on the controls: the
+  encoder at initialisation and the input pixels (a linear head on each
+  pixel's colour).
+
+  Args:
+    workdir: the training run's directory; its dataset must have masks (`DatasetSpec.mask_key`).
+    step: checkpoint to load; None for the newest readable one.
+    data_dir: where the dataset's files are; None for the run's `data.data_dir`.
+    max_train: most train images that fit the heads; None uses all.
+    epochs: passes of each head over its train images.
+    num_pca_images: test images shown in the PCA figure (their maps are returned under "pca").
+    seed: seed of the subsampling and the heads.
+
+  Returns:
+    Dict with "protocol" ("dense"), "workdir", "step", "method", "backbone", "dataset", "num_train",
+    "num_test", "feature_grid" ([h, w]), "levels" ({level: {encoder: {"miou", "pixel_accuracy", "iou"}}}
+    for the encoders "trained", "initial" and "pixels"), and the arrays "pca_images" (uint8 test images)
+    and "pca" ({"trained", "initial"}: their `dense.pca_rgb` maps).
+
+  Raises:
+    FileNotFoundError: if `workdir` has no saved config or readable checkpoint.
+    ValueError: if the run's dataset has no masks.
+
+  References:
+    Wu et al. (VISReg), 2026: linear segmentation and PCA feature maps (Figures 1, 8, 9).
+  """
+  encoder = load_encoder(workdir, step, "feature_map")
+  config = encoder.config
+  spec = catalog.get_spec(config.data.name)
+  if not spec.mask_key:
+    masked = ", ".join(name for name, other in catalog.CATALOG.items() if other.mask_key)
+    raise ValueError(f"dataset {spec.name!r} has no segmentation masks; the dense probe needs one that has "
+                     f"({masked}).")
+  data_dir = data_dir or config.data.data_dir or None
+  train = sources.load_numpy(spec.name, "train", data_dir)
+  test = sources.load_numpy(spec.name, "test", data_dir)
+  rows = scores.subsample(len(train["image"]), max_train, seed)
+  encoders = {"trained": encoder, "initial": initial_encoder(config, "feature_map"),
+              # The pixels' control: each pixel's colour in [0, 1], on the label grid itself.
+              "pixels": lambda images: np.asarray(images, np.float32) / 255.0}
+  maps = {name: (embed(train["image"][rows]), embed(test["image"])) for name, embed in encoders.items()}
+  levels = {}
+  for level in spec.label_levels:
+    train_targets = dense.dense_labels(train["mask"][rows], train[level][rows])
+    test_targets = dense.dense_labels(test["mask"], test[level])
+    num_classes = spec.num_classes[level] + 1
+    levels[level] = {name: dense.linear_segmentation(train_maps, train_targets, test_maps, test_targets, num_classes,
+                                                     epochs=epochs, seed=seed)
+                     for name, (train_maps, test_maps) in maps.items()}
+  shown = slice(0, num_pca_images)
+  return {"protocol": "dense", "workdir": str(workdir), "step": encoder.step, "method": config.method.name,
+          "backbone": config.model.backbone, "dataset": spec.name, "num_train": int(len(rows)),
+          "num_test": int(len(test["image"])), "feature_grid": list(maps["trained"][1].shape[1:3]),
+          "levels": levels, "pca_images": test["image"][shown],
+          "pca": {name: dense.pca_rgb(maps[name][1][shown]) for name in ("trained", "initial")}}
 
 
 def load_config_file(argument: str):

@@ -106,3 +106,27 @@ def centroid_maps(layouts: Mapping[str, np.ndarray], linkages: Mapping[str, np.n
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)
+
+
+def pca_maps(images: np.ndarray, maps: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
+  """VISReg's Figure 1: test images (top row) above each encoder's PCA feature maps (one row per encoder).
+
+  Args:
+    images: (n, H, W, 3) uint8 images.
+    maps: {row title: (n, h, w, 3) RGB in [0, 1]}, e.g. from `dense.pca_rgb`; rows in the mapping's order.
+    path: file to write; matplotlib picks the format from its extension (100 dpi).
+  """
+  plt = _pyplot()
+  rows = {"images": np.asarray(images), **{title: np.asarray(rgb) for title, rgb in maps.items()}}
+  count = len(rows["images"])
+  figure, axes = plt.subplots(len(rows), count, figsize=(1.4 * count, 1.5 * len(rows)), squeeze=False)
+  for row, (title, pictures) in enumerate(rows.items()):
+    for column in range(count):
+      axis = axes[row, column]
+      axis.imshow(pictures[column], interpolation="nearest")
+      axis.set_xticks([])
+      axis.set_yticks([])
+    axes[row, 0].set_ylabel(title, fontsize=8)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)

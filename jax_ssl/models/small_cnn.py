@@ -38,8 +38,19 @@ class SmallCNN(nnx.Module):
     self.norms = nnx.List([resnet.batch_norm(cout, dtype=dtype, rngs=rngs) for _, cout, _ in plan])
     self.num_features: int = 2 * width
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """(B, H, W, in_channels) -> (B, num_features)."""
+  def feature_map(self, x: jax.Array) -> jax.Array:
+    """(B, H, W, in_channels) -> (B, ceil(H / 2), ceil(W / 2), num_features): the last layer before pooling.
+
+    Args:
+      x: `(B, H, W, in_channels)` images.
+
+    Returns:
+      The feature maps in the computation dtype.
+    """
     for conv, norm in zip(self.convs, self.norms):
       x = jax.nn.relu(norm(conv(x)))
-    return jnp.mean(x, axis=(1, 2))
+    return x
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """(B, H, W, in_channels) -> (B, num_features): the spatial mean of `feature_map(x)`."""
+    return jnp.mean(self.feature_map(x), axis=(1, 2))

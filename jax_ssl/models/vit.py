@@ -225,6 +225,18 @@ class VisionTransformer(nnx.Module):
       tokens = block(tokens, None if key is None else jax.random.fold_in(key, index))
     return self.norm(tokens)
 
+  def feature_map(self, x: jax.Array) -> jax.Array:
+    """(B, H, W, C) images -> (B, H / p, W / p, width): the final-normed patch tokens on their grid.
+
+    Args:
+      x: `(B, H, W, C)` images, H and W multiples of `patch_size`.
+
+    Returns:
+      The patch tokens (CLS dropped) in the computation dtype, where dense probes read them.
+    """
+    patches = self.tokens(x)[:, 1:]
+    return patches.reshape(x.shape[0], x.shape[1] // self.patch_size, x.shape[2] // self.patch_size, -1)
+
   def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
     """(B, H, W, C) images -> (B, width): the final-normed CLS token (`key`: see `tokens`)."""
     return self.tokens(x, key)[:, 0]

@@ -13,6 +13,7 @@ after a save never loses the work of the checkpoints before it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import pathlib
 
@@ -91,7 +92,18 @@ class Checkpointer:
 
   def _restore(self, step: int, abstract_state: TrainState) -> TrainState:
     with orbax_quiet():
-      return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))).state
+      try:
+        return self._restore_tree(step, abstract_state)
+      except ValueError:
+        if abstract_state.method_statistics is not None:
+          raise
+        # Saved before TrainState had `method_statistics`: the same tree without that field.
+        legacy = {field.name: getattr(abstract_state, field.name) for field in dataclasses.fields(TrainState)
+                  if field.name != "method_statistics"}
+        return TrainState(**self._restore_tree(step, legacy), method_statistics=None)
+
+  def _restore_tree(self, step: int, target):
+    return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))).state
 
   def restore_latest(self, abstract_state: TrainState) -> TrainState | None:
     """The newest readable checkpoint's state, or None if there is none; moves unreadable newer ones aside.

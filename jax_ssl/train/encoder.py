@@ -30,7 +30,9 @@ class Encoder:
   """Features of images: `encoder(images)` with uint8 or [0, 1] float (N, H, W, C) -> (N, F) numpy.
 
   F = `num_features`: the backbone's features, or the projector's width when
-  the encoder was made with `output="projector"`.
+  the encoder was made with `output="projector"`. With `output="feature_map"`
+  the features keep their grid: (N, h, w, F), the backbone's last spatial
+  features (a ViT's patch tokens), for dense probes.
 
   Images are resized to the training view size (`image_size`) and normalised
   with the training dataset's statistics, as the trainer's own probes do.
@@ -78,7 +80,7 @@ def _encoder(config, method, spec, num_classes, mesh, step, params, batch_stats,
   definitions = state_lib.definitions(config, method, num_classes)
   embedder = evaluation.Embedder(definitions.eval_network, config.views.size, spec.mean, spec.std, mesh,
                                  output=output)
-  width = definitions.num_features if output == "backbone" else heads.parse_spec(config.model.projector)[-1]
+  width = heads.parse_spec(config.model.projector)[-1] if output == "projector" else definitions.num_features
   return Encoder(step, width, config.views.size, config, embedder, params, batch_stats)
 
 
@@ -88,8 +90,9 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
   Args:
     workdir: a training run's directory.
     step: the checkpoint to load; None for the newest readable one.
-    output: `"backbone"` (features, the default) or `"projector"` (the
-      embeddings the loss saw, where SAG-VICReg computes its structure metrics).
+    output: `"backbone"` (features, the default), `"projector"` (the
+      embeddings the loss saw, where SAG-VICReg computes its structure metrics)
+      or `"feature_map"` (spatial features, for dense probes).
 
   Returns:
     An `Encoder` holding the restored parameters and BatchNorm statistics; its `step` is the checkpoint's.

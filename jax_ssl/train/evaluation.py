@@ -49,7 +49,8 @@ def preprocess(images: jax.Array, size: int, mean, std) -> jax.Array:
 
 
 # What an embedder returns: the backbone's features, or the projector's outputs (the embeddings the loss sees).
-OUTPUTS = ("backbone", "projector")
+# "feature_map": the backbone's last spatial features (ResNet, SmallCNN) or patch tokens (ViT), for dense probes.
+OUTPUTS = ("backbone", "projector", "feature_map")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,10 @@ class Embedder:
     @functools.partial(jax.jit, out_shardings=replicated)
     def features(params, batch_stats, images):
       network = nnx.merge(self.eval_network, params, batch_stats)
-      features = network.backbone(preprocess(images, self.size, self.mean, self.std))
+      images = preprocess(images, self.size, self.mean, self.std)
+      if self.output == "feature_map":
+        return network.backbone.feature_map(images).astype(jnp.float32)
+      features = network.backbone(images)
       if self.output == "projector":
         features = network.projector(features)
       return features.astype(jnp.float32)
@@ -85,13 +89,15 @@ class Embedder:
   def __call__(self, params, batch_stats, images: np.ndarray) -> np.ndarray:
     """(N, H, W, C) images -> (N, F) float32 numpy features (F: backbone features or projector width).
 
+    With `output="feature_map"`, (N, h, w, F): the backbone's spatial features.
+
     Args:
       params: the network's `nnx.Param` state, as split from `eval_network`.
       batch_stats: the network's BatchNorm statistics, as split from `eval_network`.
       images: (N, H, W, C) uint8 or [0, 1] float images, the same full array on every process.
 
     Returns:
-      float32 numpy array (N, F), replicated on every process; (0, 0) if `images` is empty.
+      float32 numpy array (N, F) (or (N, h, w, F)), replicated on every process; (0, 0) if `images` is empty.
     """
     images = np.asarray(images)
     num_devices = self.mesh.devices.size

@@ -78,3 +78,40 @@ def test_load_encoder_matches_the_trainer_and_selects_steps(tmp_path, bundled_di
 def test_load_encoder_explains_a_wrong_directory(tmp_path):
   with pytest.raises(FileNotFoundError, match="is not a jax_ssl workdir: it has no config.json"):
     jax_ssl.load_encoder(tmp_path)
+
+
+def test_a_checkpoint_saved_before_method_statistics_existed_resumes(tmp_path, bundled_dir):
+  # Checkpoints written before TrainState had `method_statistics` lack that field; a resumed run reads them
+  # (instead of setting them aside as unreadable and training from step 0).
+  import orbax.checkpoint as ocp
+
+  from jax_ssl.train import checkpoint
+  from jax_ssl.train.state import TrainState
+
+  loop.train(_smoke(bundled_dir, 1), tmp_path / "run")
+  saved = jax_ssl.load_encoder(tmp_path / "run")
+  manager = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints", save_every=1, keep=10)
+  step, state = manager.restore_state(None, checkpoint.abstract_like(*_abstract(tmp_path / "run")))
+  legacy = {name: getattr(state, name) for name in TrainState.__dataclass_fields__ if name != "method_statistics"}
+  manager._manager.save(5, args=ocp.args.Composite(state=ocp.args.StandardSave(legacy)), force=True)
+  manager.wait()
+  manager.close()
+  assert jax_ssl.load_encoder(tmp_path / "run").step == 5
+  images = sources.load_numpy(saved.config.data.name, "test", bundled_dir)["image"][:8]
+  np.testing.assert_array_equal(jax_ssl.load_encoder(tmp_path / "run")(images), saved(images))
+  assert step == 1 and not (tmp_path / "run" / "checkpoints" / "unreadable").exists()
+
+
+def _abstract(workdir):
+  """The abstract state and shardings of the run in `workdir`, as load_encoder builds them."""
+  import json
+
+  import jax
+  import ml_collections
+
+  from jax_ssl.train import encoder
+  from jax_ssl.train import state as state_lib
+  config = ml_collections.ConfigDict(json.loads((workdir / loop.CONFIG_FILE).read_text()))
+  _, _, _, mesh, init = encoder._run_arrays(config)
+  abstract = jax.eval_shape(init)
+  return abstract, state_lib.state_shardings(abstract, mesh, fsdp=False)
