@@ -176,3 +176,33 @@ def test_generalization_trains_two_halves_and_compares_them(bundled_dir, tmp_pat
 def test_generalization_with_a_missing_config_exits_2(tmp_path, capsys):
   assert evaluate.main(["generalization", "--config", str(tmp_path / "none.py")]) == evaluate.EXIT_BAD_INPUT
   assert "none.py does not exist" in capsys.readouterr().err
+
+
+def _train_smoke(argument, bundled_dir, workdir):
+  config = protocols.load_config_file(os.path.join(REPO, "configs", argument))
+  config.data.data_dir = str(bundled_dir)
+  config.eval.report = False
+  loop.train(config, workdir)
+
+
+def test_dense_probe_scores_every_level_with_its_controls(bundled_dir, tmp_path):
+  _train_smoke("vicreg.py:smoke,data.name=shapes", bundled_dir, tmp_path / "run")
+  output = tmp_path / "eval"
+  assert evaluate.main(["dense", "--workdir", str(tmp_path / "run"), "--max_train", "64", "--epochs", "2",
+                        "--output_dir", str(output)]) == 0
+  result = json.loads((output / "dense.json").read_text())
+  assert set(result["levels"]) == {"label", "label_coarse", "label_family"}
+  for by_encoder in result["levels"].values():
+    assert set(by_encoder) == {"trained", "initial", "pixels"}
+    for scores_ in by_encoder.values():
+      assert 0.0 <= scores_["miou"] <= 1.0 and 0.0 <= scores_["pixel_accuracy"] <= 1.0
+  assert len(result["levels"]["label_family"]["pixels"]["iou"]) == 4  # background and 3 families
+  assert result["num_train"] == 64 and result["feature_grid"] == [8, 8]  # small_cnn halves the 16 px views
+  assert (output / "pca.png").stat().st_size > 0 and "| label_family |" in (output / "dense.md").read_text()
+
+
+def test_dense_probe_of_a_dataset_without_masks_exits_2(bundled_dir, tmp_path, capsys):
+  _train_smoke("vicreg.py:smoke", bundled_dir, tmp_path / "run")
+  assert evaluate.main(["dense", "--workdir", str(tmp_path / "run")]) == evaluate.EXIT_BAD_INPUT
+  assert "dataset 'digits' has no segmentation masks; the dense probe needs one that has (shapes)" in \
+      capsys.readouterr().err
