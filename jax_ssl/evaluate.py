@@ -7,7 +7,8 @@
   generalization --config CFG     the two-model protocol: train on each half of the classes,
                                   compare the two models on the first half's test images
   dense --workdir DIR             linear segmentation (mean IoU per level) and PCA feature maps
-                                  of a trained encoder, on a dataset with masks (shapes)
+                                  of a trained encoder, on a dataset with masks (shapes) or class
+                                  maps (ade20k)
 
 Each writes a JSON file (every number), a Markdown summary where it says so,
 and figures, into --output_dir. Exit codes: 0 done, 2 bad input (one line on
@@ -167,7 +168,8 @@ def run_dense(args) -> dict:
   `<workdir>/eval`, and prints the summary.
 
   Args:
-    args: the parsed command line: `workdir`, `step`, `data_dir`, `max_train`, `epochs`, `seed`, `output_dir`.
+    args: the parsed command line: `workdir`, `dataset`, `step`, `data_dir`, `max_train`, `epochs`, `seed`,
+      `output_dir`.
 
   Returns:
     `protocols.evaluate_dense`'s dict.
@@ -176,8 +178,8 @@ def run_dense(args) -> dict:
     FileNotFoundError: if the workdir, its checkpoint or the dataset is missing.
     ValueError: if the run's dataset has no masks.
   """
-  result = protocols.evaluate_dense(args.workdir, step=args.step, data_dir=args.data_dir, max_train=args.max_train,
-                                    epochs=args.epochs, seed=args.seed)
+  result = protocols.evaluate_dense(args.workdir, args.dataset, step=args.step, data_dir=args.data_dir,
+                                    max_train=args.max_train, epochs=args.epochs, seed=args.seed)
   output = _output_dir(args, str(pathlib.Path(args.workdir) / "eval"))
   figures.pca_maps(result["pca_images"], {"trained": result["pca"]["trained"],
                                           "initialisation": result["pca"]["initial"]}, output / "pca.png")
@@ -302,6 +304,8 @@ def parser() -> argparse.ArgumentParser:
 
   dense_probe = commands.add_parser("dense", help="linear segmentation and PCA feature maps of a trained encoder")
   dense_probe.add_argument("--workdir", required=True, help="the training run's workdir (a dataset with masks)")
+  dense_probe.add_argument("--dataset", default=None, help="default: the run's (one with masks or class maps: "
+                           "shapes, ade20k)")
   dense_probe.add_argument("--step", type=int, default=None, help="default: the newest readable checkpoint")
   dense_probe.add_argument("--data_dir", default=None)
   dense_probe.add_argument("--max_train", type=int, default=2000, help="train images that fit each head")

@@ -76,24 +76,30 @@ def evaluate_checkpoint(workdir: str | os.PathLike, dataset: str | None = None, 
           "output": output, "backbone": encoder.config.model.backbone, **results}
 
 
-def evaluate_dense(workdir: str | os.PathLike, *, step: int | None = None, data_dir: str | os.PathLike | None = None,
-                   max_train: int | None = 2000, epochs: int = 30, num_pca_images: int = 8, seed: int = 0) -> dict:
+def evaluate_dense(workdir: str | os.PathLike, dataset: str | None = None, *, step: int | None = None,
+                   data_dir: str | os.PathLike | None = None, max_train: int | None = 2000, epochs: int = 30,
+                   label_size: int = 64, num_pca_images: int = 8, seed: int = 0) -> dict:
   """The dense probe of a trained encoder: linear segmentation per label level, and PCA feature maps.
 
   The frozen feature maps (`load_encoder(output="feature_map")`: ResNet's last
   stage, a ViT's patch tokens) of at most `max_train` train images fit a
-  linear head per level of the label hierarchy, whose per-pixel classes are
-  the background (0) and the image's class + 1 on its object mask; the test
-  split is scored by mean IoU. The same protocol runs on the controls: the
+  linear head, scored on the test split by mean IoU. On a dataset with object
+  masks (`shapes`), one head per level of the label hierarchy, whose
+  per-pixel classes are the background (0) and the image's class + 1 on its
+  mask; on one with class maps (`ade20k`), one head over its classes, the
+  unlabelled class 0 ignored. The same protocol runs on the controls: the
   encoder at initialisation and the input pixels (a linear head on each
   pixel's colour).
 
   Args:
-    workdir: the training run's directory; its dataset must have masks (`DatasetSpec.mask_key`).
+    workdir: the training run's directory.
+    dataset: a dataset with masks or class maps (`DatasetSpec.mask_key`, `segmentation_key`); None for
+      the run's.
     step: checkpoint to load; None for the newest readable one.
-    data_dir: where the dataset's files are; None for the run's `data.data_dir`.
+    data_dir: where the dataset's files are; None for the run's `data.data_dir` (on the run's dataset).
     max_train: most train images that fit the heads; None uses all.
     epochs: passes of each head over its train images.
+    label_size: the labels are scored at most at this side (nearest-neighbour subsampling of larger maps).
     num_pca_images: test images shown in the PCA figure (their maps are returned under "pca").
     seed: seed of the subsampling and the heads.
 
@@ -104,34 +110,42 @@ def evaluate_dense(workdir: str | os.PathLike, *, step: int | None = None, data_
     and "pca" ({"trained", "initial"}: their `dense.pca_rgb` maps).
 
   Raises:
-    FileNotFoundError: if `workdir` has no saved config or readable checkpoint.
-    ValueError: if the run's dataset has no masks.
+    FileNotFoundError: if `workdir` has no saved config or readable checkpoint, or the dataset is missing.
+    ValueError: if the dataset has neither masks nor class maps.
 
   References:
     Wu et al. (VISReg), 2026: linear segmentation and PCA feature maps (Figures 1, 8, 9).
   """
   encoder = load_encoder(workdir, step, "feature_map")
   config = encoder.config
-  spec = catalog.get_spec(config.data.name)
-  if not spec.mask_key:
-    masked = ", ".join(name for name, other in catalog.CATALOG.items() if other.mask_key)
+  spec = catalog.get_spec(dataset or config.data.name)
+  if not (spec.mask_key or spec.segmentation_key):
+    dense_sets = ", ".join(name for name, other in catalog.CATALOG.items() if other.mask_key or other.segmentation_key)
     raise ValueError(f"dataset {spec.name!r} has no segmentation masks; the dense probe needs one that has "
-                     f"({masked}).")
-  data_dir = data_dir or config.data.data_dir or None
+                     f"({dense_sets}).")
+  if data_dir is None and spec.name == config.data.name:
+    data_dir = config.data.data_dir or None
   train = sources.load_numpy(spec.name, "train", data_dir)
   test = sources.load_numpy(spec.name, "test", data_dir)
   rows = scores.subsample(len(train["image"]), max_train, seed)
+  stride = max(1, spec.image_size // label_size)  # nearest-neighbour subsampling of the label maps
+  if spec.segmentation_key:  # one level: the class maps, unlabelled pixels ignored
+    targets = {"segmentation": (train["segmentation"][rows], test["segmentation"])}
+    num_classes, ignore_label = {"segmentation": spec.num_classes["segmentation"]}, 0
+  else:
+    targets = {level: (dense.dense_labels(train["mask"][rows], train[level][rows]),
+                       dense.dense_labels(test["mask"], test[level])) for level in spec.label_levels}
+    num_classes, ignore_label = {level: spec.num_classes[level] + 1 for level in spec.label_levels}, None
   encoders = {"trained": encoder, "initial": initial_encoder(config, "feature_map"),
-              # The pixels' control: each pixel's colour in [0, 1], on the label grid itself.
-              "pixels": lambda images: np.asarray(images, np.float32) / 255.0}
+              # The pixels' control: each pixel's colour in [0, 1], on the label grid.
+              "pixels": lambda images: np.asarray(images[:, ::stride, ::stride], np.float32) / 255.0}
   maps = {name: (embed(train["image"][rows]), embed(test["image"])) for name, embed in encoders.items()}
   levels = {}
-  for level in spec.label_levels:
-    train_targets = dense.dense_labels(train["mask"][rows], train[level][rows])
-    test_targets = dense.dense_labels(test["mask"], test[level])
-    num_classes = spec.num_classes[level] + 1
-    levels[level] = {name: dense.linear_segmentation(train_maps, train_targets, test_maps, test_targets, num_classes,
-                                                     epochs=epochs, seed=seed)
+  for level, (train_targets, test_targets) in targets.items():
+    train_targets, test_targets = train_targets[:, ::stride, ::stride], test_targets[:, ::stride, ::stride]
+    levels[level] = {name: dense.linear_segmentation(train_maps, train_targets, test_maps, test_targets,
+                                                     num_classes[level], ignore_label=ignore_label, epochs=epochs,
+                                                     seed=seed)
                      for name, (train_maps, test_maps) in maps.items()}
   shown = slice(0, num_pca_images)
   return {"protocol": "dense", "workdir": str(workdir), "step": encoder.step, "method": config.method.name,

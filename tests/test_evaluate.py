@@ -204,5 +204,22 @@ def test_dense_probe_scores_every_level_with_its_controls(bundled_dir, tmp_path)
 def test_dense_probe_of_a_dataset_without_masks_exits_2(bundled_dir, tmp_path, capsys):
   _train_smoke("vicreg.py:smoke", bundled_dir, tmp_path / "run")
   assert evaluate.main(["dense", "--workdir", str(tmp_path / "run")]) == evaluate.EXIT_BAD_INPUT
-  assert "dataset 'digits' has no segmentation masks; the dense probe needs one that has (shapes)" in \
+  assert "dataset 'digits' has no segmentation masks; the dense probe needs one that has (ade20k, shapes)" in \
       capsys.readouterr().err
+
+
+def test_dense_probe_on_ade20k_class_maps_through_mock_data(bundled_dir, tmp_path):
+  # ADE20K loads by name from a prepared tfds data_dir; tfds' mock data stands in for its files.
+  from unittest import mock
+
+  import tensorflow_datasets as tfds
+
+  _train_smoke("vicreg.py:smoke,data.name=shapes", bundled_dir, tmp_path / "run")
+  with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE), \
+      mock.patch.object(sources, "check_prepared", lambda *args: None), \
+      mock.patch.object(sources, "SKIP_IMAGE_DECODING", False):
+    result = protocols.evaluate_dense(tmp_path / "run", "ade20k", data_dir="/nonexistent-mock-12", epochs=1)
+  assert result["dataset"] == "ade20k" and result["num_train"] == 12 and list(result["levels"]) == ["segmentation"]
+  for scores_ in result["levels"]["segmentation"].values():
+    assert len(scores_["iou"]) == 151 and np.isnan(scores_["iou"][0])  # "unlabelled" is not scored
+    assert 0.0 <= scores_["miou"] <= 1.0

@@ -36,6 +36,8 @@ class DatasetSpec:
     class_names: the fine classes' names, in label order, where jax_ssl knows them (figures); else empty.
     mask_key: the tfds feature holding each image's (S, S) foreground mask (1 on the labelled object,
       0 on the background), for dense probes; empty when the dataset has none.
+    segmentation_key: the tfds feature holding a per-pixel class map (an image whose first channel is
+      the class, 0 unlabelled), for dense probes; its classes are `num_classes["segmentation"]`.
   """
 
   name: str
@@ -51,6 +53,7 @@ class DatasetSpec:
   prepare: str = ""
   class_names: tuple[str, ...] = ()
   mask_key: str = ""
+  segmentation_key: str = ""
 
   @property
   def label_levels(self) -> tuple[str, ...]:
@@ -69,6 +72,21 @@ def _catalog_prepare(tfds_name: str, manual: str = "") -> str:
 CATALOG: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
+        DatasetSpec(
+            # Scene parsing only (no image labels): the dense probe's real benchmark, not a training set.
+            # tfds' "test" split holds ADE20K's 2,000 validation images; class 0 is "unlabelled".
+            name="ade20k",
+            tfds_name="scene_parse150",
+            splits={"train": "train", "test": "test"},
+            label_keys={},
+            num_classes={"segmentation": 151},
+            image_size=256,
+            variable_size=True,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            prepare=_catalog_prepare("scene_parse150"),
+            segmentation_key="annotation",
+        ),
         DatasetSpec(
             name="digits",
             tfds_name="jax_ssl_digits",

@@ -58,8 +58,12 @@ def check_config(data_config: Any) -> None:
   data = data_config
   if data.name not in catalog.CATALOG:
     raise ValueError(f"data.name {data.name!r} is unknown; datasets: {', '.join(sorted(catalog.CATALOG))}.")
+  spec = catalog.get_spec(data.name)
+  if "label" not in spec.label_keys:
+    raise ValueError(f"data.name {data.name!r} has no image labels: it serves the dense probe "
+                     f"(python -m jax_ssl.evaluate dense --dataset {data.name}), not pretraining.")
   classes = catalog.parse_classes(data.classes)
-  num_classes = catalog.get_spec(data.name).num_classes["label"]
+  num_classes = spec.num_classes["label"]
   if classes is not None and (min(classes) < 0 or max(classes) >= num_classes):
     raise ValueError(f"data.classes {data.classes!r} must lie in 0..{num_classes - 1} for {data.name}.")
   if data.on_device not in ON_DEVICE_CHOICES:

@@ -158,7 +158,9 @@ class Source:
     self.image_size = image_size or spec.image_size
     self._builder = dataset_builder
     # Encoded images (JPEG, PNG) come as bytes and are decoded here, straight at the size needed.
-    decoders = {"image": _skip_decoding()} if _encoded_images(dataset_builder) else None
+    decoders = None
+    if _encoded_images(dataset_builder):
+      decoders = {key: _skip_decoding() for key in ("image", spec.segmentation_key) if key}
     self._records = dataset_builder.as_data_source(split=spec.splits[split], decoders=decoders)
     self._indices = indices
     self._split_labels = {} if split_labels is None else split_labels  # label key -> labels of the whole split
@@ -310,7 +312,9 @@ def decode_record(spec: catalog.DatasetSpec, record: dict, image_size: int | Non
 
   Returns:
     A dict with `image`, uint8 `(image_size, image_size, 3)`, `mask`, uint8 `(image_size, image_size)`
-    when the dataset has masks (`spec.mask_key`), and one int32 scalar per key of `spec.label_keys`.
+    when the dataset has masks (`spec.mask_key`), `segmentation`, uint8 `(image_size, image_size)`
+    classes when it has class maps (`spec.segmentation_key`), and one int32 scalar per key of
+    `spec.label_keys`.
   """
   image_size = image_size or spec.image_size
   image = record["image"]
@@ -326,9 +330,37 @@ def decode_record(spec: catalog.DatasetSpec, record: dict, image_size: int | Non
   example = {"image": image.astype(np.uint8)}
   if spec.mask_key:  # fixed-size datasets only: a mask is never resized
     example["mask"] = np.asarray(record[spec.mask_key], np.uint8)
+  if spec.segmentation_key:
+    example["segmentation"] = decode_segmentation(record[spec.segmentation_key], image_size)
   for key, feature in spec.label_keys.items():
     example[key] = np.asarray(record[feature], np.int32)
   return example
+
+
+def decode_segmentation(annotation, size: int) -> np.ndarray:
+  """A per-pixel class map (PNG bytes or an array; the class in the first channel), as the image is cropped.
+
+  Resized with nearest neighbours (classes are not averaged) so that its shorter side is `size`, then
+  centre-cropped: the same pixels as `resize_shorter_side_and_center_crop` keeps of the image.
+
+  Args:
+    annotation: encoded PNG bytes, or a uint8 (H, W) or (H, W, C) array whose first channel holds the class.
+    size: side of the output.
+
+  Returns:
+    uint8 `(size, size)` classes.
+  """
+  if isinstance(annotation, bytes):
+    from PIL import Image
+    with Image.open(io.BytesIO(annotation)) as image:
+      annotation = np.asarray(image)
+  classes = np.asarray(annotation)
+  if classes.ndim == 3:
+    classes = classes[..., 0]
+  classes = classes.astype(np.uint8)
+  if classes.shape != (size, size):
+    classes = resize_shorter_side_and_center_crop(classes, size, nearest=True)
+  return classes
 
 
 def decode_image_bytes(encoded: bytes, size: int) -> np.ndarray:
@@ -353,12 +385,13 @@ def decode_image_bytes(encoded: bytes, size: int) -> np.ndarray:
   return resize_shorter_side_and_center_crop(rgb, size)
 
 
-def resize_shorter_side_and_center_crop(image: np.ndarray, size: int) -> np.ndarray:
+def resize_shorter_side_and_center_crop(image: np.ndarray, size: int, *, nearest: bool = False) -> np.ndarray:
   """Resize so the shorter side is `size` (bicubic, PIL), then crop the central size x size square.
 
   Args:
     image: uint8 `(H, W, 3)` image (or `(H, W)`), of any size.
     size: side of the output.
+    nearest: resize with nearest neighbours instead (class maps).
 
   Returns:
     uint8 `(size, size, 3)` image (`(size, size)` for a 2-D input).
@@ -367,7 +400,8 @@ def resize_shorter_side_and_center_crop(image: np.ndarray, size: int) -> np.ndar
   height, width = image.shape[:2]
   scale = size / min(height, width)
   new_height, new_width = max(size, round(height * scale)), max(size, round(width * scale))
-  resized = np.asarray(Image.fromarray(image).resize((new_width, new_height), Image.BICUBIC))
+  resample = Image.NEAREST if nearest else Image.BICUBIC
+  resized = np.asarray(Image.fromarray(image).resize((new_width, new_height), resample))
   top, left = (new_height - size) // 2, (new_width - size) // 2
   return resized[top:top + size, left:left + size]
 
@@ -394,8 +428,8 @@ def load_numpy(name: str, split: str, data_dir: str | os.PathLike | None = None)
     data_dir: where the dataset is prepared (default: see `data_dir_for`).
 
   Returns:
-    A dict with `image`, uint8 `(N, S, S, 3)`, `mask`, uint8 `(N, S, S)` for a dataset with masks
-    (`spec.mask_key`), and one int32 `(N,)` array per label key.
+    A dict with `image`, uint8 `(N, S, S, 3)`, `mask` or `segmentation`, uint8 `(N, S, S)`, for a
+    dataset with masks or class maps, and one int32 `(N,)` array per label key.
 
   Raises:
     ValueError: for an unknown dataset or split.

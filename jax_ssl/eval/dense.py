@@ -49,31 +49,39 @@ def _check_maps(name: str, maps) -> np.ndarray:
   return maps.astype(np.float32)
 
 
-def confusion_iou(predictions: ArrayLike, targets: ArrayLike, num_classes: int) -> dict:
+def confusion_iou(predictions: ArrayLike, targets: ArrayLike, num_classes: int,
+                  ignore_label: int | None = None) -> dict:
   """Intersection over union per class from all pixels at once, and their mean over the classes present.
 
   Args:
     predictions: integer class per pixel, any shape.
     targets: integer class per pixel, the same shape.
     num_classes: C; classes are 0..C-1.
+    ignore_label: a target class whose pixels are not scored (ADE20K's "unlabelled" 0), or None. Target
+      values outside 0..C-1 are not scored either.
 
   Returns:
-    `{"miou", "pixel_accuracy", "iou"}`: the mean IoU over the classes that occur in the targets or the
-    predictions, the fraction of pixels right, and the per-class IoU (NaN for a class that occurs in neither).
+    `{"miou", "pixel_accuracy", "iou"}`: the mean IoU over the classes that occur in the scored targets or
+    predictions, the fraction of scored pixels right, and the per-class IoU (NaN for a class that occurs in
+    neither, and for `ignore_label`).
   """
   predictions, targets = np.asarray(predictions).ravel(), np.asarray(targets).ravel()
+  scored = (targets >= 0) & (targets < num_classes) & (targets != (-1 if ignore_label is None else ignore_label))
+  predictions, targets = predictions[scored], targets[scored]
   confusion = np.bincount(targets * num_classes + predictions, minlength=num_classes**2).reshape(num_classes, -1)
   true_positive = np.diag(confusion).astype(np.float64)
   union = confusion.sum(axis=0) + confusion.sum(axis=1) - true_positive
   with np.errstate(invalid="ignore", divide="ignore"):
     iou = np.where(union > 0, true_positive / union, np.nan)
-  return {"miou": float(np.nanmean(iou)), "pixel_accuracy": float(true_positive.sum() / len(targets)),
+  if ignore_label is not None:
+    iou[ignore_label] = np.nan
+  return {"miou": float(np.nanmean(iou)), "pixel_accuracy": float(true_positive.sum() / max(len(targets), 1)),
           "iou": iou.tolist()}
 
 
 def linear_segmentation(train_maps: ArrayLike, train_targets: ArrayLike, test_maps: ArrayLike,
-                        test_targets: ArrayLike, num_classes: int, *, epochs: int = 30, batch_size: int = 256,
-                        learning_rate: float = 1e-2, seed: int = 0) -> dict:
+                        test_targets: ArrayLike, num_classes: int, *, ignore_label: int | None = None,
+                        epochs: int = 30, batch_size: int = 256, learning_rate: float = 1e-2, seed: int = 0) -> dict:
   """Train a linear head on frozen feature maps for per-pixel classes; score it on the test maps.
 
   The features are standardised with the train positions' mean and standard
@@ -87,6 +95,8 @@ def linear_segmentation(train_maps: ArrayLike, train_targets: ArrayLike, test_ma
     test_maps: (M, h, w, F) features of the test images.
     test_targets: (M, H, W) classes per pixel.
     num_classes: C, the classes of the targets (background included).
+    ignore_label: a class whose pixels neither train the head nor are scored (ADE20K's 0), or None; target
+      values outside 0..C-1 are ignored too.
     epochs: passes over the training images.
     batch_size: images per Adam step.
     learning_rate: Adam's step size.
@@ -126,8 +136,12 @@ def linear_segmentation(train_maps: ArrayLike, train_targets: ArrayLike, test_ma
   def step(params, opt_state, maps, targets):
     def loss(trained):
       # One-hot targets: the integer-label gather's gradient is a scatter XLA spends seconds constant-folding.
-      one_hot = jax.nn.one_hot(targets, num_classes)
-      return optax.softmax_cross_entropy(logits({**params, **trained}, maps), one_hot).mean()
+      one_hot = jax.nn.one_hot(targets, num_classes)  # all zeros for a value outside 0..C-1
+      scored = jnp.sum(one_hot, axis=-1)
+      if ignore_label is not None:
+        scored = scored * (targets != ignore_label)
+      losses = optax.softmax_cross_entropy(logits({**params, **trained}, maps), one_hot)
+      return jnp.sum(losses * scored) / jnp.maximum(jnp.sum(scored), 1.0)
     trained = {"w": params["w"], "b": params["b"]}
     updates, opt_state = optimizer.update(jax.grad(loss)(trained), opt_state)
     return {**params, **optax.apply_updates(trained, updates)}, opt_state
@@ -147,7 +161,7 @@ def linear_segmentation(train_maps: ArrayLike, train_targets: ArrayLike, test_ma
   predict = jax.jit(lambda maps: jnp.argmax(logits(params, maps), axis=-1))
   predictions = np.concatenate([np.asarray(predict(test_maps[start:start + batch_size]))
                                 for start in range(0, len(test_maps), batch_size)])
-  return confusion_iou(predictions, test_targets, num_classes)
+  return confusion_iou(predictions, test_targets, num_classes, ignore_label)
 
 
 def pca_rgb(maps: ArrayLike) -> np.ndarray:

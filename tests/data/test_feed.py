@@ -102,11 +102,12 @@ def test_parse_classes():
 
 
 @pytest.mark.parametrize("change,message", [
-    (dict(name="mnist"), "data.name 'mnist' is unknown; datasets: caltech256, cifar10"),
+    (dict(name="mnist"), "data.name 'mnist' is unknown; datasets: ade20k, caltech256, cifar10"),
     (dict(classes="30-36"), r"data.classes '30-36' must lie in 0..35 for shapes"),
     (dict(name="digits", classes="10"), r"data.classes '10' must lie in 0..9 for digits"),
     (dict(on_device="yes"), "data.on_device must be one of auto, true, false; got 'yes'"),
     (dict(worker_count=-2), "data.worker_count is a number of processes, or -1"),
+    (dict(name="ade20k", classes=""), "data.name 'ade20k' has no image labels: it serves the dense probe"),
 ])
 def test_check_config_names_the_data_field(change, message):
   section = ml_collections.ConfigDict(dict(name="shapes", data_dir="", classes="0-35", on_device="auto",

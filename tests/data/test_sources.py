@@ -1,5 +1,6 @@
 """Opening datasets by name: schema, class subsets, and the errors a user sees."""
 
+import io
 import types
 from unittest import mock
 
@@ -116,3 +117,27 @@ def test_cifar100_exposes_its_coarse_labels(mocked_catalog):
   assert spec.label_levels == ("label", "label_coarse") and spec.num_classes["label_coarse"] == 20
   data = sources.load_numpy("cifar100", "train", "/nonexistent-mock")
   assert set(data) == {"image", "label", "label_coarse"} and data["image"].shape == (24, 32, 32, 3)
+
+
+def test_ade20k_serves_class_maps_cropped_like_its_images(mocked_catalog):
+  spec = catalog.get_spec("ade20k")
+  assert spec.label_levels == () and spec.num_classes == {"segmentation": 151}
+  example = sources.open_source("ade20k", "test", "/nonexistent")[2]
+  assert example["image"].shape == (256, 256, 3) and example["segmentation"].shape == (256, 256)
+  assert example["segmentation"].dtype == np.uint8
+  data = sources.load_numpy("ade20k", "train", "/nonexistent-mock")
+  assert set(data) == {"image", "segmentation"} and data["segmentation"].shape == (24, 256, 256)
+
+
+def test_decode_segmentation_keeps_classes_and_crops_as_the_image():
+  from PIL import Image
+  rows, columns = np.meshgrid(np.arange(300), np.arange(200), indexing="ij")
+  classes = (rows // 30 + 10 * (columns // 50)).astype(np.uint8)  # 10 x 4 blocks of distinct classes
+  annotation = np.stack([classes, np.zeros_like(classes), np.full_like(classes, 7)], axis=-1)
+  encoded = io.BytesIO()
+  Image.fromarray(annotation).save(encoded, format="PNG")
+  decoded = sources.decode_segmentation(encoded.getvalue(), 100)
+  np.testing.assert_array_equal(decoded, sources.decode_segmentation(annotation, 100))
+  assert decoded.shape == (100, 100) and set(np.unique(decoded)) <= set(np.unique(classes))
+  # Shorter side 200 -> 100 (scale 1/2), then the central 100 rows of 150: source rows 50..249.
+  np.testing.assert_array_equal(decoded[:, 0], classes[50:250:2, 0])

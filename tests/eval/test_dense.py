@@ -73,3 +73,22 @@ def test_pca_rgb_colours_positions_by_their_principal_components():
   for channel in range(3):
     correlation = np.corrcoef(rgb[..., channel].ravel(), scores[..., channel].ravel())[0, 1]
     assert abs(correlation) > 0.95
+
+
+def test_ignored_pixels_are_neither_scored_nor_trained_on():
+  rng = np.random.default_rng(1)
+  targets = rng.integers(0, 4, (5, 6, 6))
+  predictions = rng.integers(1, 4, targets.shape)
+  result = dense.confusion_iou(predictions, targets, num_classes=4, ignore_label=0)
+  scored = targets != 0
+  expected = metrics.jaccard_score(targets[scored], predictions[scored], labels=[1, 2, 3], average=None)
+  np.testing.assert_allclose(result["iou"][1:], expected, rtol=1e-12)
+  assert np.isnan(result["iou"][0]) and result["pixel_accuracy"] == pytest.approx(
+      np.mean(predictions[scored] == targets[scored]))
+  # A head trained where half the labels are hidden behind the ignored class scores as one trained on all.
+  train, test = _blocks(64, 0, True), _blocks(32, 1, True)
+  hidden = train[1] + 1  # classes 1..3, class 0 "unlabelled"
+  hidden[:, :4] = 0
+  result = dense.linear_segmentation(train[0], hidden, test[0], test[1] + 1, num_classes=4, ignore_label=0,
+                                     epochs=40, batch_size=16, learning_rate=5e-2)
+  assert result["miou"] > 0.65 and np.isnan(result["iou"][0])
