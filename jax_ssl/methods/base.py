@@ -40,6 +40,8 @@ class Embeddings(NamedTuple):
   predictions: (V_g, N, D) online predictor outputs (BYOL), or None.
   targets: (V_g, N, D) EMA target head outputs (BYOL, DINO), or None; no gradient.
   statistics: the method's running statistics before this step (DINO's center), or None.
+  mask: (V_g, N, P) 1 on the patches each view hid from the encoder (MAE), or None. With it,
+    `predictions` are (V_g, N, P, L) reconstructed pixels and `targets` the views' (V_g, N, P, L) patches.
   """
 
   global_views: jax.Array
@@ -47,6 +49,7 @@ class Embeddings(NamedTuple):
   predictions: jax.Array | None = None
   targets: jax.Array | None = None
   statistics: Any = None
+  mask: jax.Array | None = None
 
   @property
   def all_views(self) -> jax.Array:
@@ -72,8 +75,9 @@ class Method(abc.ABC):
     name: the method's name in configs (`method.name`), and its config section.
     multi_crop: takes any number of global and local views (else exactly two global views).
     predictor: needs an online predictor head (BYOL).
-    head: the head on the backbone: "projector" (an MLP, `model.projector`) or "dino"
-      (`models.DINOHead` with the method's `num_prototypes`).
+    head: the head on the backbone: "projector" (an MLP, `model.projector`), "dino"
+      (`models.DINOHead` with the method's `num_prototypes`) or "mae" (`models.MAEDecoder`: the
+      trainer then encodes each global view's visible patches and reconstructs the hidden ones).
     target: needs an EMA target network (BYOL, DINO); such a method defines
       `update_target(target_params, online_params, progress)` (see `EMATarget`).
     statistics: keeps running statistics across steps (DINO's center); such a method defines

@@ -10,6 +10,7 @@
   simclr        NT-Xent
   byol          BYOL: predictor + EMA target, symmetric regression loss
   dino          DINO: EMA teacher, centered and sharpened, DINO head, multi-crop
+  mae           MAE: a ViT encodes the visible patches, a decoder reconstructs the hidden ones
   <name>+tregs  any of them (but tregs) plus T-REG (gamma L_E + lam L_S) on every view's embeddings
 
 Each method's config section (`method.<name>`, and `method.t_reg` for the
@@ -347,6 +348,42 @@ class DINO(EMATarget):
     return loss, {"distillation": loss}
 
 
+@dataclasses.dataclass(frozen=True)
+class MAE(Method):
+  """MAE (He et al., CVPR 2022): reconstruct the hidden patches of each global view from its visible ones.
+
+  The trainer hides `mask_ratio` of every view's patches, encodes the rest
+  with the ViT and decodes all of them (`models.MAEDecoder` of
+  `decoder_width`, `decoder_depth`, `decoder_heads`); the loss is
+  `losses.mae_loss` on the hidden patches, averaged over the views. Needs a
+  ViT backbone.
+  """
+
+  name: ClassVar[str] = "mae"
+  multi_crop: ClassVar[bool] = True
+  head: ClassVar[str] = "mae"
+  mask_ratio: float = 0.75
+  norm_pix_loss: bool = True
+  decoder_width: int = 512
+  decoder_depth: int = 8
+  decoder_heads: int = 16
+
+  def __post_init__(self):
+    check(0.0 <= self.mask_ratio < 1.0, f"{self.name}.mask_ratio is a fraction of the patches in [0, 1); "
+          f"got {self.mask_ratio}.")
+    for field in ("decoder_width", "decoder_depth", "decoder_heads"):
+      check(getattr(self, field) >= 1, f"{self.name}.{field} must be positive; got {getattr(self, field)}.")
+    check(self.decoder_width % 4 == 0 and self.decoder_width % self.decoder_heads == 0,
+          f"{self.name}.decoder_width must be a multiple of 4 and of decoder_heads; got {self.decoder_width} "
+          f"and {self.decoder_heads}.")
+
+  def loss(self, embeddings, key, directions=None):
+    views = [losses.mae_loss(predictions, patches, mask, self.norm_pix_loss)
+             for predictions, patches, mask in zip(embeddings.predictions, embeddings.targets, embeddings.mask)]
+    loss = sum(views) / len(views)
+    return loss, {"reconstruction": loss}
+
+
 ADD_ON = "+tregs"
 ADD_ON_SECTION = "t_reg"
 
@@ -419,7 +456,7 @@ class WithTReg(Method):
 
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (VICReg, SAGVICReg, VISReg, LeJEPA, SWD, TREGS,
-                                                              BarlowTwins, SimCLR, BYOL, DINO)}
+                                                              BarlowTwins, SimCLR, BYOL, DINO, MAE)}
 
 
 def hyperparameters(cls: type[Method]) -> dict:

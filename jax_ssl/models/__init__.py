@@ -25,6 +25,9 @@ from jax_ssl.models.heads import DINOHead
 from jax_ssl.models.heads import byol_predictor
 from jax_ssl.models.heads import parse_spec
 from jax_ssl.models.heads import projector
+from jax_ssl.models.mae import MAEDecoder
+from jax_ssl.models.mae import patchify
+from jax_ssl.models.mae import random_keep
 from jax_ssl.models.registry import BACKBONES
 from jax_ssl.models.registry import MODEL_CHOICES
 from jax_ssl.models.registry import build_backbone
@@ -41,6 +44,7 @@ from jax_ssl.models.vit import vision_transformer
 __all__ = [
     "BACKBONES",
     "DINOHead",
+    "MAEDecoder",
     "MLP",
     "MODEL_CHOICES",
     "ResNet",
@@ -51,7 +55,9 @@ __all__ = [
     "byol_predictor",
     "check_config",
     "parse_spec",
+    "patchify",
     "projector",
+    "random_keep",
     "resnet18",
     "resnet34",
     "resnet50",

@@ -194,17 +194,22 @@ class VisionTransformer(nnx.Module):
     grid = jax.image.resize(grid, (1, grid_height, grid_width, width), "bicubic", antialias=False)
     return jnp.concatenate([stored[:, :1], grid.reshape(1, grid_height * grid_width, width)], axis=1)
 
-  def tokens(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+  def tokens(self, x: jax.Array, key: jax.Array | None = None, keep: jax.Array | None = None) -> jax.Array:
     """(B, H, W, C) images -> (B, 1 + (H / p) * (W / p), width): CLS then patch tokens, final-normed.
 
     `key` enables stochastic depth (training); None is the deterministic network.
+    `keep` runs the blocks on some patches only (MAE's encoder): each image's
+    patches at those indices of the row-major grid, after their position
+    embedding is added.
 
     Args:
       x: `(B, H, W, C)` images, H and W multiples of `patch_size`.
       key: PRNG key for stochastic depth, or None.
+      keep: `(B, K)` int indices of the patches each image keeps, or None for all of them.
 
     Returns:
-      `(B, 1 + (H / p) * (W / p), width)` tokens in the computation dtype, p being `patch_size`.
+      `(B, 1 + P, width)` tokens in the computation dtype: P = (H / p) * (W / p) patches, p being
+      `patch_size`, or P = K with `keep`.
 
     Raises:
       ValueError: if `x` is not 4-D, or if H or W is not a multiple of `patch_size`.
@@ -217,10 +222,12 @@ class VisionTransformer(nnx.Module):
                        f"({self.patch_size}).")
     patches = self.patch_embed(x)
     batch, grid_height, grid_width, channels = patches.shape
-    patches = patches.reshape(batch, grid_height * grid_width, channels)
-    cls = jnp.broadcast_to(self.cls_token[...].astype(patches.dtype), (batch, 1, channels))
-    tokens = jnp.concatenate([cls, patches], axis=1)
-    tokens = tokens + self.position_embedding(grid_height, grid_width).astype(tokens.dtype)
+    position = self.position_embedding(grid_height, grid_width).astype(patches.dtype)
+    patches = patches.reshape(batch, grid_height * grid_width, channels) + position[:, 1:]
+    if keep is not None:
+      patches = jnp.take_along_axis(patches, keep[..., None], axis=1)
+    cls = self.cls_token[...].astype(patches.dtype) + position[:, :1]
+    tokens = jnp.concatenate([jnp.broadcast_to(cls, (batch, 1, channels)), patches], axis=1)
     for index, block in enumerate(self.blocks):
       tokens = block(tokens, None if key is None else jax.random.fold_in(key, index))
     return self.norm(tokens)

@@ -290,6 +290,11 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   if method.multi_crop is False and (config.views.num_global != 2 or config.views.num_local != 0):
     raise ConfigError(f"method {config.method.name!r} compares two views; it cannot take "
                       f"{config.views.num_global} global and {config.views.num_local} local views.")
+  if method.head == "mae" and not config.model.backbone.startswith("vit"):
+    raise ConfigError(f"method {config.method.name!r} reconstructs a ViT's patches; set model.backbone to a vit_* "
+                      f"backbone, not {config.model.backbone!r}.")
+  if method.head == "mae" and config.views.num_local:
+    raise ConfigError(f"method {config.method.name!r} reconstructs the global views only; set views.num_local to 0.")
   batch = config.train.global_batch_size
   if batch % num_devices:
     raise ConfigError(f"train.global_batch_size = {batch} does not divide over the {num_devices} devices; "

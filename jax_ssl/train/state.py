@@ -54,8 +54,9 @@ class Network(nnx.Module):
   """Backbone, head and (BYOL) predictor: images -> (features, projections, predictions or None).
 
   The head is the method's (`Method.head`): a projector MLP of widths
-  `model.projector`, or DINO's head with `model.projector` as its MLP and the
-  method's `num_prototypes` outputs. `key` drives the backbone's stochastic
+  `model.projector`, DINO's head with `model.projector` as its MLP and the
+  method's `num_prototypes` outputs, or MAE's decoder (used through
+  `masked_reconstruction`). `key` drives the backbone's stochastic
   layers (a ViT's stochastic depth) in training; without it, or for a
   backbone without them, the forward is deterministic.
   """
@@ -63,7 +64,13 @@ class Network(nnx.Module):
   def __init__(self, config: ml_collections.ConfigDict, method: Method, *, rngs: nnx.Rngs):
     dtype = jnp.dtype(config.model.dtype)
     self.backbone = models.build_backbone(config.model.backbone, rngs=rngs, dtype=dtype, **backbone_kwargs(config))
-    if method.head == "dino":
+    if method.head == "mae":
+      base = getattr(method, "base", method)
+      self.projector = models.MAEDecoder(self.backbone.num_features, grid_size=self.backbone.grid_size,
+                                         patch_size=self.backbone.patch_size, width=base.decoder_width,
+                                         depth=base.decoder_depth, num_heads=base.decoder_heads, dtype=dtype,
+                                         rngs=rngs)
+    elif method.head == "dino":
       self.projector = models.DINOHead(self.backbone.num_features, config.model.projector,
                                        getattr(method, "base", method).num_prototypes,
                                        activation=config.model.projector_activation, rngs=rngs, dtype=dtype)
@@ -73,6 +80,24 @@ class Network(nnx.Module):
     self.predictor = (models.byol_predictor(self.projector.out_features, config.model.predictor, rngs=rngs,
                                             dtype=dtype) if method.predictor else None)
     self.stochastic = getattr(self.backbone, "drop_path_rate", 0.0) > 0
+
+  def masked_reconstruction(self, images: jax.Array, key: jax.Array, mask_ratio: float):
+    """MAE's forward: hide `mask_ratio` of each image's patches, encode the rest, reconstruct them all.
+
+    Args:
+      images: normalised float images (N, H, W, C), sides multiples of the ViT's patch size.
+      key: PRNG key of the masks (and of stochastic depth, folded).
+      mask_ratio: the fraction of patches hidden.
+
+    Returns:
+      `(features, predictions, patches, mask)`: (N, width) CLS tokens of the visible patches, (N, P, L)
+      reconstructed pixels, the images' (N, P, L) patches and the (N, P) mask (1: hidden).
+    """
+    patches = models.patchify(images, self.backbone.patch_size)
+    keep, mask = models.random_keep(key, images.shape[0], patches.shape[1], mask_ratio)
+    stochastic_key = jax.random.fold_in(key, 1) if self.stochastic else None
+    tokens = self.backbone.tokens(images, stochastic_key, keep=keep)
+    return tokens[:, 0], self.projector(tokens, keep), patches, mask
 
   def __call__(self, images: jax.Array, key: jax.Array | None = None):
     """Run the backbone, projector and predictor on a batch.

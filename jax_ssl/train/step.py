@@ -138,10 +138,17 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
 
     def loss_fn(params, probe_params):
       network = nnx.merge(cfg.definitions.network, params, state.batch_stats, copy=True)
-      features, projections, predictions = forward(network, global_crops, jax.random.fold_in(drop_key, 0))
-      local_projections = forward(network, local_crops, jax.random.fold_in(drop_key, 1))[1] if local_crops else None
-      embeddings = methods.Embeddings(projections, local_projections, predictions, targets,
-                                      state.method_statistics)
+      if method.head == "mae":  # each global view's hidden patches, reconstructed from its visible ones
+        mask_ratio = getattr(method, "base", method).mask_ratio
+        outputs = [network.masked_reconstruction(view, jax.random.fold_in(drop_key, index), mask_ratio)
+                   for index, view in enumerate(global_crops)]
+        features, predictions, patches, mask = (jnp.stack(parts) for parts in zip(*outputs))
+        embeddings = methods.Embeddings(features, None, predictions, patches, mask=mask)
+      else:
+        features, projections, predictions = forward(network, global_crops, jax.random.fold_in(drop_key, 0))
+        local_projections = forward(network, local_crops, jax.random.fold_in(drop_key, 1))[1] if local_crops else None
+        embeddings = methods.Embeddings(projections, local_projections, predictions, targets,
+                                        state.method_statistics)
       embeddings = _replicated(cfg.mesh, embeddings)  # every loss sees the global batch
       if cfg.nan_at_step >= 0:
         poison = jnp.where(state.step + 1 == cfg.nan_at_step, jnp.nan, 1.0)

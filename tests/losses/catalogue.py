@@ -53,6 +53,10 @@ def scalar_losses(k: int = 3, num_slices: int = 16):
       "barlow_twins_loss": lambda key, a, b: losses.barlow_twins_loss(a, b)[0],
       "nt_xent": lambda key, a, b: losses.nt_xent(a, b),
       "byol_loss": lambda key, a, b: losses.byol_loss(a, b),
+      # Two patches per row, the second visible (not scored); a one-value patch cannot be standardised.
+      "mae_loss": lambda key, a, b: losses.mae_loss(
+          jnp.stack([a, b], axis=1), jnp.stack([b, mixed(a, b)], axis=1), jnp.tile(jnp.array([1.0, 0.0]), (len(a), 1)),
+          norm_pix=a.shape[1] > 1),
       # The teacher's outputs of the two views, their third (local) view mixed; center 0.
       "dino_loss": lambda key, a, b: losses.dino_loss(jnp.stack([a, b, mixed(a, b)]), jnp.stack([b, a]),
                                                       jnp.zeros(a.shape[1])),

@@ -23,6 +23,8 @@ def test_base_config_validates():
 @pytest.mark.parametrize("mutate,message", [
     (lambda c: c.model.__setattr__("widht", 3), r"unknown config key 'model.widht' \(did you mean 'model.width'\?\)"),
     (lambda c: c.method.__setattr__("name", "moco"), r"unknown method 'moco'; methods: barlow_twins, byol, dino"),
+    (lambda c: (c.method.__setattr__("name", "mae"), c.views.__setattr__("recipe", "multicrop")),
+     "method 'mae' reconstructs a ViT's patches; set model.backbone to a vit_\\* backbone, not 'small_cnn'"),
     (lambda c: (c.method.__setattr__("name", "dino"), c.views.__setattr__("recipe", "multicrop"),
                 c.method.dino.__setattr__("num_prototypes", 0)), "method.dino.num_prototypes must be positive"),
     (lambda c: c.method.__setattr__("name", "tregs+tregs"), "unknown method 'tregs\\+tregs'"),

@@ -113,10 +113,12 @@ def test_methods_are_frozen_and_hashable_so_jit_can_hold_them():
     (lambda: methods.VICReg(cov_coeff=-1.0), "vicreg.cov_coeff must not be negative; got -1.0"),
     (lambda: methods.LeJEPA(knots=1), "lejepa.knots"),
     (lambda: methods.WithTReg(methods.TREGS()), "tregs already has T-REG"),
-    (lambda: methods.get_method("moco"), "unknown method 'moco'; methods: barlow_twins, byol, dino, lejepa"),
+    (lambda: methods.get_method("moco"), "unknown method 'moco'; methods: barlow_twins, byol, dino, lejepa, mae"),
     (lambda: methods.DINO(teacher_temperature=0.0), "dino.teacher_temperature must be positive"),
     (lambda: methods.DINO(center_momentum=1.5), r"dino.center_momentum is a momentum in \[0, 1\]"),
     (lambda: methods.DINO(tau_base=-0.1), r"dino.tau_base is a momentum in \[0, 1\]"),
+    (lambda: methods.MAE(mask_ratio=1.0), r"mae.mask_ratio is a fraction of the patches in \[0, 1\)"),
+    (lambda: methods.MAE(decoder_width=30), "mae.decoder_width must be a multiple of 4 and of decoder_heads"),
 ])
 def test_bad_hyperparameters_are_one_line_naming_the_field(build, message):
   with pytest.raises(ValueError, match=message):
@@ -162,3 +164,17 @@ def test_dino_distils_the_teachers_centered_outputs_with_its_warming_temperature
   assert (add_on.target, add_on.statistics, add_on.head) == (True, True, "dino")
   np.testing.assert_array_equal(add_on.update_statistics(embeddings.statistics, embeddings)["center"],
                                 updated["center"])
+
+
+def test_mae_averages_the_reconstruction_of_each_global_view():
+  rng = np.random.default_rng(3)
+  predictions = jnp.asarray(rng.standard_normal((2, 4, 6, 12)), jnp.float32)
+  patches = jnp.asarray(rng.standard_normal((2, 4, 6, 12)), jnp.float32)
+  mask = jnp.asarray(rng.random((2, 4, 6)) < 0.75, jnp.float32).at[:, :, 0].set(1.0)
+  embeddings = methods.Embeddings(jnp.zeros((2, 4, 8)), None, predictions, patches, mask=mask)
+  method = methods.MAE(norm_pix_loss=False)
+  loss, metrics = jax.jit(method.loss)(embeddings, KEY)
+  expected = np.mean([losses.mae_loss(predictions[v], patches[v], mask[v], norm_pix=False) for v in range(2)])
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  np.testing.assert_allclose(metrics["reconstruction"], expected, rtol=1e-6)
+  assert method.head == "mae" and method.multi_crop and not method.target
