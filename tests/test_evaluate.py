@@ -5,9 +5,11 @@ import os
 import re
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from jax_ssl import evaluate
 from jax_ssl import protocols
@@ -178,17 +180,20 @@ def test_generalization_with_a_missing_config_exits_2(tmp_path, capsys):
   assert "none.py does not exist" in capsys.readouterr().err
 
 
-def _train_smoke(argument, bundled_dir, workdir):
-  config = protocols.load_config_file(os.path.join(REPO, "configs", argument))
+@pytest.fixture(scope="module")
+def shapes_run(bundled_dir, tmp_path_factory):
+  """A 2-step smoke run on `shapes` (which has masks), shared by the dense-probe tests."""
+  workdir = tmp_path_factory.mktemp("dense") / "run"
+  config = protocols.load_config_file(os.path.join(REPO, "configs", "vicreg.py:smoke,data.name=shapes"))
   config.data.data_dir = str(bundled_dir)
   config.eval.report = False
   loop.train(config, workdir)
+  return workdir
 
 
-def test_dense_probe_scores_every_level_with_its_controls(bundled_dir, tmp_path):
-  _train_smoke("vicreg.py:smoke,data.name=shapes", bundled_dir, tmp_path / "run")
+def test_dense_probe_scores_every_level_with_its_controls(shapes_run, tmp_path):
   output = tmp_path / "eval"
-  assert evaluate.main(["dense", "--workdir", str(tmp_path / "run"), "--max_train", "64", "--epochs", "2",
+  assert evaluate.main(["dense", "--workdir", str(shapes_run), "--max_train", "64", "--epochs", "2",
                         "--output_dir", str(output)]) == 0
   result = json.loads((output / "dense.json").read_text())
   assert set(result["levels"]) == {"label", "label_coarse", "label_family"}
@@ -201,24 +206,19 @@ def test_dense_probe_scores_every_level_with_its_controls(bundled_dir, tmp_path)
   assert (output / "pca.png").stat().st_size > 0 and "| label_family |" in (output / "dense.md").read_text()
 
 
-def test_dense_probe_of_a_dataset_without_masks_exits_2(bundled_dir, tmp_path, capsys):
-  _train_smoke("vicreg.py:smoke", bundled_dir, tmp_path / "run")
-  assert evaluate.main(["dense", "--workdir", str(tmp_path / "run")]) == evaluate.EXIT_BAD_INPUT
+def test_dense_probe_of_a_dataset_without_masks_exits_2(shapes_run, bundled_dir, capsys):
+  assert evaluate.main(["dense", "--workdir", str(shapes_run), "--dataset", "digits", "--data_dir",
+                        str(bundled_dir)]) == evaluate.EXIT_BAD_INPUT
   assert "dataset 'digits' has no segmentation masks; the dense probe needs one that has (ade20k, shapes)" in \
       capsys.readouterr().err
 
 
-def test_dense_probe_on_ade20k_class_maps_through_mock_data(bundled_dir, tmp_path):
+def test_dense_probe_on_ade20k_class_maps_through_mock_data(shapes_run):
   # ADE20K loads by name from a prepared tfds data_dir; tfds' mock data stands in for its files.
-  from unittest import mock
-
-  import tensorflow_datasets as tfds
-
-  _train_smoke("vicreg.py:smoke,data.name=shapes", bundled_dir, tmp_path / "run")
   with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE), \
       mock.patch.object(sources, "check_prepared", lambda *args: None), \
       mock.patch.object(sources, "SKIP_IMAGE_DECODING", False):
-    result = protocols.evaluate_dense(tmp_path / "run", "ade20k", data_dir="/nonexistent-mock-12", epochs=1)
+    result = protocols.evaluate_dense(shapes_run, "ade20k", data_dir="/nonexistent-mock-12", epochs=1)
   assert result["dataset"] == "ade20k" and result["num_train"] == 12 and list(result["levels"]) == ["segmentation"]
   for scores_ in result["levels"]["segmentation"].values():
     assert len(scores_["iou"]) == 151 and np.isnan(scores_["iou"][0])  # "unlabelled" is not scored
