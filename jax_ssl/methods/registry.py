@@ -369,7 +369,7 @@ class MAE(Method):
   decoder_heads: int = 16
 
   def __post_init__(self):
-    check(0.0 <= self.mask_ratio < 1.0, f"{self.name}.mask_ratio is a fraction of the patches in [0, 1); "
+    check(0.0 < self.mask_ratio < 1.0, f"{self.name}.mask_ratio is the fraction of patches hidden, in (0, 1); "
           f"got {self.mask_ratio}.")
     for field in ("decoder_width", "decoder_depth", "decoder_heads"):
       check(getattr(self, field) >= 1, f"{self.name}.{field} must be positive; got {getattr(self, field)}.")

@@ -41,19 +41,20 @@ def patchify(images: jax.Array, patch_size: int) -> jax.Array:
 def random_keep(key: jax.Array, batch: int, num_patches: int, mask_ratio: float) -> tuple[jax.Array, jax.Array]:
   """Each image's visible patches, drawn uniformly without replacement, and its mask.
 
-  K = `num_patches - round(num_patches * mask_ratio)` patches stay visible (at least one).
+  K = `num_patches - round(num_patches * mask_ratio)` patches stay visible, at least one, and at least one
+  is hidden (num_patches >= 2).
 
   Args:
     key: PRNG key.
     batch: B, the number of images.
-    num_patches: P, the patches per image.
-    mask_ratio: the fraction of patches hidden, in [0, 1).
+    num_patches: P >= 2, the patches per image.
+    mask_ratio: the fraction of patches hidden, in (0, 1).
 
   Returns:
     `(keep, mask)`: int32 `(B, K)` indices of the visible patches in increasing order, and float32
     `(B, P)`, 1 on the hidden patches and 0 on the visible ones.
   """
-  num_keep = max(1, num_patches - int(round(num_patches * mask_ratio)))
+  num_keep = min(max(1, num_patches - int(round(num_patches * mask_ratio))), num_patches - 1)
   noise = jax.random.uniform(key, (batch, num_patches))
   keep = jnp.sort(jnp.argsort(noise, axis=1)[:, :num_keep], axis=1).astype(jnp.int32)
   visible = jnp.zeros((batch, num_patches), jnp.float32).at[jnp.arange(batch)[:, None], keep].set(1.0)

@@ -29,6 +29,9 @@ def test_random_keep_hides_the_ratio_of_each_images_patches():
   assert len({tuple(row) for row in keep}) > 1, "each image draws its own patches"
   other, _ = models.random_keep(jax.random.key(1), 5, 16, 0.75)
   assert not np.array_equal(other, keep)
+  # However few the patches, one is hidden and one stays visible: the loss always has patches to score.
+  assert np.asarray(models.random_keep(jax.random.key(0), 2, 4, 0.1)[1]).sum(axis=1).tolist() == [1.0, 1.0]
+  assert np.asarray(models.random_keep(jax.random.key(0), 2, 4, 0.99)[0]).shape == (2, 1)
 
 
 def test_sincos_positions_are_distinct_and_bounded():

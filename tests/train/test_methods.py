@@ -117,7 +117,8 @@ def test_methods_are_frozen_and_hashable_so_jit_can_hold_them():
     (lambda: methods.DINO(teacher_temperature=0.0), "dino.teacher_temperature must be positive"),
     (lambda: methods.DINO(center_momentum=1.5), r"dino.center_momentum is a momentum in \[0, 1\]"),
     (lambda: methods.DINO(tau_base=-0.1), r"dino.tau_base is a momentum in \[0, 1\]"),
-    (lambda: methods.MAE(mask_ratio=1.0), r"mae.mask_ratio is a fraction of the patches in \[0, 1\)"),
+    (lambda: methods.MAE(mask_ratio=1.0), r"mae.mask_ratio is the fraction of patches hidden, in \(0, 1\)"),
+    (lambda: methods.MAE(mask_ratio=0.0), r"mae.mask_ratio is the fraction of patches hidden"),
     (lambda: methods.MAE(decoder_width=30), "mae.decoder_width must be a multiple of 4 and of decoder_heads"),
 ])
 def test_bad_hyperparameters_are_one_line_naming_the_field(build, message):
