@@ -84,7 +84,7 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.method.sag_vicreg.k = min(config.method.sag_vicreg.k, 5)
   config.method.dino.num_prototypes = min(config.method.dino.num_prototypes, 64)
   if config.method.name.removesuffix("+tregs") == "mae":  # MAE reconstructs a ViT's patches
-    config.model.update(backbone="vit_tiny", patch_size=4)
+    config.model.update(backbone="vit_micro", patch_size=4)
     config.method.mae.update(decoder_width=32, decoder_depth=1, decoder_heads=2)
   config.optim.warmup_epochs = 0.0
   config.eval.update(max_train_examples=256, probe_epochs=5)

@@ -26,6 +26,7 @@ _BUILDERS: dict[str, tuple[Callable[..., nnx.Module], tuple[str, ...]]] = {
     "resnet18": (resnet.resnet18, ("stem", "width", "in_channels")),
     "resnet34": (resnet.resnet34, ("stem", "width", "in_channels")),
     "resnet50": (resnet.resnet50, ("stem", "width", "in_channels")),
+    "vit_micro": (_vit("micro"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
     "vit_tiny": (_vit("tiny"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
     "vit_small": (_vit("small"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
     "vit_base": (_vit("base"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),

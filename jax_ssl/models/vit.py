@@ -31,8 +31,10 @@ from flax import nnx
 
 LAYER_NORM_EPSILON = 1e-6
 
-# (width, depth, heads) of the standard sizes; Tiny is DeiT's.
+# (width, depth, heads) of the standard sizes; Tiny is DeiT's. Micro is no paper's: two narrow blocks for
+# smoke runs and tests on a CPU.
 VIT_SIZES = {
+    "micro": (64, 2, 2),
     "tiny": (192, 12, 3),
     "small": (384, 12, 6),
     "base": (768, 12, 12),
@@ -252,7 +254,7 @@ class VisionTransformer(nnx.Module):
 def vision_transformer(size: str, *, patch_size: int = 16, image_size: int = 224,
                        in_channels: int = 3, drop_path_rate: float = 0.0, dtype: Any = jnp.float32,
                        rngs: nnx.Rngs) -> VisionTransformer:
-  """A standard-size ViT: `size` in `VIT_SIZES` ("tiny", "small", "base", "large").
+  """A ViT of a named size: `size` in `VIT_SIZES` ("micro" for tests, "tiny", "small", "base", "large").
 
   ViT-B/16 at 224 has 85,798,656 parameters: patch projection 16*16*3*768 + 768,
   CLS token 768, position embedding 197*768, 12 blocks of 7,087,872, final

@@ -35,8 +35,8 @@ def _param_dtypes(model):
 
 
 def test_backbone_names():
-  assert models.BACKBONES == ("resnet18", "resnet34", "resnet50", "vit_tiny", "vit_small", "vit_base",
-                              "vit_large", "small_cnn")
+  assert models.BACKBONES == ("resnet18", "resnet34", "resnet50", "vit_micro", "vit_tiny", "vit_small",
+                              "vit_base", "vit_large", "small_cnn")
 
 
 def _model_section(**change):

@@ -92,6 +92,11 @@ def test_recipes_follow_the_papers():
   assert (dino.method.dino.teacher_temperature, dino.method.dino.warmup_teacher_steps) == (0.07, 30 * 1251)
   assert dino.model.projector == "2048-2048-256" and dino.method.dino.num_prototypes == 65536
   config_lib.validate(dino, num_devices=8)
+  mae = _module(CONFIG_DIR / "recipes" / "mae_imagenet_vitb16.py").get_config()
+  assert (mae.method.mae.mask_ratio, mae.method.mae.decoder_width, mae.method.mae.decoder_depth) == (0.75, 512, 8)
+  assert (mae.optim.b2, mae.optim.weight_decay, mae.train.global_batch_size) == (0.95, 0.05, 4096)
+  assert mae.views.num_global == 1 and mae.views.overrides.jitter_prob == 0.0
+  config_lib.validate(mae, num_devices=8)
 
 
 def test_drop_path_is_refused_where_it_does_not_apply():
