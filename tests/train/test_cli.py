@@ -11,7 +11,7 @@ from tests.train import cli
 @pytest.mark.parametrize("overrides,message", [
     (["--config.model.widht=3"], "unknown config key 'model.widht'"),
     (["--config.train.log_every=often"], "bad flag"),
-    (["--config.method.name=dino"], "config error: unknown method 'dino'"),
+    (["--config.method.name=moco"], "config error: unknown method 'moco'"),
     (["--config.train.global_batch_size=12"], "train.global_batch_size = 12 does not divide over the 8 devices"),
     (["--config.data.name=cifar100", "--config.data.data_dir=/nonexistent"],
      "data error: dataset 'cifar100' (tfds 'cifar100', split 'train') is not prepared in /nonexistent"),
