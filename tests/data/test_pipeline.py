@@ -104,7 +104,7 @@ def test_bundled_dataset_batches(bundled_dir):
                                      process_count=1, classes=range(4))
   batch = next(iterator)
   assert batch["image"].shape == (32, 32, 32, 3) and batch["image"].dtype == np.uint8
-  assert set(batch) == {"image", "label", "label_coarse", "label_family"}
+  assert set(batch) == {"image", "mask", "label", "label_coarse", "label_family"}  # shapes has masks
   assert batch["label"].max() < 4
 
 

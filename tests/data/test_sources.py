@@ -15,8 +15,8 @@ from jax_ssl.data import sources
 
 def test_load_numpy_schema(bundled_dir):
   data = sources.load_numpy("shapes", "test", bundled_dir)
-  assert set(data) == {"image", "label", "label_coarse", "label_family"}
-  assert data["image"].dtype == np.uint8 and data["label"].dtype == np.int32
+  assert set(data) == {"image", "mask", "label", "label_coarse", "label_family"}
+  assert data["image"].dtype == np.uint8 and data["label"].dtype == np.int32 and data["mask"].dtype == np.uint8
   assert not data["image"].flags.writeable
 
 
@@ -76,7 +76,8 @@ def test_resize_shorter_side_and_center_crop():
   np.testing.assert_allclose(out[:, 0, 0].astype(float), rows[5:35:2].astype(float), atol=8)
   square = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
   np.testing.assert_array_equal(sources.decode_record(catalog.get_spec("shapes"), {
-      "image": np.zeros((32, 32, 3), np.uint8), "variant": 1, "shape": 0, "family": 0})["image"], 0)
+      "image": np.zeros((32, 32, 3), np.uint8), "mask": np.zeros((32, 32), np.uint8), "variant": 1, "shape": 0,
+      "family": 0})["image"], 0)
   np.testing.assert_array_equal(sources.resize_shorter_side_and_center_crop(square, 16), square)
 
 
