@@ -77,10 +77,18 @@ def _run_arrays(config: ml_collections.ConfigDict):
 
 
 def _encoder(config, method, spec, num_classes, mesh, step, params, batch_stats, output) -> Encoder:
+  if output == "projector" and method.head == "mae":
+    raise ValueError("an MAE run has no projector embeddings (its decoder reconstructs pixels); use "
+                     "output='backbone'.")
   definitions = state_lib.definitions(config, method, num_classes)
   embedder = evaluation.Embedder(definitions.eval_network, config.views.size, spec.mean, spec.std, mesh,
                                  output=output)
-  width = heads.parse_spec(config.model.projector)[-1] if output == "projector" else definitions.num_features
+  if output != "projector":
+    width = definitions.num_features
+  elif method.head == "dino":  # DINO's head ends in its prototypes' logits
+    width = getattr(method, "base", method).num_prototypes
+  else:
+    width = heads.parse_spec(config.model.projector)[-1]
   return Encoder(step, width, config.views.size, config, embedder, params, batch_stats)
 
 
@@ -99,7 +107,7 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
 
   Raises:
     FileNotFoundError: if `workdir` has no saved config or no checkpoint, or the requested one cannot be read.
-    ValueError: if `output` is not one of `evaluation.OUTPUTS`.
+    ValueError: if `output` is not one of `evaluation.OUTPUTS`, or is "projector" for an MAE run.
   """
   workdir = pathlib.Path(workdir)
   config_path = workdir / loop.CONFIG_FILE
@@ -130,7 +138,7 @@ def initial_encoder(config: ml_collections.ConfigDict, output: str = "backbone")
     An `Encoder` with the freshly initialised parameters and `step` 0.
 
   Raises:
-    ValueError: if `output` is not one of `evaluation.OUTPUTS`.
+    ValueError: if `output` is not one of `evaluation.OUTPUTS`, or is "projector" for an MAE run.
   """
   method, spec, num_classes, mesh, init = _run_arrays(config)
   state = state_lib.initialize(init, state_lib.state_shardings(jax.eval_shape(init), mesh, fsdp=False))

@@ -115,3 +115,20 @@ def _abstract(workdir):
   _, _, _, mesh, init = encoder._run_arrays(config)
   abstract = jax.eval_shape(init)
   return abstract, state_lib.state_shardings(abstract, mesh, fsdp=False)
+
+
+def test_load_encoder_knows_each_heads_output(tmp_path, bundled_dir):
+  # DINO's projector output is its prototypes' logits; an MAE run has no projector embeddings.
+  from jax_ssl.train import encoder as encoder_lib
+  config = _smoke(bundled_dir, 1)
+  config.method.name = "dino"
+  config.views.update(recipe="multicrop", num_global=2, num_local=2)
+  images = sources.load_numpy(config.data.name, "test", bundled_dir)["image"][:4]
+  dino = encoder_lib.initial_encoder(config, output="projector")
+  assert dino.num_features == config.method.dino.num_prototypes == dino(images).shape[1]
+  config.method.name = "mae"
+  config.views.num_local = 0
+  config.model.update(backbone="vit_micro", patch_size=4)
+  with pytest.raises(ValueError, match="an MAE run has no projector embeddings"):
+    encoder_lib.initial_encoder(config, output="projector")
+  assert encoder_lib.initial_encoder(config)(images).shape == (4, 64)
