@@ -180,20 +180,16 @@ def test_generalization_with_a_missing_config_exits_2(tmp_path, capsys):
   assert "none.py does not exist" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def shapes_run(bundled_dir, tmp_path_factory):
-  """A 2-step smoke run on `shapes` (which has masks), shared by the dense-probe tests."""
-  workdir = tmp_path_factory.mktemp("dense") / "run"
+def test_dense_probe_on_masks_and_on_ade20k_class_maps(bundled_dir, tmp_path, capsys):
+  # One 2-step smoke run on `shapes` (which has masks) serves every check: training it is most of the cost.
+  run = tmp_path / "run"
   config = protocols.load_config_file(os.path.join(REPO, "configs", "vicreg.py:smoke,data.name=shapes"))
   config.data.data_dir = str(bundled_dir)
   config.eval.report = False
-  loop.train(config, workdir)
-  return workdir
+  loop.train(config, run)
 
-
-def test_dense_probe_scores_every_level_with_its_controls(shapes_run, tmp_path):
   output = tmp_path / "eval"
-  assert evaluate.main(["dense", "--workdir", str(shapes_run), "--max_train", "64", "--epochs", "2",
+  assert evaluate.main(["dense", "--workdir", str(run), "--max_train", "64", "--epochs", "2",
                         "--output_dir", str(output)]) == 0
   result = json.loads((output / "dense.json").read_text())
   assert set(result["levels"]) == {"label", "label_coarse", "label_family"}
@@ -205,20 +201,17 @@ def test_dense_probe_scores_every_level_with_its_controls(shapes_run, tmp_path):
   assert result["num_train"] == 64 and result["feature_grid"] == [8, 8]  # small_cnn halves the 16 px views
   assert (output / "pca.png").stat().st_size > 0 and "| label_family |" in (output / "dense.md").read_text()
 
-
-def test_dense_probe_of_a_dataset_without_masks_exits_2(shapes_run, bundled_dir, capsys):
-  assert evaluate.main(["dense", "--workdir", str(shapes_run), "--dataset", "digits", "--data_dir",
+  # A dataset without masks or class maps: one line, exit code 2.
+  assert evaluate.main(["dense", "--workdir", str(run), "--dataset", "digits", "--data_dir",
                         str(bundled_dir)]) == evaluate.EXIT_BAD_INPUT
   assert "dataset 'digits' has no segmentation masks; the dense probe needs one that has (ade20k, shapes)" in \
       capsys.readouterr().err
 
-
-def test_dense_probe_on_ade20k_class_maps_through_mock_data(shapes_run):
   # ADE20K loads by name from a prepared tfds data_dir; tfds' mock data stands in for its files.
   with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE), \
       mock.patch.object(sources, "check_prepared", lambda *args: None), \
       mock.patch.object(sources, "SKIP_IMAGE_DECODING", False):
-    result = protocols.evaluate_dense(shapes_run, "ade20k", data_dir="/nonexistent-mock-12", epochs=1)
+    result = protocols.evaluate_dense(run, "ade20k", data_dir="/nonexistent-mock-12", epochs=1)
   assert result["dataset"] == "ade20k" and result["num_train"] == 12 and list(result["levels"]) == ["segmentation"]
   for scores_ in result["levels"]["segmentation"].values():
     assert len(scores_["iou"]) == 151 and np.isnan(scores_["iou"][0])  # "unlabelled" is not scored

@@ -11,6 +11,8 @@ the features (VISReg Fig. 1).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,6 +81,37 @@ def confusion_iou(predictions: ArrayLike, targets: ArrayLike, num_classes: int,
           "iou": iou.tolist()}
 
 
+def _logits(params: dict, maps: jax.Array, resolution: tuple[int, int]) -> jax.Array:
+  """The head's per-class logits at every position, bilinearly upsampled to `resolution`."""
+  position_logits = ((maps - params["mean"]) / params["std"]) @ params["w"] + params["b"]
+  return jax.image.resize(position_logits, (maps.shape[0], *resolution, position_logits.shape[-1]), "bilinear")
+
+
+# Jitted at module level, so that every head of the same shapes (the trained and the initial encoder's,
+# each level with as many classes) reuses one compilation.
+@functools.partial(jax.jit, static_argnames=("num_classes", "ignore_label"))
+def _head_step(trained, opt_state, standard, maps, targets, learning_rate, *, num_classes, ignore_label):
+  """One Adam step of the head on the mean per-pixel cross-entropy of the scored pixels."""
+  optimizer = optax.adam(learning_rate)
+
+  def loss(trained):
+    # One-hot targets: the integer-label gather's gradient is a scatter XLA spends seconds constant-folding.
+    one_hot = jax.nn.one_hot(targets, num_classes)  # all zeros for a value outside 0..C-1
+    scored = jnp.sum(one_hot, axis=-1)
+    if ignore_label is not None:
+      scored = scored * (targets != ignore_label)
+    losses = optax.softmax_cross_entropy(_logits({**trained, **standard}, maps, targets.shape[1:]), one_hot)
+    return jnp.sum(losses * scored) / jnp.maximum(jnp.sum(scored), 1.0)
+
+  updates, opt_state = optimizer.update(jax.grad(loss)(trained), opt_state)
+  return optax.apply_updates(trained, updates), opt_state
+
+
+@functools.partial(jax.jit, static_argnames=("resolution",))
+def _predict(params, maps, *, resolution):
+  return jnp.argmax(_logits(params, maps, resolution), axis=-1)
+
+
 def linear_segmentation(train_maps: ArrayLike, train_targets: ArrayLike, test_maps: ArrayLike,
                         test_targets: ArrayLike, num_classes: int, *, ignore_label: int | None = None,
                         epochs: int = 30, batch_size: int = 256, learning_rate: float = 1e-2, seed: int = 0) -> dict:
@@ -121,45 +154,23 @@ def linear_segmentation(train_maps: ArrayLike, train_targets: ArrayLike, test_ma
     if targets.ndim != 3 or len(targets) != len(maps):
       raise ValueError(f"{name}_targets must be (N, H, W) with one map per image, got {targets.shape} for "
                        f"{len(maps)} maps.")
-  mean = train_maps.mean(axis=(0, 1, 2))
-  std = train_maps.std(axis=(0, 1, 2)) + 1e-6
-  resolution = train_targets.shape[1:]
-
-  def logits(params, maps):
-    position_logits = ((maps - params["mean"]) / params["std"]) @ params["w"] + params["b"]
-    shape = (maps.shape[0], *resolution, num_classes)
-    return jax.image.resize(position_logits, shape, "bilinear")
-
-  optimizer = optax.adam(learning_rate)
-
-  @jax.jit
-  def step(params, opt_state, maps, targets):
-    def loss(trained):
-      # One-hot targets: the integer-label gather's gradient is a scatter XLA spends seconds constant-folding.
-      one_hot = jax.nn.one_hot(targets, num_classes)  # all zeros for a value outside 0..C-1
-      scored = jnp.sum(one_hot, axis=-1)
-      if ignore_label is not None:
-        scored = scored * (targets != ignore_label)
-      losses = optax.softmax_cross_entropy(logits({**params, **trained}, maps), one_hot)
-      return jnp.sum(losses * scored) / jnp.maximum(jnp.sum(scored), 1.0)
-    trained = {"w": params["w"], "b": params["b"]}
-    updates, opt_state = optimizer.update(jax.grad(loss)(trained), opt_state)
-    return {**params, **optax.apply_updates(trained, updates)}, opt_state
-
-  key = jax.random.key(seed)
-  width = train_maps.shape[-1]
-  params = {"w": jax.random.normal(key, (width, num_classes)) * 0.01, "b": jnp.zeros(num_classes),
-            "mean": jnp.asarray(mean), "std": jnp.asarray(std)}  # the standardisation is an input, not trained
-  opt_state = optimizer.init({"w": params["w"], "b": params["b"]})
+  # Standardisation, an input of the head (not trained).
+  standard = {"mean": jnp.asarray(train_maps.mean(axis=(0, 1, 2))),
+              "std": jnp.asarray(train_maps.std(axis=(0, 1, 2)) + 1e-6)}
+  trained = {"w": jax.random.normal(jax.random.key(seed), (train_maps.shape[-1], num_classes)) * 0.01,
+             "b": jnp.zeros(num_classes)}
+  opt_state = optax.adam(learning_rate).init(trained)
   rng = np.random.default_rng(seed)
   batch_size = min(batch_size, len(train_maps))
   for _ in range(epochs):
     order = rng.permutation(len(train_maps))
     for start in range(0, len(order) - batch_size + 1, batch_size):  # whole batches: one compiled shape
       rows = order[start:start + batch_size]
-      params, opt_state = step(params, opt_state, train_maps[rows], train_targets[rows])
-  predict = jax.jit(lambda maps: jnp.argmax(logits(params, maps), axis=-1))
-  predictions = np.concatenate([np.asarray(predict(test_maps[start:start + batch_size]))
+      trained, opt_state = _head_step(trained, opt_state, standard, train_maps[rows], train_targets[rows],
+                                      jnp.float32(learning_rate), num_classes=num_classes, ignore_label=ignore_label)
+  params = {**trained, **standard}
+  predictions = np.concatenate([np.asarray(_predict(params, test_maps[start:start + batch_size],
+                                                    resolution=test_targets.shape[1:]))
                                 for start in range(0, len(test_maps), batch_size)])
   return confusion_iou(predictions, test_targets, num_classes, ignore_label)
 

@@ -76,10 +76,13 @@ def _run_arrays(config: ml_collections.ConfigDict):
   return method, spec, num_classes, loop.data_mesh(), init
 
 
-def _encoder(config, method, spec, num_classes, mesh, step, params, batch_stats, output) -> Encoder:
+def _check_output(method, output: str) -> None:
   if output == "projector" and method.head == "mae":
     raise ValueError("an MAE run has no projector embeddings (its decoder reconstructs pixels); use "
                      "output='backbone'.")
+
+
+def _encoder(config, method, spec, num_classes, mesh, step, params, batch_stats, output) -> Encoder:
   definitions = state_lib.definitions(config, method, num_classes)
   embedder = evaluation.Embedder(definitions.eval_network, config.views.size, spec.mean, spec.std, mesh,
                                  output=output)
@@ -115,6 +118,7 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
     raise FileNotFoundError(f"{workdir} is not a jax_ssl workdir: it has no {loop.CONFIG_FILE}.")
   config = ml_collections.ConfigDict(config_lib.upgrade_saved_config(json.loads(config_path.read_text())))
   method, spec, num_classes, mesh, init = _run_arrays(config)
+  _check_output(method, output)
   abstract = jax.eval_shape(init)
   shardings = state_lib.state_shardings(abstract, mesh, fsdp=False)
   with checkpoint.orbax_quiet():  # a reader needs none of Orbax's own logging; jax_ssl names skipped steps
@@ -141,5 +145,6 @@ def initial_encoder(config: ml_collections.ConfigDict, output: str = "backbone")
     ValueError: if `output` is not one of `evaluation.OUTPUTS`, or is "projector" for an MAE run.
   """
   method, spec, num_classes, mesh, init = _run_arrays(config)
+  _check_output(method, output)
   state = state_lib.initialize(init, state_lib.state_shardings(jax.eval_shape(init), mesh, fsdp=False))
   return _encoder(config, method, spec, num_classes, mesh, 0, state.params, state.batch_stats, output)

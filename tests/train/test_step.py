@@ -19,9 +19,11 @@ def _config(method, bundled_dir):
   config.data.data_dir = str(bundled_dir)
   config.model.update(backbone="small_cnn", width=8, projector="32-32")
   config.views.update(size=16, local_size=8)
-  if method in ("visreg", "dino"):
+  if method == "visreg":
     config.views.update(recipe="multicrop", num_global=2, num_local=2)
     config.method.visreg.num_slices = 64
+  if method == "dino":  # two global views: the teacher, its center and the student's cross terms
+    config.views.recipe = "multicrop"
     config.method.dino.num_prototypes = 64
   config.train.update(global_batch_size=16, num_steps=2, log_every=1)
   config.optim.warmup_epochs = 0.0
