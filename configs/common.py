@@ -68,7 +68,7 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrink any config to seconds on a CPU, keeping its method, views recipe and optimizer.
 
   Bundled data (`shapes` replaces a dataset that needs preparing), a tiny CNN,
-  16 px views, a global batch of 16 (it divides over 1, 2, 4, 8 or 16 devices),
+  16 px views (at most two local ones), a global batch of 16 (it divides over 1, 2, 4, 8 or 16 devices),
   two steps, small probes.
   """
   config = ml_collections.ConfigDict(config.to_dict())  # a copy, unlocked
@@ -77,7 +77,8 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.data.classes = ""
   config.model.update(backbone="small_cnn", width=8, projector="64-64", predictor="64-64", dtype="float32",
                       drop_path=0.0)
-  config.views.update(size=16, local_size=8)
+  # At most two local views: a multi-crop recipe's program then compiles in seconds, with the same code paths.
+  config.views.update(size=16, local_size=8, num_local=min(config.views.num_local, 2))
   config.train.update(global_batch_size=16, num_steps=2, log_every=1, checkpoint_every=1, eval_every=0)
   for name in ("visreg", "lejepa", "swd"):
     config.method[name].num_slices = min(config.method[name].num_slices, 64)
@@ -86,6 +87,9 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.method.name.removesuffix("+tregs") == "mae":  # MAE reconstructs a ViT's patches
     config.model.update(backbone="vit_micro", patch_size=4)
     config.method.mae.update(decoder_width=32, decoder_depth=1, decoder_heads=2)
+  if config.method.name.removesuffix("+tregs") == "ijepa":  # I-JEPA masks a ViT's patches
+    config.model.update(backbone="vit_micro", patch_size=4)
+    config.method.ijepa.update(predictor_width=32, predictor_depth=1, predictor_heads=2)
   config.optim.warmup_epochs = 0.0
   config.eval.update(max_train_examples=256, probe_epochs=5)
   return config

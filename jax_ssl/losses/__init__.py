@@ -1,4 +1,4 @@
-"""Embedding losses of VICReg, SAG-VICReg, VISReg, LeJEPA, T-REG(S), the baselines, DINO and MAE.
+"""Embedding losses of VICReg, SAG-VICReg, VISReg, LeJEPA, T-REG(S), the baselines, DINO, MAE and I-JEPA.
 
 Every function is pure and `jit`-able, takes (N, D) embeddings (views stacked
 as (V, N, D) where stated), computes in float32 whatever the input dtype, and
@@ -17,6 +17,7 @@ from jax_ssl.losses.baselines import byol_loss
 from jax_ssl.losses.baselines import nt_xent
 from jax_ssl.losses.dino import dino_center
 from jax_ssl.losses.dino import dino_loss
+from jax_ssl.losses.ijepa import ijepa_loss
 from jax_ssl.losses.mae import mae_loss
 from jax_ssl.losses.sag_vicreg import knn_affinity
 from jax_ssl.losses.sag_vicreg import random_walk_pairs
@@ -54,6 +55,7 @@ __all__ = [
     "dino_loss",
     "gaussian_quantiles",
     "invariance",
+    "ijepa_loss",
     "knn_affinity",
     "mae_loss",
     "mst_edges",

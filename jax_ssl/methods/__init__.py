@@ -8,6 +8,7 @@ from jax_ssl.methods.registry import ADD_ON
 from jax_ssl.methods.registry import ADD_ON_SECTION
 from jax_ssl.methods.registry import BYOL
 from jax_ssl.methods.registry import DINO
+from jax_ssl.methods.registry import IJEPA
 from jax_ssl.methods.registry import MAE
 from jax_ssl.methods.registry import METHODS
 from jax_ssl.methods.registry import SWD
@@ -31,6 +32,7 @@ __all__ = [
     "DINO",
     "EMATarget",
     "Embeddings",
+    "IJEPA",
     "LeJEPA",
     "MAE",
     "METHODS",

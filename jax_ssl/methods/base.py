@@ -76,8 +76,10 @@ class Method(abc.ABC):
     multi_crop: takes any number of global and local views (else exactly two global views).
     predictor: needs an online predictor head (BYOL).
     head: the head on the backbone: "projector" (an MLP, `model.projector`), "dino"
-      (`models.DINOHead` with the method's `num_prototypes`) or "mae" (`models.MAEDecoder`: the
-      trainer then encodes each global view's visible patches and reconstructs the hidden ones).
+      (`models.DINOHead` with the method's `num_prototypes`), "mae" (`models.MAEDecoder`: the
+      trainer then encodes each global view's visible patches and reconstructs the hidden ones) or
+      "ijepa" (`models.IJEPAPredictor`: the trainer encodes a context block and predicts the target
+      network's tokens of the target blocks).
     target: needs an EMA target network (BYOL, DINO); such a method defines
       `update_target(target_params, online_params, progress)` (see `EMATarget`).
     statistics: keeps running statistics across steps (DINO's center); such a method defines
@@ -85,6 +87,7 @@ class Method(abc.ABC):
       `loss` from `embeddings.statistics`.
     num_slices: total random slices K over the mesh; 0 for a method without slices.
       A sliced method declares it as a field.
+    evaluate_target: probes and evaluations read the target network, not the online one (I-JEPA).
   """
 
   name: ClassVar[str] = ""
@@ -94,6 +97,7 @@ class Method(abc.ABC):
   target: ClassVar[bool] = False
   statistics: ClassVar[bool] = False
   num_slices: ClassVar[int] = 0
+  evaluate_target: ClassVar[bool] = False
 
   @abc.abstractmethod
   def loss(self, embeddings: Embeddings, key: jax.Array,

@@ -384,6 +384,69 @@ class MAE(Method):
     return loss, {"reconstruction": loss}
 
 
+@dataclasses.dataclass(frozen=True)
+class IJEPA(EMATarget):
+  """I-JEPA (Assran et al., CVPR 2023): predict an EMA target encoder's tokens of hidden blocks from a context block.
+
+  Per global view, the trainer draws `num_targets` target blocks and one
+  context block (`models.ijepa.multi_block_masks` with `target_scale`,
+  `target_aspect`, `context_scale`), encodes the context with the online ViT,
+  predicts each block's target tokens with `models.IJEPAPredictor`
+  (`predictor_width`, `predictor_depth`, `predictor_heads`), and compares
+  them with the target ViT's standardised tokens of the whole view
+  (`losses.ijepa_loss`, averaged over the views). The target's momentum
+  rises linearly from `tau_base` to 1, as in the paper's code. Probes and
+  evaluations read the target encoder (the paper's Sec. 5), by default as the
+  mean patch token (`model.pool = "mean"` in its configs). Needs a ViT.
+  """
+
+  name: ClassVar[str] = "ijepa"
+  multi_crop: ClassVar[bool] = True
+  head: ClassVar[str] = "ijepa"
+  evaluate_target: ClassVar[bool] = True
+  num_targets: int = 4
+  target_scale: tuple[float, float] = (0.15, 0.2)
+  target_aspect: tuple[float, float] = (0.75, 1.5)
+  context_scale: tuple[float, float] = (0.85, 1.0)
+  predictor_width: int = 384
+  predictor_depth: int = 12
+  predictor_heads: int = 12
+
+  def __post_init__(self):
+    super().__post_init__()
+    check(self.num_targets >= 1, f"{self.name}.num_targets must be positive; got {self.num_targets}.")
+    for field in ("target_scale", "target_aspect", "context_scale"):
+      value = tuple(getattr(self, field))  # a saved config gives a list; the step needs a hashable method
+      object.__setattr__(self, field, value)
+      check(len(value) == 2 and 0 < value[0] <= value[1], f"{self.name}.{field} is a range (low, high) with "
+            f"0 < low <= high; got {value}.")
+    for field in ("target_scale", "context_scale"):
+      check(getattr(self, field)[1] <= 1, f"{self.name}.{field} is a fraction of the image; got "
+            f"{getattr(self, field)}.")
+    for field in ("predictor_width", "predictor_depth", "predictor_heads"):
+      check(getattr(self, field) >= 1, f"{self.name}.{field} must be positive; got {getattr(self, field)}.")
+    check(self.predictor_width % 4 == 0 and self.predictor_width % self.predictor_heads == 0,
+          f"{self.name}.predictor_width must be a multiple of 4 and of predictor_heads; got "
+          f"{self.predictor_width} and {self.predictor_heads}.")
+
+  def target_momentum(self, progress):
+    """`tau_base + (1 - tau_base) progress`: linear from tau_base to 1 (I-JEPA's code; BYOL's is a cosine).
+
+    Args:
+      progress: fraction of training done, in [0, 1].
+
+    Returns:
+      The EMA momentum, shaped like `progress`.
+    """
+    return self.tau_base + (1.0 - self.tau_base) * progress
+
+  def loss(self, embeddings, key, directions=None):
+    views = [losses.ijepa_loss(predictions, targets, blocks)
+             for predictions, targets, blocks in zip(embeddings.predictions, embeddings.targets, embeddings.mask)]
+    loss = sum(views) / len(views)
+    return loss, {"prediction": loss}
+
+
 ADD_ON = "+tregs"
 ADD_ON_SECTION = "t_reg"
 
@@ -406,12 +469,22 @@ class WithTReg(Method):
     for field in ("gamma", "lam"):
       check(getattr(self, field) >= 0, f"{ADD_ON_SECTION}.{field} must not be negative; got {getattr(self, field)}.")
 
+  def __getattr__(self, attribute):
+    # Reached only when normal lookup fails: the base's own hyperparameters (an MAE base's
+    # `mask_ratio`, a DINO base's `num_prototypes`) read through the wrapper. `base` itself and
+    # dunder names are refused so that copy and pickle, which probe them before `base` is set,
+    # do not recurse.
+    if attribute == "base" or attribute.startswith("__"):
+      raise AttributeError(attribute)
+    return getattr(self.base, attribute)
+
   name = property(lambda self: self.base.name + ADD_ON)
   multi_crop = property(lambda self: self.base.multi_crop)
   predictor = property(lambda self: self.base.predictor)
   head = property(lambda self: self.base.head)
   target = property(lambda self: self.base.target)
   statistics = property(lambda self: self.base.statistics)
+  evaluate_target = property(lambda self: self.base.evaluate_target)
   num_slices = property(lambda self: self.base.num_slices)
 
   def loss(self, embeddings, key, directions=None):
@@ -456,7 +529,7 @@ class WithTReg(Method):
 
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (VICReg, SAGVICReg, VISReg, LeJEPA, SWD, TREGS,
-                                                              BarlowTwins, SimCLR, BYOL, DINO, MAE)}
+                                                              BarlowTwins, SimCLR, BYOL, DINO, MAE, IJEPA)}
 
 
 def hyperparameters(cls: type[Method]) -> dict:

@@ -25,6 +25,8 @@ from jax_ssl.models.heads import DINOHead
 from jax_ssl.models.heads import byol_predictor
 from jax_ssl.models.heads import parse_spec
 from jax_ssl.models.heads import projector
+from jax_ssl.models.ijepa import IJEPAPredictor
+from jax_ssl.models.ijepa import multi_block_masks
 from jax_ssl.models.mae import MAEDecoder
 from jax_ssl.models.mae import patchify
 from jax_ssl.models.mae import random_keep
@@ -44,6 +46,7 @@ from jax_ssl.models.vit import vision_transformer
 __all__ = [
     "BACKBONES",
     "DINOHead",
+    "IJEPAPredictor",
     "MAEDecoder",
     "MLP",
     "MODEL_CHOICES",
@@ -54,6 +57,7 @@ __all__ = [
     "build_backbone",
     "byol_predictor",
     "check_config",
+    "multi_block_masks",
     "parse_spec",
     "patchify",
     "projector",

@@ -21,16 +21,18 @@ def _vit(size: str) -> Callable[..., vit.VisionTransformer]:
   return build
 
 
+_VIT_ARGUMENTS = ("patch_size", "image_size", "in_channels", "drop_path_rate", "pool")
+
 # name -> (constructor, the keyword arguments a config may set besides rngs and dtype).
 _BUILDERS: dict[str, tuple[Callable[..., nnx.Module], tuple[str, ...]]] = {
     "resnet18": (resnet.resnet18, ("stem", "width", "in_channels")),
     "resnet34": (resnet.resnet34, ("stem", "width", "in_channels")),
     "resnet50": (resnet.resnet50, ("stem", "width", "in_channels")),
-    "vit_micro": (_vit("micro"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
-    "vit_tiny": (_vit("tiny"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
-    "vit_small": (_vit("small"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
-    "vit_base": (_vit("base"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
-    "vit_large": (_vit("large"), ("patch_size", "image_size", "in_channels", "drop_path_rate")),
+    "vit_micro": (_vit("micro"), _VIT_ARGUMENTS),
+    "vit_tiny": (_vit("tiny"), _VIT_ARGUMENTS),
+    "vit_small": (_vit("small"), _VIT_ARGUMENTS),
+    "vit_base": (_vit("base"), _VIT_ARGUMENTS),
+    "vit_large": (_vit("large"), _VIT_ARGUMENTS),
     "small_cnn": (small_cnn.SmallCNN, ("width", "in_channels")),
 }
 
@@ -42,7 +44,7 @@ def build_backbone(name: str, *, rngs: nnx.Rngs, dtype: Any = jnp.float32, **kwa
 
   Accepted kwargs: `stem` ("imagenet" by default, or "cifar"), `width`,
   `in_channels` for ResNets; `patch_size` (16), `image_size` (224),
-  `in_channels`, `drop_path_rate` (0) for ViTs; `width` (16), `in_channels` (3) for `small_cnn`.
+  `in_channels`, `drop_path_rate` (0), `pool` ("cls") for ViTs; `width` (16), `in_channels` (3) for `small_cnn`.
   Every backbone has `num_features` and maps (B, H, W, C) images to
   (B, num_features).
 
@@ -74,6 +76,7 @@ MODEL_CHOICES = {
     "stem": ("cifar", "imagenet"),
     "projector_activation": tuple(heads.ACTIVATIONS),
     "dtype": ("float32", "bfloat16"),
+    "pool": vit.POOLS,
 }
 
 
@@ -81,8 +84,8 @@ def check_config(model_config: Any, view_sizes: Mapping[str, int] | None = None)
   """Raise `ValueError` (one line naming the `model.<field>`) if a run's `model` section cannot be built.
 
   Checks the backbone's name, the string choices (`MODEL_CHOICES`), positive `width` and
-  `patch_size`, `drop_path` in [0, 1) and only for ViTs, parseable `projector` and `predictor`
-  widths, and, for ViTs, that every view side is a multiple of the patch size.
+  `patch_size`, `drop_path` in [0, 1) and only for ViTs, `pool` other than "cls" only for ViTs,
+  parseable `projector` and `predictor` widths, and, for ViTs, that every view side is a multiple of the patch size.
 
   Args:
     model_config: the `model` section of a run config (attribute access: `ConfigDict` or alike).
@@ -107,6 +110,9 @@ def check_config(model_config: Any, view_sizes: Mapping[str, int] | None = None)
   if model.drop_path and not is_vit:
     raise ValueError(f"model.drop_path (stochastic depth) applies to ViT backbones, not {model.backbone!r}; "
                      "set it to 0.")
+  if model.pool != "cls" and not is_vit:
+    raise ValueError(f"model.pool chooses a ViT's representation; {model.backbone!r} always averages its "
+                     "feature map: set it to 'cls'.")
   for field in ("projector", "predictor"):
     try:
       heads.parse_spec(model[field])

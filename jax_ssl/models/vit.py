@@ -3,8 +3,9 @@
 Patch embedding (a conv with kernel = stride = patch size), a learned CLS
 token, a learned position embedding for the CLS token plus the patch grid of
 `image_size`, pre-norm transformer blocks, a final LayerNorm, no head.
-`__call__` returns the normalised CLS token, (B, width); `tokens` returns
-every normalised token for methods that need the patch features.
+`__call__` returns the normalised CLS token (or, with `pool="mean"`, the mean
+normalised patch token), (B, width); `tokens` returns every normalised token
+for methods that need the patch features.
 
 Stochastic depth (Huang et al., ECCV 2016) as in DeiT and timm: with
 `drop_path_rate` r > 0, block i of L drops each residual branch per sample
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 LAYER_NORM_EPSILON = 1e-6
+POOLS = ("cls", "mean")
 
 # (width, depth, heads) of the standard sizes; Tiny is DeiT's. Micro is no paper's: two narrow blocks for
 # smoke runs and tests on a CPU.
@@ -60,6 +62,8 @@ class SelfAttention(nnx.Module):
   `softmax(q_h k_h^T / sqrt(d)) v_h`. The qkv output columns are
   [queries | keys | values], each laid out head after head. Logits and softmax
   are float32 even for bfloat16 activations (`jax.nn.dot_product_attention`).
+  A `key_mask` hides tokens as keys: every query attends to the visible
+  tokens only, so their outputs are what the visible tokens alone would give.
   """
 
   def __init__(self, width: int, num_heads: int, *, dtype: Any, rngs: nnx.Rngs):
@@ -69,11 +73,12 @@ class SelfAttention(nnx.Module):
     self.qkv = _linear(width, 3 * width, dtype=dtype, rngs=rngs)
     self.proj = _linear(width, width, dtype=dtype, rngs=rngs)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
     batch, length, width = x.shape
     qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, width // self.num_heads)
     query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    attended = jax.nn.dot_product_attention(query, key, value)
+    mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, heads, queries, keys), broadcast
+    attended = jax.nn.dot_product_attention(query, key, value, mask=mask)
     return self.proj(attended.reshape(batch, length, width))
 
 
@@ -112,6 +117,7 @@ class EncoderBlock(nnx.Module):
   """Pre-norm transformer block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`. (B, N, width) -> same.
 
   With a key, each residual branch goes through `drop_path` at `drop_rate`.
+  `key_mask` (B, N) bool: the tokens other tokens may attend to (all by default).
   """
 
   def __init__(self, width: int, num_heads: int, mlp_ratio: float, *, dtype: Any, rngs: nnx.Rngs,
@@ -122,9 +128,9 @@ class EncoderBlock(nnx.Module):
     self.mlp = MlpBlock(width, int(width * mlp_ratio), dtype=dtype, rngs=rngs)
     self.drop_rate = drop_rate
 
-  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+  def __call__(self, x: jax.Array, key: jax.Array | None = None, key_mask: jax.Array | None = None) -> jax.Array:
     attention_key, mlp_key = (None, None) if key is None else jax.random.split(key)
-    x = x + drop_path(self.attn(self.norm1(x)), self.drop_rate, attention_key)
+    x = x + drop_path(self.attn(self.norm1(x), key_mask), self.drop_rate, attention_key)
     return x + drop_path(self.mlp(self.norm2(x)), self.drop_rate, mlp_key)
 
 
@@ -142,13 +148,15 @@ class VisionTransformer(nnx.Module):
     in_channels: channels of the input images.
     mlp_ratio: hidden width of the feed-forward as a multiple of `width`.
     drop_path_rate: stochastic depth of the last block (0 at the first, linear between), in [0, 1).
+    pool: the representation `__call__` returns: "cls" (the CLS token) or "mean" (the mean of the
+      patch tokens, as I-JEPA evaluates).
     dtype: computation dtype (activations); parameters stay float32.
     rngs: `nnx.Rngs` with a `params` stream.
   """
 
   def __init__(self, *, width: int, depth: int, num_heads: int, patch_size: int = 16,
                image_size: int = 224, in_channels: int = 3, mlp_ratio: float = 4.0,
-               drop_path_rate: float = 0.0, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               drop_path_rate: float = 0.0, pool: str = "cls", dtype: Any = jnp.float32, rngs: nnx.Rngs):
     if patch_size < 1 or image_size % patch_size:
       raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size}), "
                        "e.g. image_size=224 with patch_size=16.")
@@ -156,6 +164,9 @@ class VisionTransformer(nnx.Module):
       raise ValueError(f"width ({width}) must be divisible by num_heads ({num_heads}).")
     if not 0.0 <= drop_path_rate < 1.0:
       raise ValueError(f"drop_path_rate must lie in [0, 1), got {drop_path_rate}.")
+    if pool not in POOLS:
+      raise ValueError(f"pool must be one of {POOLS}, got {pool!r}.")
+    self.pool = pool
     self.patch_size = patch_size
     self.drop_path_rate = drop_path_rate
     self.grid_size = image_size // patch_size
@@ -196,18 +207,23 @@ class VisionTransformer(nnx.Module):
     grid = jax.image.resize(grid, (1, grid_height, grid_width, width), "bicubic", antialias=False)
     return jnp.concatenate([stored[:, :1], grid.reshape(1, grid_height * grid_width, width)], axis=1)
 
-  def tokens(self, x: jax.Array, key: jax.Array | None = None, keep: jax.Array | None = None) -> jax.Array:
+  def tokens(self, x: jax.Array, key: jax.Array | None = None, keep: jax.Array | None = None,
+             visible: jax.Array | None = None) -> jax.Array:
     """(B, H, W, C) images -> (B, 1 + (H / p) * (W / p), width): CLS then patch tokens, final-normed.
 
     `key` enables stochastic depth (training); None is the deterministic network.
     `keep` runs the blocks on some patches only (MAE's encoder): each image's
     patches at those indices of the row-major grid, after their position
-    embedding is added.
+    embedding is added. `visible` keeps every patch in place but hides the
+    others from attention (I-JEPA's context, whose size varies per image): the
+    visible patches' tokens are then those of the visible patches alone.
 
     Args:
       x: `(B, H, W, C)` images, H and W multiples of `patch_size`.
       key: PRNG key for stochastic depth, or None.
       keep: `(B, K)` int indices of the patches each image keeps, or None for all of them.
+      visible: `(B, P)` bool, the patches other tokens may attend to (the CLS token always may), or
+        None for all of them.
 
     Returns:
       `(B, 1 + P, width)` tokens in the computation dtype: P = (H / p) * (W / p) patches, p being
@@ -230,9 +246,28 @@ class VisionTransformer(nnx.Module):
       patches = jnp.take_along_axis(patches, keep[..., None], axis=1)
     cls = self.cls_token[...].astype(patches.dtype) + position[:, :1]
     tokens = jnp.concatenate([jnp.broadcast_to(cls, (batch, 1, channels)), patches], axis=1)
+    key_mask = None if visible is None else jnp.concatenate([jnp.ones((batch, 1), bool), visible], axis=1)
     for index, block in enumerate(self.blocks):
-      tokens = block(tokens, None if key is None else jax.random.fold_in(key, index))
+      tokens = block(tokens, None if key is None else jax.random.fold_in(key, index), key_mask)
     return self.norm(tokens)
+
+  def pool_tokens(self, tokens: jax.Array, visible: jax.Array | None = None) -> jax.Array:
+    """`tokens`' (B, 1 + P, width) -> (B, width) representation: the CLS token, or the mean patch token.
+
+    Args:
+      tokens: the output of `tokens`.
+      visible: `(B, P)` bool, the patches a mean pools over (all by default); unused by "cls".
+
+    Returns:
+      The `pool` representation in the computation dtype.
+    """
+    if self.pool == "cls":
+      return tokens[:, 0]
+    patches = tokens[:, 1:]
+    if visible is None:
+      return patches.mean(axis=1)
+    weights = visible.astype(patches.dtype)[..., None]
+    return (patches * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1)
 
   def feature_map(self, x: jax.Array) -> jax.Array:
     """(B, H, W, C) images -> (B, H / p, W / p, width): the final-normed patch tokens on their grid.
@@ -247,13 +282,13 @@ class VisionTransformer(nnx.Module):
     return patches.reshape(x.shape[0], x.shape[1] // self.patch_size, x.shape[2] // self.patch_size, -1)
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-    """(B, H, W, C) images -> (B, width): the final-normed CLS token (`key`: see `tokens`)."""
-    return self.tokens(x, key)[:, 0]
+    """(B, H, W, C) images -> (B, width): the final-normed CLS or mean patch token (`pool`; `key`: see `tokens`)."""
+    return self.pool_tokens(self.tokens(x, key))
 
 
 def vision_transformer(size: str, *, patch_size: int = 16, image_size: int = 224,
-                       in_channels: int = 3, drop_path_rate: float = 0.0, dtype: Any = jnp.float32,
-                       rngs: nnx.Rngs) -> VisionTransformer:
+                       in_channels: int = 3, drop_path_rate: float = 0.0, pool: str = "cls",
+                       dtype: Any = jnp.float32, rngs: nnx.Rngs) -> VisionTransformer:
   """A ViT of a named size: `size` in `VIT_SIZES` ("micro" for tests, "tiny", "small", "base", "large").
 
   ViT-B/16 at 224 has 85,798,656 parameters: patch projection 16*16*3*768 + 768,
@@ -266,11 +301,12 @@ def vision_transformer(size: str, *, patch_size: int = 16, image_size: int = 224
     image_size: side of the square images the position embedding is made for.
     in_channels: channels of the input images.
     drop_path_rate: stochastic depth of the last block, in [0, 1).
+    pool: "cls" or "mean", the representation `__call__` returns.
     dtype: computation dtype (activations); parameters stay float32.
     rngs: `nnx.Rngs` with a `params` stream.
 
   Returns:
-    A `VisionTransformer` mapping `(B, H, W, in_channels)` images to `(B, width)` CLS tokens.
+    A `VisionTransformer` mapping `(B, H, W, in_channels)` images to `(B, width)` representations.
 
   Raises:
     ValueError: for an unknown `size`, an `image_size` that is not a multiple of `patch_size`, or a
@@ -284,4 +320,4 @@ def vision_transformer(size: str, *, patch_size: int = 16, image_size: int = 224
   width, depth, num_heads = VIT_SIZES[size]
   return VisionTransformer(width=width, depth=depth, num_heads=num_heads, patch_size=patch_size,
                            image_size=image_size, in_channels=in_channels, drop_path_rate=drop_path_rate,
-                           dtype=dtype, rngs=rngs)
+                           pool=pool, dtype=dtype, rngs=rngs)

@@ -73,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
       width=64,  # resnets and small_cnn: base width
       patch_size=16,  # vits
       drop_path=0.0,  # vits: stochastic depth of the last block (linear from 0 at the first)
+      pool="cls",  # vits: the representation probes read, cls | mean (the mean patch token)
       projector="2048-2048-2048",
       projector_activation="relu",
       predictor="4096-256",  # byol only
@@ -290,16 +291,16 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   if method.multi_crop is False and (config.views.num_global != 2 or config.views.num_local != 0):
     raise ConfigError(f"method {config.method.name!r} compares two views; it cannot take "
                       f"{config.views.num_global} global and {config.views.num_local} local views.")
-  if method.head == "mae" and not config.model.backbone.startswith("vit"):
-    raise ConfigError(f"method {config.method.name!r} reconstructs a ViT's patches; set model.backbone to a vit_* "
+  if method.head in ("mae", "ijepa") and not config.model.backbone.startswith("vit"):
+    raise ConfigError(f"method {config.method.name!r} masks a ViT's patches; set model.backbone to a vit_* "
                       f"backbone, not {config.model.backbone!r}.")
-  if method.head == "mae" and config.views.num_local:
-    raise ConfigError(f"method {config.method.name!r} reconstructs the global views only; set views.num_local to 0.")
+  if method.head in ("mae", "ijepa") and config.views.num_local:
+    raise ConfigError(f"method {config.method.name!r} masks the global views only; set views.num_local to 0.")
   batch = config.train.global_batch_size
   if batch % num_devices:
     raise ConfigError(f"train.global_batch_size = {batch} does not divide over the {num_devices} devices; "
                       f"use a multiple of {num_devices}.")
-  base = getattr(method, "base", method)
+  base = method.base if isinstance(method, methods.WithTReg) else method
   if isinstance(base, methods.SAGVICReg) and base.k >= batch:
     raise ConfigError(f"method.sag_vicreg.k = {base.k} neighbours needs a global batch larger than k; got {batch}.")
   if method.num_slices % num_devices:

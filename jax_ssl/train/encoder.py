@@ -80,6 +80,9 @@ def _check_output(method, output: str) -> None:
   if output == "projector" and method.head == "mae":
     raise ValueError("an MAE run has no projector embeddings (its decoder reconstructs pixels); use "
                      "output='backbone'.")
+  if output == "projector" and method.head == "ijepa":
+    raise ValueError("an I-JEPA run has no projector embeddings (its predictor fills in hidden patch tokens); "
+                     "use output='backbone'.")
 
 
 def _encoder(config, method, spec, num_classes, mesh, step, params, batch_stats, output) -> Encoder:
@@ -89,7 +92,7 @@ def _encoder(config, method, spec, num_classes, mesh, step, params, batch_stats,
   if output != "projector":
     width = definitions.num_features
   elif method.head == "dino":  # DINO's head ends in its prototypes' logits
-    width = getattr(method, "base", method).num_prototypes
+    width = method.num_prototypes
   else:
     width = heads.parse_spec(config.model.projector)[-1]
   return Encoder(step, width, config.views.size, config, embedder, params, batch_stats)
@@ -106,11 +109,12 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
       or `"feature_map"` (spatial features, for dense probes).
 
   Returns:
-    An `Encoder` holding the restored parameters and BatchNorm statistics; its `step` is the checkpoint's.
+    An `Encoder` holding the restored parameters and BatchNorm statistics (the target network's for a
+    method evaluated on it, such as I-JEPA); its `step` is the checkpoint's.
 
   Raises:
     FileNotFoundError: if `workdir` has no saved config or no checkpoint, or the requested one cannot be read.
-    ValueError: if `output` is not one of `evaluation.OUTPUTS`, or is "projector" for an MAE run.
+    ValueError: if `output` is not one of `evaluation.OUTPUTS`, or is "projector" for an MAE or I-JEPA run.
   """
   workdir = pathlib.Path(workdir)
   config_path = workdir / loop.CONFIG_FILE
@@ -127,7 +131,8 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
       restored_step, state = checkpointer.restore_state(step, checkpoint.abstract_like(abstract, shardings))
     finally:
       checkpointer.close()
-  return _encoder(config, method, spec, num_classes, mesh, restored_step, state.params, state.batch_stats, output)
+  return _encoder(config, method, spec, num_classes, mesh, restored_step,
+                  *state_lib.evaluated_arrays(state, method), output)
 
 
 def initial_encoder(config: ml_collections.ConfigDict, output: str = "backbone") -> Encoder:
@@ -142,9 +147,9 @@ def initial_encoder(config: ml_collections.ConfigDict, output: str = "backbone")
     An `Encoder` with the freshly initialised parameters and `step` 0.
 
   Raises:
-    ValueError: if `output` is not one of `evaluation.OUTPUTS`, or is "projector" for an MAE run.
+    ValueError: if `output` is not one of `evaluation.OUTPUTS`, or is "projector" for an MAE or I-JEPA run.
   """
   method, spec, num_classes, mesh, init = _run_arrays(config)
   _check_output(method, output)
   state = state_lib.initialize(init, state_lib.state_shardings(jax.eval_shape(init), mesh, fsdp=False))
-  return _encoder(config, method, spec, num_classes, mesh, 0, state.params, state.batch_stats, output)
+  return _encoder(config, method, spec, num_classes, mesh, 0, *state_lib.evaluated_arrays(state, method), output)

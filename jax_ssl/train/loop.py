@@ -414,7 +414,7 @@ class _EvalData:
 
   def knn(self, state: state_lib.TrainState) -> float:
     """kNN accuracy on the finest labels: the monitor during training."""
-    return float(self.accuracies(state.params, state.batch_stats)["knn"]["label"])
+    return float(self.accuracies(*state_lib.evaluated_arrays(state, self.run.method))["knn"]["label"])
 
   def final(self) -> dict:
     """kNN and linear probes per level: the trained encoder and its two controls.
@@ -427,8 +427,8 @@ class _EvalData:
     initial = state_lib.initialize(lambda: state_lib.initial_state(
         config, run.method, run.spec.num_classes["label"], run.optimizer, run.probe_optimizer), run.shardings)
     epochs = config.eval.probe_epochs
-    return {"trained": self.accuracies(run.state.params, run.state.batch_stats, epochs),
-            "initial": self.accuracies(initial.params, initial.batch_stats, epochs),
+    return {"trained": self.accuracies(*state_lib.evaluated_arrays(run.state, run.method), epochs),
+            "initial": self.accuracies(*state_lib.evaluated_arrays(initial, run.method), epochs),
             "pixels": self._probes(_flat_pixels(self.train["image"]), _flat_pixels(self.test["image"]), epochs)}
 
   def _probes(self, train_features, test_features, probe_epochs: int | None) -> dict:

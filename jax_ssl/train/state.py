@@ -36,7 +36,7 @@ def backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
   Args:
     config: the run config; reads `model.backbone`, and `model.stem` and `model.width` (ResNets),
-      `model.patch_size`, `views.size` and `model.drop_path` (ViTs), or `model.width` (other backbones).
+      `model.patch_size`, `views.size`, `model.drop_path` and `model.pool` (ViTs), or `model.width` (other backbones).
 
   Returns:
     A dict of keyword arguments for `models.build_backbone`, besides the name, `rngs` and `dtype`.
@@ -46,7 +46,7 @@ def backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return {"stem": config.model.stem, "width": config.model.width}
   if name.startswith("vit"):
     return {"patch_size": config.model.patch_size, "image_size": config.views.size,
-            "drop_path_rate": config.model.drop_path}
+            "drop_path_rate": config.model.drop_path, "pool": config.model.pool}
   return {"width": config.model.width}
 
 
@@ -55,8 +55,9 @@ class Network(nnx.Module):
 
   The head is the method's (`Method.head`): a projector MLP of widths
   `model.projector`, DINO's head with `model.projector` as its MLP and the
-  method's `num_prototypes` outputs, or MAE's decoder (used through
-  `masked_reconstruction`). `key` drives the backbone's stochastic
+  method's `num_prototypes` outputs, MAE's decoder (used through
+  `masked_reconstruction`) or I-JEPA's predictor (used through
+  `block_prediction`, beside `token_targets` for its target network). `key` drives the backbone's stochastic
   layers (a ViT's stochastic depth) in training; without it, or for a
   backbone without them, the forward is deterministic.
   """
@@ -65,14 +66,17 @@ class Network(nnx.Module):
     dtype = jnp.dtype(config.model.dtype)
     self.backbone = models.build_backbone(config.model.backbone, rngs=rngs, dtype=dtype, **backbone_kwargs(config))
     if method.head == "mae":
-      base = getattr(method, "base", method)
       self.projector = models.MAEDecoder(self.backbone.num_features, grid_size=self.backbone.grid_size,
-                                         patch_size=self.backbone.patch_size, width=base.decoder_width,
-                                         depth=base.decoder_depth, num_heads=base.decoder_heads, dtype=dtype,
+                                         patch_size=self.backbone.patch_size, width=method.decoder_width,
+                                         depth=method.decoder_depth, num_heads=method.decoder_heads, dtype=dtype,
                                          rngs=rngs)
+    elif method.head == "ijepa":
+      self.projector = models.IJEPAPredictor(self.backbone.num_features, grid_size=self.backbone.grid_size,
+                                             width=method.predictor_width, depth=method.predictor_depth,
+                                             num_heads=method.predictor_heads, dtype=dtype, rngs=rngs)
     elif method.head == "dino":
       self.projector = models.DINOHead(self.backbone.num_features, config.model.projector,
-                                       getattr(method, "base", method).num_prototypes,
+                                       method.num_prototypes,
                                        activation=config.model.projector_activation, rngs=rngs, dtype=dtype)
     else:
       self.projector = models.projector(self.backbone.num_features, config.model.projector,
@@ -98,6 +102,37 @@ class Network(nnx.Module):
     stochastic_key = jax.random.fold_in(key, 1) if self.stochastic else None
     tokens = self.backbone.tokens(images, stochastic_key, keep=keep)
     return tokens[:, 0], self.projector(tokens, keep), patches, mask
+
+  def block_prediction(self, images: jax.Array, key: jax.Array, method: Method):
+    """I-JEPA's online forward: draw the blocks, encode the context, predict every target block's tokens.
+
+    Args:
+      images: normalised float images (N, H, W, C) of the ViT's `image_size`.
+      key: PRNG key of the blocks (and of stochastic depth, folded).
+      method: the `IJEPA` method, whose fields shape the blocks.
+
+    Returns:
+      `(features, predictions, blocks)`: the (N, width) pooled context tokens, the (N, M, P, width)
+      predictions and the (N, M, P) bool target blocks.
+    """
+    context, blocks = models.multi_block_masks(
+        key, images.shape[0], self.backbone.grid_size, num_targets=method.num_targets,
+        target_scale=method.target_scale, target_aspect=method.target_aspect, context_scale=method.context_scale)
+    stochastic_key = jax.random.fold_in(key, 1) if self.stochastic else None
+    tokens = self.backbone.tokens(images, stochastic_key, visible=context)
+    return self.backbone.pool_tokens(tokens, context), self.projector(tokens[:, 1:], context, blocks), blocks
+
+  def token_targets(self, images: jax.Array):
+    """I-JEPA's target forward on whole images: the pooled representation and the standardised patch tokens.
+
+    Args:
+      images: normalised float images (N, H, W, C).
+
+    Returns:
+      `(features, targets)`: (N, width) and float32 (N, P, width).
+    """
+    tokens = self.backbone.tokens(images)
+    return self.backbone.pool_tokens(tokens), models.ijepa.standardize_tokens(tokens[:, 1:])
 
   def __call__(self, images: jax.Array, key: jax.Array | None = None):
     """Run the backbone, projector and predictor on a batch.
@@ -130,6 +165,22 @@ class TrainState:
   target_batch_stats: nnx.State | None
   rng: jax.Array  # raw key data (uint32), wrapped with jax.random.wrap_key_data
   method_statistics: Any = None  # a method's running statistics (DINO's center); None for most
+
+
+def evaluated_arrays(state: TrainState, method: Method) -> tuple[nnx.State, nnx.State]:
+  """The parameters and BatchNorm statistics that probes and evaluations read: the target network's for a
+  method evaluated on it (`Method.evaluate_target`, I-JEPA), else the online network's.
+
+  Args:
+    state: a training state.
+    method: the run's method.
+
+  Returns:
+    `(params, batch_stats)`.
+  """
+  if method.evaluate_target:
+    return state.target_params, state.target_batch_stats
+  return state.params, state.batch_stats
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ Per step, for a global batch of uint8 images sharded over the `data` axis:
      method's objective on the global batch (DESIGN.md section 4); random
      slices are split over the devices inside `shard_map`;
   4. train an online linear probe on stop-gradient backbone features;
-  5. apply the optimizer, move an EMA target network (BYOL, DINO) toward the
+  5. apply the optimizer, move an EMA target network (BYOL, DINO, I-JEPA) toward the
      online one, and update a method's running statistics (DINO's center).
 
 Parameters are replicated (or FSDP-sharded); the compiler inserts the
@@ -130,20 +130,29 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
     global_crops, local_crops = crops[:cfg.num_global], crops[cfg.num_global:]
     progress = state.step.astype(jnp.float32) / cfg.total_steps
 
-    targets = target_batch_stats = None
+    targets = target_batch_stats = target_features = None
     if method.target:
       target = nnx.merge(cfg.definitions.network, state.target_params, state.target_batch_stats, copy=True)
-      targets = lax.stop_gradient(forward(target, global_crops)[1])
+      if method.head == "ijepa":  # the target ViT's tokens of each whole global view
+        target_features, targets = lax.stop_gradient(
+            tuple(jnp.stack(parts) for parts in zip(*(target.token_targets(view) for view in global_crops))))
+      else:
+        targets = lax.stop_gradient(forward(target, global_crops)[1])
       target_batch_stats = _non_param_state(target)
 
     def loss_fn(params, probe_params):
       network = nnx.merge(cfg.definitions.network, params, state.batch_stats, copy=True)
       if method.head == "mae":  # each global view's hidden patches, reconstructed from its visible ones
-        mask_ratio = getattr(method, "base", method).mask_ratio
+        mask_ratio = method.mask_ratio
         outputs = [network.masked_reconstruction(view, jax.random.fold_in(drop_key, index), mask_ratio)
                    for index, view in enumerate(global_crops)]
         features, predictions, patches, mask = (jnp.stack(parts) for parts in zip(*outputs))
         embeddings = methods.Embeddings(features, None, predictions, patches, mask=mask)
+      elif method.head == "ijepa":  # each global view's target blocks, predicted from its context block
+        outputs = [network.block_prediction(view, jax.random.fold_in(drop_key, index), method)
+                   for index, view in enumerate(global_crops)]
+        features, predictions, blocks = (jnp.stack(parts) for parts in zip(*outputs))
+        embeddings = methods.Embeddings(features, None, predictions, targets, mask=blocks)
       else:
         features, projections, predictions = forward(network, global_crops, jax.random.fold_in(drop_key, 0))
         local_projections = forward(network, local_crops, jax.random.fold_in(drop_key, 1))[1] if local_crops else None
@@ -154,7 +163,10 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
         poison = jnp.where(state.step + 1 == cfg.nan_at_step, jnp.nan, 1.0)
         embeddings = embeddings._replace(global_views=embeddings.global_views * poison)
       loss, terms = method_loss(method, embeddings, loss_key, cfg.mesh)
-      # Online linear probe on the first global view's features, with no gradient into the backbone.
+      # Online linear probe on the first global view's features, with no gradient into the backbone; a
+      # method evaluated on its target network (I-JEPA) probes the target's features.
+      if method.evaluate_target:
+        features = target_features
       probe = nnx.merge(cfg.definitions.probe, probe_params)
       logits = probe(lax.stop_gradient(features[0]).astype(jnp.float32))
       probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()

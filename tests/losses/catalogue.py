@@ -57,6 +57,10 @@ def scalar_losses(k: int = 3, num_slices: int = 16):
       "mae_loss": lambda key, a, b: losses.mae_loss(
           jnp.stack([a, b], axis=1), jnp.stack([b, mixed(a, b)], axis=1), jnp.tile(jnp.array([1.0, 0.0]), (len(a), 1)),
           norm_pix=a.shape[1] > 1),
+      # Two blocks of one patch each on a two-patch grid: each row's predictions of b and mixed(a, b).
+      "ijepa_loss": lambda key, a, b: losses.ijepa_loss(
+          jnp.stack([jnp.stack([a, b], axis=1), jnp.stack([b, a], axis=1)], axis=1),
+          jnp.stack([b, mixed(a, b)], axis=1), jnp.tile(jnp.eye(2), (len(a), 1, 1))),
       # The teacher's outputs of the two views, their third (local) view mixed; center 0.
       "dino_loss": lambda key, a, b: losses.dino_loss(jnp.stack([a, b, mixed(a, b)]), jnp.stack([b, a]),
                                                       jnp.zeros(a.shape[1])),

@@ -1,6 +1,9 @@
 """Each method is the composition of jax_ssl.losses its docstring states, with its own typed hyperparameters."""
 
+import copy
 import dataclasses
+import json
+import pickle
 
 import jax
 import jax.numpy as jnp
@@ -113,13 +116,17 @@ def test_methods_are_frozen_and_hashable_so_jit_can_hold_them():
     (lambda: methods.VICReg(cov_coeff=-1.0), "vicreg.cov_coeff must not be negative; got -1.0"),
     (lambda: methods.LeJEPA(knots=1), "lejepa.knots"),
     (lambda: methods.WithTReg(methods.TREGS()), "tregs already has T-REG"),
-    (lambda: methods.get_method("moco"), "unknown method 'moco'; methods: barlow_twins, byol, dino, lejepa, mae"),
+    (lambda: methods.get_method("moco"), "unknown method 'moco'; methods: barlow_twins, byol, dino, ijepa, lejepa"),
     (lambda: methods.DINO(teacher_temperature=0.0), "dino.teacher_temperature must be positive"),
     (lambda: methods.DINO(center_momentum=1.5), r"dino.center_momentum is a momentum in \[0, 1\]"),
     (lambda: methods.DINO(tau_base=-0.1), r"dino.tau_base is a momentum in \[0, 1\]"),
     (lambda: methods.MAE(mask_ratio=1.0), r"mae.mask_ratio is the fraction of patches hidden, in \(0, 1\)"),
     (lambda: methods.MAE(mask_ratio=0.0), r"mae.mask_ratio is the fraction of patches hidden"),
     (lambda: methods.MAE(decoder_width=30), "mae.decoder_width must be a multiple of 4 and of decoder_heads"),
+    (lambda: methods.IJEPA(target_scale=(0.3, 0.2)), r"ijepa.target_scale is a range \(low, high\)"),
+    (lambda: methods.IJEPA(context_scale=(0.9, 1.2)), r"ijepa.context_scale is a fraction of the image"),
+    (lambda: methods.IJEPA(num_targets=0), "ijepa.num_targets must be positive"),
+    (lambda: methods.IJEPA(predictor_width=30, predictor_heads=4), "ijepa.predictor_width must be a multiple of 4"),
 ])
 def test_bad_hyperparameters_are_one_line_naming_the_field(build, message):
   with pytest.raises(ValueError, match=message):
@@ -167,6 +174,16 @@ def test_dino_distils_the_teachers_centered_outputs_with_its_warming_temperature
                                 updated["center"])
 
 
+def test_tregs_add_on_reads_its_bases_hyperparameters_and_survives_copy_and_pickle():
+  add_on = methods.WithTReg(methods.MAE(mask_ratio=0.6), gamma=0.3)
+  assert (add_on.mask_ratio, add_on.gamma) == (0.6, 0.3)  # the base's field; the wrapper's own
+  assert methods.WithTReg(methods.DINO(num_prototypes=32)).num_prototypes == 32
+  with pytest.raises(AttributeError, match="num_prototypes"):
+    _ = methods.WithTReg(methods.VICReg()).num_prototypes
+  for clone in (copy.deepcopy(add_on), pickle.loads(pickle.dumps(add_on))):
+    assert clone == add_on and clone.mask_ratio == 0.6
+
+
 def test_mae_averages_the_reconstruction_of_each_global_view():
   rng = np.random.default_rng(3)
   predictions = jnp.asarray(rng.standard_normal((2, 4, 6, 12)), jnp.float32)
@@ -179,3 +196,29 @@ def test_mae_averages_the_reconstruction_of_each_global_view():
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
   np.testing.assert_allclose(metrics["reconstruction"], expected, rtol=1e-6)
   assert method.head == "mae" and method.multi_crop and not method.target
+
+
+def test_ijepa_averages_each_views_block_prediction_error_and_evaluates_its_target():
+  rng = np.random.default_rng(4)
+  predictions = jnp.asarray(rng.standard_normal((2, 3, 4, 6, 5)), jnp.float32)
+  targets = jnp.asarray(rng.standard_normal((2, 3, 6, 5)), jnp.float32)
+  blocks = jnp.asarray(rng.random((2, 3, 4, 6)) < 0.3).at[..., 0].set(True)
+  embeddings = methods.Embeddings(jnp.zeros((2, 3, 5)), None, predictions, targets, mask=blocks)
+  method = methods.IJEPA()
+  loss, metrics = jax.jit(method.loss)(embeddings, KEY)
+  expected = np.mean([losses.ijepa_loss(predictions[v], targets[v], blocks[v]) for v in range(2)])
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  np.testing.assert_allclose(metrics["prediction"], expected, rtol=1e-6)
+  assert (method.head, method.target, method.evaluate_target, method.multi_crop) == ("ijepa", True, True, True)
+  assert methods.WithTReg(method).evaluate_target and not methods.BYOL().evaluate_target
+  # The target's momentum rises linearly from tau_base to 1 (I-JEPA's code), not on BYOL's cosine.
+  np.testing.assert_allclose(method.target_momentum(jnp.array([0.0, 0.25, 1.0])), [0.996, 0.997, 1.0], rtol=1e-7)
+
+
+def test_ijepa_ranges_from_a_saved_config_become_tuples_so_the_method_stays_hashable():
+  section = config_lib.base_config().method
+  section.name = "ijepa"
+  saved = json.loads(json.dumps(section.to_dict()))  # tuples come back as lists
+  assert saved["ijepa"]["target_scale"] == [0.15, 0.2]
+  method = methods.from_config(saved)
+  assert method.target_scale == (0.15, 0.2) and hash(method) == hash(methods.IJEPA())
