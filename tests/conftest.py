@@ -9,7 +9,7 @@ import jax
 # The suite's programs are tiny and compiled once each, so XLA:CPU's LLVM optimization is most of their
 # cost: without it a train step compiles ~1.6x faster (an initializer ~8x) and runs as correctly.
 # Set before any backend starts; every subprocess a test starts inherits it (cli.environment adds to it).
-os.environ["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 # Must run before any JAX backend starts; conftest is imported before test modules.
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_platforms", "cpu")
