@@ -148,6 +148,7 @@ def test_checkpoint_of_a_directory_without_a_run_exits_2(tmp_path, capsys):
   assert "is not a jax_ssl workdir" in capsys.readouterr().err
 
 
+@pytest.mark.xdist_group("umap")  # with test_centroids' UMAP test: numba compiles its kernels once
 def test_generalization_trains_two_halves_and_compares_them(bundled_dir, tmp_path):
   workdir, output = tmp_path / "runs", tmp_path / "eval"
   # Host-fed, so that the two halves train one program (on the devices, each half's split is another shape).

@@ -72,6 +72,12 @@ def method_loss(method: methods.Method, embeddings: methods.Embeddings, key: jax
       embeddings, key, directions)
 
 
+# Heads whose losses are means over each image's own patches (MAE, I-JEPA): their (V, N, P, ...) outputs
+# stay sharded over the batch, and the compiler reduces the mean across devices. Gathering them would put
+# every image's patch predictions on every device (gigabytes at ImageNet scale) for nothing.
+PATCH_HEADS = ("mae", "ijepa")
+
+
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
   """The static pieces of a step (hashable where jit needs it)."""
@@ -158,7 +164,8 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
         local_projections = forward(network, local_crops, jax.random.fold_in(drop_key, 1))[1] if local_crops else None
         embeddings = methods.Embeddings(projections, local_projections, predictions, targets,
                                         state.method_statistics)
-      embeddings = _replicated(cfg.mesh, embeddings)  # every loss sees the global batch
+      if method.head not in PATCH_HEADS:
+        embeddings = _replicated(cfg.mesh, embeddings)  # every loss sees the global batch
       if cfg.nan_at_step >= 0:
         poison = jnp.where(state.step + 1 == cfg.nan_at_step, jnp.nan, 1.0)
         embeddings = embeddings._replace(global_views=embeddings.global_views * poison)

@@ -19,6 +19,8 @@ def test_class_centroids_are_the_means_of_each_present_class():
   np.testing.assert_allclose(centroids.class_centroids(features[order], labels[order])[1], means, rtol=1e-12)
 
 
+# With the generalization test in one worker (`--dist loadgroup`): umap-learn's numba kernels compile once.
+@pytest.mark.xdist_group("umap")
 def test_umap_layout_is_reproducible_and_keeps_separate_groups_apart():
   rng = np.random.default_rng(0)
   offsets = np.repeat(np.array([[8.0], [-8.0], [0.0]]) * np.eye(3, 12)[[0, 1, 2]] * 3, 4, axis=0)

@@ -42,7 +42,7 @@ def test_backbone_names():
 def _model_section(**change):
   section = ml_collections.ConfigDict(dict(backbone="resnet18", stem="cifar", width=64, patch_size=16, drop_path=0.0,
                                            projector="2048-2048-2048", projector_activation="relu",
-                                           predictor="4096-256", dtype="float32"))
+                                           predictor="4096-256", dtype="float32", pool="cls"))
   section.update(**change)
   return section
 

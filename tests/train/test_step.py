@@ -25,6 +25,10 @@ def _config(method, bundled_dir):
   if method == "dino":  # two global views: the teacher, its center and the student's cross terms
     config.views.recipe = "multicrop"
     config.method.dino.num_prototypes = 64
+  if method == "ijepa":  # per-patch outputs that stay sharded (step.PATCH_HEADS), an EMA target it is probed on
+    config.views.update(recipe="multicrop", num_global=1, num_local=0)
+    config.model.update(backbone="vit_micro", patch_size=4)
+    config.method.ijepa.update(predictor_width=32, predictor_depth=1, predictor_heads=2)
   config.train.update(global_batch_size=16, num_steps=2, log_every=1)
   config.optim.warmup_epochs = 0.0
   return config
@@ -33,8 +37,8 @@ def _config(method, bundled_dir):
 # VICReg's plain data-parallel step is the others' minus their loss terms, whose sharding
 # tests/losses/test_distributed.py checks for every loss (SAG-VICReg's walk and T-REGS's MST among
 # them); here it runs with FSDP. VISReg adds the slices split over the mesh and local views, DINO the
-# EMA teacher and a method's running statistics.
-@pytest.mark.parametrize("method,fsdp", [("visreg", False), ("vicreg", True), ("dino", False)])
+# EMA teacher and a method's running statistics, I-JEPA the patch outputs left sharded (MAE's path too).
+@pytest.mark.parametrize("method,fsdp", [("visreg", False), ("vicreg", True), ("dino", False), ("ijepa", False)])
 def test_two_sharded_steps_equal_two_single_device_steps(method, fsdp, bundled_dir, tmp_path):
   config = _config(method, bundled_dir)
   config.mesh.fsdp = fsdp
