@@ -35,13 +35,15 @@ Metrics = dict[str, jax.Array]
 class Embeddings(NamedTuple):
   """Outputs of the networks for every view of the global batch.
 
-  global_views: (V_g, N, D) online projector outputs of the global views.
+  global_views: (V_g, N, D) online projector outputs of the global views (MAE, I-JEPA: encoder features).
   local_views: (V_l, N, D) of the local views, or None (two-view methods).
   predictions: (V_g, N, D) online predictor outputs (BYOL), or None.
   targets: (V_g, N, D) EMA target head outputs (BYOL, DINO), or None; no gradient.
   statistics: the method's running statistics before this step (DINO's center), or None.
   mask: (V_g, N, P) 1 on the patches each view hid from the encoder (MAE), or None. With it,
     `predictions` are (V_g, N, P, L) reconstructed pixels and `targets` the views' (V_g, N, P, L) patches.
+    For I-JEPA, (V_g, N, M, P) bool target blocks: `predictions` are the predictor's (V_g, N, M, P, D)
+    tokens for each block and `targets` the target encoder's (V_g, N, P, D) standardised tokens.
   """
 
   global_views: jax.Array
