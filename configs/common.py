@@ -90,6 +90,9 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.method.name.removesuffix("+tregs") == "ijepa":  # I-JEPA masks a ViT's patches
     config.model.update(backbone="vit_micro", patch_size=4)
     config.method.ijepa.update(predictor_width=32, predictor_depth=1, predictor_heads=2)
+  if config.method.name.removesuffix("+tregs") == "clip":  # one Linear projection, a narrow text tower
+    config.model.projector = "64"
+    config.method.clip.update(text_width=32, text_depth=1, text_heads=2)
   config.optim.warmup_epochs = 0.0
   config.eval.update(max_train_examples=256, probe_epochs=5)
   return config

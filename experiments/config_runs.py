@@ -7,7 +7,8 @@ Each seed trains `python -m jax_ssl.main --config <config> --config.seed=<seed>`
 into `<workdir>/seed<seed>` (resumed if it stopped, skipped if its report
 exists) and leaves the run's report.json there: kNN and linear probe
 accuracy per label level for the trained encoder and its two controls, the
-same network at initialisation and the input pixels. Writes
+same network at initialisation and the input pixels (and CLIP's zero-shot
+accuracy, trained and at initialisation). Writes
 experiments/results/config_runs-<config>.json (every seed's numbers, and the
 mean and standard deviation over the seeds) and a figure.
 """
@@ -74,6 +75,8 @@ def figure(summary: dict, title: str):
   width = 0.8 / len(ENCODERS)
   for axis, probe in zip(axes[0], probes):
     for index, encoder in enumerate(ENCODERS):
+      if probe not in summary[encoder]:  # CLIP's zero-shot probe has no pixels control
+        continue
       cells = [summary[encoder][probe][level] for level in levels]
       positions = [p + (index - 1) * width for p in range(len(levels))]
       axis.bar(positions, [c["mean"] for c in cells], width, yerr=[c["std"] for c in cells], label=encoder)

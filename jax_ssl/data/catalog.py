@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from jax_ssl.data import captions as captions_lib
 from jax_ssl.data.bundled import shapes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -38,6 +39,8 @@ class DatasetSpec:
       0 on the background), for dense probes; empty when the dataset has none.
     segmentation_key: the tfds feature holding a per-pixel class map (an image whose first channel is
       the class, 0 unlabelled), for dense probes; its classes are `num_classes["segmentation"]`.
+    captions: the fine classes' captions (`data.captions.Captions`) for image-text training (CLIP), or
+      None for a dataset without them.
   """
 
   name: str
@@ -54,6 +57,7 @@ class DatasetSpec:
   class_names: tuple[str, ...] = ()
   mask_key: str = ""
   segmentation_key: str = ""
+  captions: captions_lib.Captions | None = None
 
   @property
   def label_levels(self) -> tuple[str, ...]:
@@ -113,6 +117,7 @@ CATALOG: dict[str, DatasetSpec] = {
             prepare="generated automatically",
             class_names=tuple(f"{shape} {variant}" for shape in shapes.SHAPES for variant in shapes.VARIANTS),
             mask_key="mask",
+            captions=captions_lib.shapes_captions(),
         ),
         DatasetSpec(
             name="cifar10",

@@ -1,4 +1,4 @@
-"""Embedding losses of VICReg, SAG-VICReg, VISReg, LeJEPA, T-REG(S), the baselines, DINO, MAE and I-JEPA.
+"""Embedding losses of VICReg, SAG-VICReg, VISReg, LeJEPA, T-REG(S), the baselines, DINO, MAE, I-JEPA and CLIP.
 
 Every function is pure and `jit`-able, takes (N, D) embeddings (views stacked
 as (V, N, D) where stated), computes in float32 whatever the input dtype, and
@@ -15,6 +15,7 @@ Terms return a float32 scalar. The composite objectives (`vicreg_loss`,
 from jax_ssl.losses.baselines import barlow_twins_loss
 from jax_ssl.losses.baselines import byol_loss
 from jax_ssl.losses.baselines import nt_xent
+from jax_ssl.losses.clip import clip_loss
 from jax_ssl.losses.dino import dino_center
 from jax_ssl.losses.dino import dino_loss
 from jax_ssl.losses.ijepa import ijepa_loss
@@ -49,6 +50,7 @@ __all__ = [
     "barlow_twins_loss",
     "byol_loss",
     "center_loss",
+    "clip_loss",
     "combine_visreg",
     "covariance",
     "dino_center",

@@ -7,6 +7,7 @@ from jax_ssl.methods.base import sliced_loss_on_one_device
 from jax_ssl.methods.registry import ADD_ON
 from jax_ssl.methods.registry import ADD_ON_SECTION
 from jax_ssl.methods.registry import BYOL
+from jax_ssl.methods.registry import CLIP
 from jax_ssl.methods.registry import DINO
 from jax_ssl.methods.registry import IJEPA
 from jax_ssl.methods.registry import MAE
@@ -29,6 +30,7 @@ __all__ = [
     "ADD_ON_SECTION",
     "BYOL",
     "BarlowTwins",
+    "CLIP",
     "DINO",
     "EMATarget",
     "Embeddings",

@@ -44,6 +44,8 @@ class Embeddings(NamedTuple):
     `predictions` are (V_g, N, P, L) reconstructed pixels and `targets` the views' (V_g, N, P, L) patches.
     For I-JEPA, (V_g, N, M, P) bool target blocks: `predictions` are the predictor's (V_g, N, M, P, D)
     tokens for each block and `targets` the target encoder's (V_g, N, P, D) standardised tokens.
+  log_logit_scale: CLIP's learned log inverse temperature (a scalar), or None. CLIP's `global_views`
+    are (2, N, D): the images' embeddings, then their captions'.
   """
 
   global_views: jax.Array
@@ -52,6 +54,7 @@ class Embeddings(NamedTuple):
   targets: jax.Array | None = None
   statistics: Any = None
   mask: jax.Array | None = None
+  log_logit_scale: jax.Array | None = None
 
   @property
   def all_views(self) -> jax.Array:
@@ -81,7 +84,8 @@ class Method(abc.ABC):
       (`models.DINOHead` with the method's `num_prototypes`), "mae" (`models.MAEDecoder`: the
       trainer then encodes each global view's visible patches and reconstructs the hidden ones) or
       "ijepa" (`models.IJEPAPredictor`: the trainer encodes a context block and predicts the target
-      network's tokens of the target blocks).
+      network's tokens of the target blocks) or "clip" (`model.projector` on the images beside a
+      `models.TextTransformer` on their captions, and a learned logit scale).
     target: needs an EMA target network (BYOL, DINO); such a method defines
       `update_target(target_params, online_params, progress)` (see `EMATarget`).
     statistics: keeps running statistics across steps (DINO's center); such a method defines

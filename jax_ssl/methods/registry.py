@@ -11,6 +11,8 @@
   byol          BYOL: predictor + EMA target, symmetric regression loss
   dino          DINO: EMA teacher, centered and sharpened, DINO head, multi-crop
   mae           MAE: a ViT encodes the visible patches, a decoder reconstructs the hidden ones
+  ijepa         I-JEPA: a context block predicts an EMA target encoder's tokens of hidden blocks
+  clip          CLIP: images against their captions (a dataset with captions), learned temperature
   <name>+tregs  any of them (but tregs) plus T-REG (gamma L_E + lam L_S) on every view's embeddings
 
 Each method's config section (`method.<name>`, and `method.t_reg` for the
@@ -29,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from jax_ssl import losses
+from jax_ssl.losses import clip as clip_lib
 from jax_ssl.losses import sag_vicreg as sag_vicreg_lib
 from jax_ssl.methods.base import EMATarget
 from jax_ssl.methods.base import Method
@@ -39,6 +42,19 @@ def _non_negative(method: Method, *fields: str) -> None:
   for field in fields:
     value = getattr(method, field)
     check(value >= 0, f"{method.name}.{field} must not be negative; got {value}.")
+
+
+def _check_transformer(method: Method, prefix: str, sincos_positions: bool = False) -> None:
+  """A method's transformer head (`<prefix>_width`, `_depth`, `_heads`): positive sizes, whole heads.
+
+  With `sincos_positions` the width must also be a multiple of 4 (2-D sine-cosine position embeddings).
+  """
+  width, depth, heads = (getattr(method, f"{prefix}_{field}") for field in ("width", "depth", "heads"))
+  for field, value in (("width", width), ("depth", depth), ("heads", heads)):
+    check(value >= 1, f"{method.name}.{prefix}_{field} must be positive; got {value}.")
+  multiple = "a multiple of 4 and of" if sincos_positions else "a multiple of"
+  check(width % heads == 0 and (width % 4 == 0 or not sincos_positions),
+        f"{method.name}.{prefix}_width must be {multiple} {prefix}_heads; got {width} and {heads}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,11 +387,7 @@ class MAE(Method):
   def __post_init__(self):
     check(0.0 < self.mask_ratio < 1.0, f"{self.name}.mask_ratio is the fraction of patches hidden, in (0, 1); "
           f"got {self.mask_ratio}.")
-    for field in ("decoder_width", "decoder_depth", "decoder_heads"):
-      check(getattr(self, field) >= 1, f"{self.name}.{field} must be positive; got {getattr(self, field)}.")
-    check(self.decoder_width % 4 == 0 and self.decoder_width % self.decoder_heads == 0,
-          f"{self.name}.decoder_width must be a multiple of 4 and of decoder_heads; got {self.decoder_width} "
-          f"and {self.decoder_heads}.")
+    _check_transformer(self, "decoder", sincos_positions=True)
 
   def loss(self, embeddings, key, directions=None):
     views = [losses.mae_loss(predictions, patches, mask, self.norm_pix_loss)
@@ -423,11 +435,7 @@ class IJEPA(EMATarget):
     for field in ("target_scale", "context_scale"):
       check(getattr(self, field)[1] <= 1, f"{self.name}.{field} is a fraction of the image; got "
             f"{getattr(self, field)}.")
-    for field in ("predictor_width", "predictor_depth", "predictor_heads"):
-      check(getattr(self, field) >= 1, f"{self.name}.{field} must be positive; got {getattr(self, field)}.")
-    check(self.predictor_width % 4 == 0 and self.predictor_width % self.predictor_heads == 0,
-          f"{self.name}.predictor_width must be a multiple of 4 and of predictor_heads; got "
-          f"{self.predictor_width} and {self.predictor_heads}.")
+    _check_transformer(self, "predictor", sincos_positions=True)
 
   def target_momentum(self, progress):
     """`tau_base + (1 - tau_base) progress`: linear from tau_base to 1 (I-JEPA's code; BYOL's is a cosine).
@@ -445,6 +453,44 @@ class IJEPA(EMATarget):
              for predictions, targets, blocks in zip(embeddings.predictions, embeddings.targets, embeddings.mask)]
     loss = sum(views) / len(views)
     return loss, {"prediction": loss}
+
+
+@dataclasses.dataclass(frozen=True)
+class CLIP(Method):
+  """CLIP (Radford et al., ICML 2021): images and their captions meet in one embedding space.
+
+  The trainer embeds each image's global view with the backbone and the
+  projector (`model.projector`, one Linear in CLIP) and a caption drawn for
+  its label (`data.captions`) with a `models.TextTransformer` of
+  `text_width`, `text_depth`, `text_heads`, projected to the same width.
+  `Embeddings.global_views` holds the two modalities, images then texts, so
+  `clip+tregs` adds T-REG on each modality's embeddings (T-REGS, Table 3).
+  The loss is `losses.clip_loss` at the learned logit scale, which starts at
+  `1 / init_temperature` and is capped at `max_logit_scale`. Needs a dataset
+  with captions and one global view.
+  """
+
+  name: ClassVar[str] = "clip"
+  multi_crop: ClassVar[bool] = True
+  head: ClassVar[str] = "clip"
+  init_temperature: float = 0.07
+  max_logit_scale: float = clip_lib.MAX_LOGIT_SCALE
+  text_width: int = 512
+  text_depth: int = 12
+  text_heads: int = 8
+
+  def __post_init__(self):
+    check(self.init_temperature > 0, f"{self.name}.init_temperature must be positive; got {self.init_temperature}.")
+    check(self.max_logit_scale >= 1 / self.init_temperature, f"{self.name}.max_logit_scale caps the learned "
+          f"1 / temperature, so it is at least 1 / init_temperature = {1 / self.init_temperature:g}; got "
+          f"{self.max_logit_scale}.")
+    _check_transformer(self, "text")
+
+  def loss(self, embeddings, key, directions=None):
+    images, texts = embeddings.two_views
+    loss = losses.clip_loss(images, texts, embeddings.log_logit_scale, self.max_logit_scale)
+    logit_scale = jnp.minimum(jnp.exp(embeddings.log_logit_scale), self.max_logit_scale)
+    return loss, {"contrastive": loss, "logit_scale": logit_scale}
 
 
 ADD_ON = "+tregs"
@@ -529,7 +575,8 @@ class WithTReg(Method):
 
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (VICReg, SAGVICReg, VISReg, LeJEPA, SWD, TREGS,
-                                                              BarlowTwins, SimCLR, BYOL, DINO, MAE, IJEPA)}
+                                                              BarlowTwins, SimCLR, BYOL, DINO, MAE, IJEPA,
+                                                              CLIP)}
 
 
 def hyperparameters(cls: type[Method]) -> dict:

@@ -39,6 +39,7 @@ from jax_ssl.models.resnet import resnet18
 from jax_ssl.models.resnet import resnet34
 from jax_ssl.models.resnet import resnet50
 from jax_ssl.models.small_cnn import SmallCNN
+from jax_ssl.models.text import TextTransformer
 from jax_ssl.models.vit import VIT_SIZES
 from jax_ssl.models.vit import VisionTransformer
 from jax_ssl.models.vit import vision_transformer
@@ -52,6 +53,7 @@ __all__ = [
     "MODEL_CHOICES",
     "ResNet",
     "SmallCNN",
+    "TextTransformer",
     "VIT_SIZES",
     "VisionTransformer",
     "build_backbone",

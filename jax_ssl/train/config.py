@@ -296,6 +296,13 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
                       f"backbone, not {config.model.backbone!r}.")
   if method.head in ("mae", "ijepa") and config.views.num_local:
     raise ConfigError(f"method {config.method.name!r} masks the global views only; set views.num_local to 0.")
+  if method.head == "clip" and (config.views.num_global != 1 or config.views.num_local):
+    raise ConfigError(f"method {config.method.name!r} pairs one view of each image with a caption; set "
+                      f"views.num_global to 1 and views.num_local to 0.")
+  if method.head == "clip" and catalog.get_spec(config.data.name).captions is None:
+    captioned = ", ".join(spec.name for spec in catalog.CATALOG.values() if spec.captions is not None)
+    raise ConfigError(f"method {config.method.name!r} trains on captions, and data.name {config.data.name!r} has "
+                      f"none; use a captioned dataset ({captioned}).")
   batch = config.train.global_batch_size
   if batch % num_devices:
     raise ConfigError(f"train.global_batch_size = {batch} does not divide over the {num_devices} devices; "

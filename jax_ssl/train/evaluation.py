@@ -112,6 +112,29 @@ class Embedder:
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _text_embeddings(eval_network: nnx.GraphDef, params, batch_stats, tokens: jax.Array) -> jax.Array:
+  network = nnx.merge(eval_network, params, batch_stats)
+  return network.text(tokens).astype(jnp.float32)
+
+
+def embed_captions(eval_network: nnx.GraphDef, params, batch_stats, tokens: np.ndarray) -> np.ndarray:
+  """CLIP's text tower on tokenized captions: (..., L) int tokens -> (..., D) float32 numpy embeddings.
+
+  Args:
+    eval_network: the graph of a network with a text tower (`Network` of a CLIP method), eval mode.
+    params: the network's `nnx.Param` state.
+    batch_stats: the network's other state.
+    tokens: (..., L) int token ids (`data.captions.Captions.tokens`, a few hundred captions at most).
+
+  Returns:
+    float32 numpy array (..., D), D the joint embedding width.
+  """
+  tokens = np.asarray(tokens, np.int32)
+  flat = _text_embeddings(eval_network, params, batch_stats, jnp.asarray(tokens.reshape(-1, tokens.shape[-1])))
+  return np.asarray(flat).reshape(*tokens.shape[:-1], -1)
+
+
 def sample_split(source: sources.Source, max_examples: int, seed: int) -> dict[str, np.ndarray]:
   """At most `max_examples` records of `source` (all of them, in order, if it is small enough).
 

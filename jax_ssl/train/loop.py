@@ -12,6 +12,8 @@ checkpoint; SIGTERM or a first Ctrl-C saves and stops cleanly.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import math
 import pathlib
@@ -35,6 +37,7 @@ from jax_ssl.data import feed
 from jax_ssl.data import sources
 from jax_ssl.data import views
 from jax_ssl.eval import probes
+from jax_ssl.eval import zero_shot
 from jax_ssl.train import checkpoint
 from jax_ssl.train import evaluation
 from jax_ssl.train import monitor as monitor_lib
@@ -198,7 +201,8 @@ class Run:
         definitions=self.definitions, method=self.method, view_specs=self.view_specs,
         num_global=config.views.num_global, optimizer=self.optimizer,
         probe_optimizer=self.probe_optimizer, schedule=self.schedule, total_steps=self.total_steps,
-        log_every=config.train.log_every, mesh=self.mesh, nan_at_step=config.debug.nan_at_step)
+        log_every=config.train.log_every, mesh=self.mesh, nan_at_step=config.debug.nan_at_step,
+        captions=self.spec.captions if self.method.head == "clip" else None)
     train_step, metrics_shapes = step_lib.trace_train_step(self.step_config, self.state, self._batch_shapes())
     self.train_step = step_lib.jit_train_step(self.step_config, self.shardings, self.device_data, train_step)
     self.guard = jax.device_put(step_lib.initial_guard(metrics_shapes), NamedSharding(self.mesh, P()))
@@ -427,9 +431,28 @@ class _EvalData:
     initial = state_lib.initialize(lambda: state_lib.initial_state(
         config, run.method, run.spec.num_classes["label"], run.optimizer, run.probe_optimizer), run.shardings)
     epochs = config.eval.probe_epochs
-    return {"trained": self.accuracies(*state_lib.evaluated_arrays(run.state, run.method), epochs),
-            "initial": self.accuracies(*state_lib.evaluated_arrays(initial, run.method), epochs),
-            "pixels": self._probes(_flat_pixels(self.train["image"]), _flat_pixels(self.test["image"]), epochs)}
+    results = {"trained": self.accuracies(*state_lib.evaluated_arrays(run.state, run.method), epochs),
+               "initial": self.accuracies(*state_lib.evaluated_arrays(initial, run.method), epochs),
+               "pixels": self._probes(_flat_pixels(self.train["image"]), _flat_pixels(self.test["image"]), epochs)}
+    if run.method.head == "clip":  # the pixels have no text side
+      for name, state in (("trained", run.state), ("initial", initial)):
+        results[name]["zero_shot"] = self.zero_shot(*state_lib.evaluated_arrays(state, run.method))
+    return results
+
+  @functools.cached_property
+  def _joint_embedder(self) -> evaluation.Embedder:
+    """The images' embeddings in CLIP's joint space: the projector's outputs."""
+    return dataclasses.replace(self.run.embedder, output="projector")
+
+  def zero_shot(self, params, batch_stats) -> dict:
+    """CLIP's zero-shot accuracy per level on the test sample: the prompts are every caption of every class."""
+    run = self.run
+    captions, levels = run.spec.captions, run.spec.label_levels
+    prompts = evaluation.embed_captions(run.definitions.eval_network, params, batch_stats, captions.tokens)
+    images = self._joint_embedder(params, batch_stats, self.test["image"])
+    parents = zero_shot.parents_from_labels({level: self.train[level] for level in levels}, captions.num_classes)
+    return zero_shot.zero_shot_accuracies(images, prompts, {level: self.test[level] for level in levels}, parents,
+                                          run.spec.num_classes)
 
   def _probes(self, train_features, test_features, probe_epochs: int | None) -> dict:
     run, config = self.run, self.run.config

@@ -72,7 +72,9 @@ def _plot_accuracies(results: dict, path: pathlib.Path) -> None:
     positions = range(len(levels))
     for index, (name, label) in enumerate(encoders):
       offset = (index - (len(encoders) - 1) / 2) * width
-      axis.bar([p + offset for p in positions], [results[name][probe][level] for level in levels], width, label=label)
+      if probe in results[name]:
+        axis.bar([p + offset for p in positions], [results[name][probe][level] for level in levels], width,
+                 label=label)
     axis.set_xticks(list(positions), levels, fontsize=8)
     axis.set_ylim(0, 1)
     axis.set_title(f"{probe} probe accuracy")
@@ -80,6 +82,23 @@ def _plot_accuracies(results: dict, path: pathlib.Path) -> None:
   figure.tight_layout()
   figure.savefig(path, dpi=110)
   plt.close(figure)
+
+
+def _head(config: ml_collections.ConfigDict) -> str:
+  """The method's head on the backbone, in the report's header: MAE's decoder, I-JEPA's predictor, the MLP."""
+  section = config.method[config.method.name.removesuffix("+tregs")]
+
+  def sizes(prefix: str) -> str:
+    return (f"{section[f'{prefix}_width']} wide, {section[f'{prefix}_depth']} blocks, "
+            f"{section[f'{prefix}_heads']} heads")
+
+  if "decoder_width" in section:
+    return f"decoder {sizes('decoder')}"
+  if "predictor_width" in section:
+    return f"predictor {sizes('predictor')}"
+  if "text_width" in section:
+    return f"projector `{config.model.projector}`, text transformer {sizes('text')}"
+  return f"projector `{config.model.projector}`"
 
 
 def write_report(workdir: str | pathlib.Path, config: ml_collections.ConfigDict, results: dict,
@@ -91,10 +110,10 @@ def write_report(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
 
   Args:
     workdir: the run's directory; the files are written there (it must exist).
-    config: the run config; reads `method.name`, `data.name`, `model.backbone`, `model.projector`,
+    config: the run config; reads `method.name` and its head's sizes, `data.name`, `model.backbone`, `model.projector`,
       `train.global_batch_size`, `seed` and `eval.knn_k` for the report's header.
     results: {"trained": {probe: {level: accuracy}}, "initial": {...}, "pixels": {...}}, with the same
-      probes and levels in each.
+      probes and levels in each, but `zero_shot` (CLIP), which the pixels lack.
     records: the logged metrics (`monitor.read_metrics`), one dict per step in step order; may be empty.
 
   Returns:
@@ -105,22 +124,26 @@ def write_report(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
   lines = [
       f"# Pretraining report: {config.method.name} on {config.data.name}",
       "",
-      f"Backbone `{config.model.backbone}`, projector `{config.model.projector}`, global batch "
+      f"Backbone `{config.model.backbone}`, {_head(config)}, global batch "
       f"{config.train.global_batch_size}, {steps} steps, seed {config.seed}.",
       "",
       "Accuracy on the test split of probes on frozen backbone features: kNN (k = "
       f"{config.eval.knn_k}, cosine, weighted) and a linear probe (multinomial logistic regression). "
       "The controls are the input pixels (each image flattened) and the same architecture at initialisation; "
-      "the gain is over the better of the two.",
+      "the gain is over the better of the two." + (
+          " The zero-shot probe (CLIP) predicts the class whose caption prompts lie nearest in the joint space; "
+          "the pixels have no text side, so its gain is over initialisation." if "zero_shot" in results["trained"]
+          else ""),
       "",
       "| probe | label level | pixels | initialisation | trained | gain over the better control |",
       "| --- | --- | --- | --- | --- | --- |",
   ]
   for probe, by_level in results["trained"].items():
     for level, accuracy in by_level.items():
-      initial, pixels = results["initial"][probe][level], results["pixels"][probe][level]
-      lines.append(f"| {probe} | {level} | {pixels:.3f} | {initial:.3f} | {accuracy:.3f} | "
-                   f"{accuracy - max(initial, pixels):+.3f} |")
+      initial = results["initial"][probe][level]
+      pixels = results["pixels"].get(probe, {}).get(level)  # none for zero-shot: pixels have no text side
+      lines.append(f"| {probe} | {level} | {'n/a' if pixels is None else f'{pixels:.3f}'} | {initial:.3f} | "
+                   f"{accuracy:.3f} | {accuracy - max(initial, -1.0 if pixels is None else pixels):+.3f} |")
   if records:
     last = records[-1]
     lines += ["", "Final training metrics:", ""]

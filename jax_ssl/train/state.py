@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jax_ssl import models
+from jax_ssl.data import catalog
 from jax_ssl.methods import Method
 
 DATA_AXIS = "data"
@@ -57,7 +58,9 @@ class Network(nnx.Module):
   `model.projector`, DINO's head with `model.projector` as its MLP and the
   method's `num_prototypes` outputs, MAE's decoder (used through
   `masked_reconstruction`) or I-JEPA's predictor (used through
-  `block_prediction`, beside `token_targets` for its target network). `key` drives the backbone's stochastic
+  `block_prediction`, beside `token_targets` for its target network), or for CLIP the
+  projector beside a text tower (`text`, on the data's captions) and the learned
+  `log_logit_scale`. `key` drives the backbone's stochastic
   layers (a ViT's stochastic depth) in training; without it, or for a
   backbone without them, the forward is deterministic.
   """
@@ -81,6 +84,13 @@ class Network(nnx.Module):
     else:
       self.projector = models.projector(self.backbone.num_features, config.model.projector,
                                         activation=config.model.projector_activation, rngs=rngs, dtype=dtype)
+    if method.head == "clip":  # the text tower, projected into the images' embedding space
+      captions = catalog.get_spec(config.data.name).captions
+      self.text = models.TextTransformer(len(captions.vocabulary), captions.context_length,
+                                         width=method.text_width, depth=method.text_depth,
+                                         num_heads=method.text_heads, out_features=self.projector.out_features,
+                                         dtype=dtype, rngs=rngs)
+      self.log_logit_scale = nnx.Param(jnp.full((), -jnp.log(method.init_temperature), jnp.float32))
     self.predictor = (models.byol_predictor(self.projector.out_features, config.model.predictor, rngs=rngs,
                                             dtype=dtype) if method.predictor else None)
     self.stochastic = getattr(self.backbone, "drop_path_rate", 0.0) > 0

@@ -9,7 +9,8 @@ Per step, for a global batch of uint8 images sharded over the `data` axis:
   3. gather the (V, N, D) embeddings onto every device and evaluate the
      method's objective on the global batch (DESIGN.md section 4); random
      slices are split over the devices inside `shard_map`;
-  4. train an online linear probe on stop-gradient backbone features;
+  4. train an online linear probe on stop-gradient backbone features
+     (CLIP: 2-3 embed each image's one view and a caption of its label);
   5. apply the optimizer, move an EMA target network (BYOL, DINO, I-JEPA) toward the
      online one, and update a method's running statistics (DINO's center).
 
@@ -34,6 +35,7 @@ from jax.sharding import PartitionSpec as P
 
 from jax_ssl import methods
 from jax_ssl import ops
+from jax_ssl.data import captions as captions_lib
 from jax_ssl.data import views as views_lib
 from jax_ssl.train.state import DATA_AXIS
 from jax_ssl.train.state import Definitions
@@ -92,6 +94,7 @@ class StepConfig:
   total_steps: int
   log_every: int
   mesh: Mesh
+  captions: captions_lib.Captions | None = None  # CLIP: the dataset's captions, drawn per image and step
   nan_at_step: int = -1  # test hook: step number nan_at_step poisons its embeddings with NaN (-1: never)
 
 
@@ -146,6 +149,9 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
         targets = lax.stop_gradient(forward(target, global_crops)[1])
       target_batch_stats = _non_param_state(target)
 
+    if method.head == "clip":  # a caption for each image: its label's, in a template drawn per image
+      caption_tokens = captions_lib.draw_captions(jax.random.fold_in(key, 3), batch["label"], cfg.captions.tokens)
+
     def loss_fn(params, probe_params):
       network = nnx.merge(cfg.definitions.network, params, state.batch_stats, copy=True)
       if method.head == "mae":  # each global view's hidden patches, reconstructed from its visible ones
@@ -159,6 +165,11 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
                    for index, view in enumerate(global_crops)]
         features, predictions, blocks = (jnp.stack(parts) for parts in zip(*outputs))
         embeddings = methods.Embeddings(features, None, predictions, targets, mask=blocks)
+      elif method.head == "clip":  # the images' embeddings, then their captions'
+        features, projections, _ = forward(network, global_crops, jax.random.fold_in(drop_key, 0))
+        texts = network.text(caption_tokens).astype(projections.dtype)
+        embeddings = methods.Embeddings(jnp.concatenate([projections, texts[None]]),
+                                        log_logit_scale=network.log_logit_scale[...])
       else:
         features, projections, predictions = forward(network, global_crops, jax.random.fold_in(drop_key, 0))
         local_projections = forward(network, local_crops, jax.random.fold_in(drop_key, 1))[1] if local_crops else None

@@ -145,8 +145,10 @@ def _assert_scores(entry, levels):
 
 @pytest.mark.filterwarnings("ignore")
 def test_readings_and_compare_methods_share_runs_and_carry_controls(tmp_path, bundled_dir):
+  # One reading (each trains three models: all classes and the two halves); the default one, which
+  # compare_methods declares as its `sag_vicreg`, so the two scripts share the run.
   data = _run_pretraining(tmp_path, "sag_vicreg_readings", "--datasets", "digits", "--seeds", "1",
-                          "--variants", "vicreg,same_view", "--features", "projector", f"--data_dir={bundled_dir}")
+                          "--variants", "same_view", "--features", "projector", f"--data_dir={bundled_dir}")
   assert data["complete"] and data["features"] == ["projector"]
   assert (tmp_path / "out" / "figures" / "sag_vicreg_readings-small-projector.png").read_bytes()[:8] == PNG_SIGNATURE
   digits = data["results"]["digits"]
@@ -157,22 +159,20 @@ def test_readings_and_compare_methods_share_runs_and_carry_controls(tmp_path, bu
   # The pixels in both roles of the two-model protocol agree perfectly on their LCA tree.
   pixels_to_pixels = digits["controls"]["runs"][0]["projector"]["pixels"]["generalization"]["a_vs_b"]
   assert pixels_to_pixels["lca_kendall"] == pytest.approx(1.0, abs=1e-12)
-  for name in ("vicreg", "same_view"):
-    entry = digits["variants"][name]
-    (run,) = entry["runs"]
-    _assert_scores(run["projector"], levels)
-    assert entry["summary"]["projector"]["knn"]["label"] == {"mean": run["projector"]["knn"]["label"], "std": 0.0,
-                                                             "n": 1}
-  # The walk's statistics over training: only SAG-VICReg logs them.
-  pairing = digits["variants"]["same_view"]["runs"][0]["training"]["loss/self_pair_rate"]
+  entry = digits["variants"]["same_view"]
+  (run,) = entry["runs"]
+  _assert_scores(run["projector"], levels)
+  assert entry["summary"]["projector"]["knn"]["label"] == {"mean": run["projector"]["knn"]["label"], "std": 0.0,
+                                                           "n": 1}
+  # The walk's statistics over training.
+  pairing = run["training"]["loss/self_pair_rate"]
   assert 0 <= pairing["mean"] <= 1 and len(pairing["values"]) == len(pairing["steps"]) >= 1
-  assert "loss/self_pair_rate" not in digits["variants"]["vicreg"]["runs"][0]["training"]
-  # compare_methods in the same workdir finds the VICReg run (and the controls) instead of training again.
+  # compare_methods in the same workdir finds the SAG-VICReg run (and the controls) instead of training again.
   compared = _run_pretraining(tmp_path, "compare_methods", "--datasets", "digits", "--seeds", "1",
-                              "--methods", "vicreg", "--features", "projector", f"--data_dir={bundled_dir}",
+                              "--methods", "sag_vicreg", "--features", "projector", f"--data_dir={bundled_dir}",
                               "--collect_only")
   assert compared["complete"]
-  assert compared["results"]["digits"]["variants"]["vicreg"]["runs"] == digits["variants"]["vicreg"]["runs"]
+  assert compared["results"]["digits"]["variants"]["sag_vicreg"]["runs"] == entry["runs"]
   assert compared["results"]["digits"]["controls"]["runs"] == digits["controls"]["runs"]
 
 
@@ -222,8 +222,11 @@ def test_every_declared_variant_is_a_valid_config_with_its_overrides(script):
 def test_config_runs_gathers_each_seeds_report(tmp_path, monkeypatch):
   # Runs whose report.json exists are not trained again: the script only gathers them.
   from experiments import config_runs
-  accuracy = lambda shift: {encoder: {"knn": {"label": base + shift}, "linear": {"label": base + 2 * shift}}  # noqa: E731
-                            for encoder, base in (("pixels", 0.2), ("initial", 0.1), ("trained", 0.5))}
+  def accuracy(shift):  # CLIP's zero-shot probe has no pixels control
+    return {encoder: {"knn": {"label": base + shift}, "linear": {"label": base + 2 * shift},
+                      **({} if encoder == "pixels" else {"zero_shot": {"label": base / 2 + shift}})}
+            for encoder, base in (("pixels", 0.2), ("initial", 0.1), ("trained", 0.5))}
+
   for seed, shift in enumerate((0.0, 0.1)):
     run = tmp_path / "runs" / f"seed{seed}"
     run.mkdir(parents=True)
@@ -236,4 +239,6 @@ def test_config_runs_gathers_each_seeds_report(tmp_path, monkeypatch):
   linear = data["accuracy"]["trained"]["linear"]["label"]
   assert linear["values"] == [0.5, 0.7] and linear["mean"] == pytest.approx(0.6) and linear["std"] == pytest.approx(0.1)
   assert data["accuracy"]["pixels"]["knn"]["label"]["mean"] == pytest.approx(0.25) and data["seeds"] == [0, 1]
+  assert data["accuracy"]["trained"]["zero_shot"]["label"]["values"] == [0.25, 0.35]
+  assert "zero_shot" not in data["accuracy"]["pixels"]
   assert (tmp_path / "figures" / "config_runs-vicreg.png").read_bytes()[:8] == PNG_SIGNATURE

@@ -53,6 +53,7 @@ def scalar_losses(k: int = 3, num_slices: int = 16):
       "barlow_twins_loss": lambda key, a, b: losses.barlow_twins_loss(a, b)[0],
       "nt_xent": lambda key, a, b: losses.nt_xent(a, b),
       "byol_loss": lambda key, a, b: losses.byol_loss(a, b),
+      "clip_loss": lambda key, a, b: losses.clip_loss(a, b, jnp.log(1 / 0.07)),
       # Two patches per row, the second visible (not scored); a one-value patch cannot be standardised.
       "mae_loss": lambda key, a, b: losses.mae_loss(
           jnp.stack([a, b], axis=1), jnp.stack([b, mixed(a, b)], axis=1), jnp.tile(jnp.array([1.0, 0.0]), (len(a), 1)),

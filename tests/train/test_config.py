@@ -22,7 +22,7 @@ def test_base_config_validates():
 
 @pytest.mark.parametrize("mutate,message", [
     (lambda c: c.model.__setattr__("widht", 3), r"unknown config key 'model.widht' \(did you mean 'model.width'\?\)"),
-    (lambda c: c.method.__setattr__("name", "moco"), r"unknown method 'moco'; methods: barlow_twins, byol, dino"),
+    (lambda c: c.method.__setattr__("name", "moco"), r"unknown method 'moco'; methods: barlow_twins, byol, clip, dino"),
     (lambda c: (c.method.__setattr__("name", "mae"), c.views.__setattr__("recipe", "multicrop")),
      "method 'mae' masks a ViT's patches; set model.backbone to a vit_\\* backbone, not 'small_cnn'"),
     (lambda c: (c.method.__setattr__("name", "ijepa"), c.views.__setattr__("recipe", "multicrop")),
@@ -30,6 +30,11 @@ def test_base_config_validates():
     (lambda c: (c.method.__setattr__("name", "ijepa"), c.views.update(recipe="multicrop", num_local=2),
                 c.model.update(backbone="vit_micro", patch_size=4)),
      "method 'ijepa' masks the global views only; set views.num_local to 0"),
+    (lambda c: (c.method.__setattr__("name", "clip"), c.views.update(recipe="multicrop", num_global=2)),
+     "method 'clip' pairs one view of each image with a caption; set views.num_global to 1 and views.num_local to 0"),
+    (lambda c: (c.method.__setattr__("name", "clip+tregs"), c.views.update(recipe="multicrop", num_global=1),
+                c.data.__setattr__("name", "digits")),
+     r"method 'clip\+tregs' trains on captions, and data.name 'digits' has none; use a captioned dataset \(shapes\)"),
     (lambda c: c.model.__setattr__("pool", "mean"), "model.pool chooses a ViT's representation; 'small_cnn' always"),
     (lambda c: c.model.__setattr__("pool", "max"), "model.pool must be one of cls, mean; got 'max'"),
     (lambda c: (c.method.__setattr__("name", "dino"), c.views.__setattr__("recipe", "multicrop"),

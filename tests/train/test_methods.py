@@ -116,7 +116,7 @@ def test_methods_are_frozen_and_hashable_so_jit_can_hold_them():
     (lambda: methods.VICReg(cov_coeff=-1.0), "vicreg.cov_coeff must not be negative; got -1.0"),
     (lambda: methods.LeJEPA(knots=1), "lejepa.knots"),
     (lambda: methods.WithTReg(methods.TREGS()), "tregs already has T-REG"),
-    (lambda: methods.get_method("moco"), "unknown method 'moco'; methods: barlow_twins, byol, dino, ijepa, lejepa"),
+    (lambda: methods.get_method("moco"), "unknown method 'moco'; methods: barlow_twins, byol, clip, dino, ijepa"),
     (lambda: methods.DINO(teacher_temperature=0.0), "dino.teacher_temperature must be positive"),
     (lambda: methods.DINO(center_momentum=1.5), r"dino.center_momentum is a momentum in \[0, 1\]"),
     (lambda: methods.DINO(tau_base=-0.1), r"dino.tau_base is a momentum in \[0, 1\]"),
@@ -127,6 +127,11 @@ def test_methods_are_frozen_and_hashable_so_jit_can_hold_them():
     (lambda: methods.IJEPA(context_scale=(0.9, 1.2)), r"ijepa.context_scale is a fraction of the image"),
     (lambda: methods.IJEPA(num_targets=0), "ijepa.num_targets must be positive"),
     (lambda: methods.IJEPA(predictor_width=30, predictor_heads=4), "ijepa.predictor_width must be a multiple of 4"),
+    (lambda: methods.CLIP(init_temperature=0.0), "clip.init_temperature must be positive"),
+    (lambda: methods.CLIP(init_temperature=0.05, max_logit_scale=10.0),
+     "clip.max_logit_scale caps the learned 1 / temperature, so it is at least 1 / init_temperature = 20"),
+    (lambda: methods.CLIP(text_width=30, text_heads=4), "clip.text_width must be a multiple of text_heads; got 30"),
+    (lambda: methods.CLIP(text_depth=0), "clip.text_depth must be positive; got 0"),
 ])
 def test_bad_hyperparameters_are_one_line_naming_the_field(build, message):
   with pytest.raises(ValueError, match=message):
@@ -222,3 +227,20 @@ def test_ijepa_ranges_from_a_saved_config_become_tuples_so_the_method_stays_hash
   assert saved["ijepa"]["target_scale"] == [0.15, 0.2]
   method = methods.from_config(saved)
   assert method.target_scale == (0.15, 0.2) and hash(method) == hash(methods.IJEPA())
+
+
+def test_clip_compares_images_with_captions_and_tregs_regularizes_both_modalities():
+  rng = np.random.default_rng(5)
+  images, texts = (jnp.asarray(rng.standard_normal((12, 6)), jnp.float32) for _ in range(2))
+  embeddings = methods.Embeddings(jnp.stack([images, texts]), log_logit_scale=jnp.float32(5.0))
+  method = methods.CLIP(max_logit_scale=50.0)
+  loss, metrics = jax.jit(method.loss)(embeddings, KEY)
+  np.testing.assert_allclose(loss, losses.clip_loss(images, texts, 5.0, 50.0), rtol=1e-6)
+  np.testing.assert_allclose(metrics["logit_scale"], 50.0, rtol=1e-6)  # exp(5) = 148 is capped
+  assert method.head == "clip" and method.multi_crop and not method.target
+  add_on = methods.WithTReg(method, gamma=0.5, lam=1e-2)
+  loss_with, metrics_with = add_on.loss(embeddings, KEY)
+  t_reg = losses.t_reg(images, 0.5, 1e-2) + losses.t_reg(texts, 0.5, 1e-2)
+  np.testing.assert_allclose(metrics_with["t_reg"], t_reg, rtol=1e-6)
+  np.testing.assert_allclose(loss_with, loss + t_reg, rtol=1e-6)
+  assert add_on.head == "clip" and add_on.text_width == method.text_width

@@ -29,16 +29,23 @@ def _config(method, bundled_dir):
     config.views.update(recipe="multicrop", num_global=1, num_local=0)
     config.model.update(backbone="vit_micro", patch_size=4)
     config.method.ijepa.update(predictor_width=32, predictor_depth=1, predictor_heads=2)
+  if method == "clip+tregs":  # captions drawn per label, a text tower, a learned scale; T-REG on both modalities
+    config.data.name = "shapes"
+    config.views.update(recipe="multicrop", num_global=1, num_local=0)
+    config.model.projector = "32"
+    config.method.clip.update(text_width=32, text_depth=1, text_heads=2)
   config.train.update(global_batch_size=16, num_steps=2, log_every=1)
   config.optim.warmup_epochs = 0.0
   return config
 
 
-# VICReg's plain data-parallel step is the others' minus their loss terms, whose sharding
+# A plain two-view step (VICReg) is the others' minus their loss terms, whose sharding
 # tests/losses/test_distributed.py checks for every loss (SAG-VICReg's walk and T-REGS's MST among
-# them); here it runs with FSDP. VISReg adds the slices split over the mesh and local views, DINO the
-# EMA teacher and a method's running statistics, I-JEPA the patch outputs left sharded (MAE's path too).
-@pytest.mark.parametrize("method,fsdp", [("visreg", False), ("vicreg", True), ("dino", False), ("ijepa", False)])
+# them). VISReg adds the slices split over the mesh and local views, DINO the EMA teacher and a
+# method's running statistics, I-JEPA the patch outputs left sharded (MAE's path too), CLIP with
+# T-REGS the captions drawn by label and a second tower, here with FSDP.
+@pytest.mark.parametrize("method,fsdp", [("visreg", False), ("clip+tregs", True), ("dino", False),
+                                         ("ijepa", False)])
 def test_two_sharded_steps_equal_two_single_device_steps(method, fsdp, bundled_dir, tmp_path):
   config = _config(method, bundled_dir)
   config.mesh.fsdp = fsdp
