@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jax_ssl import models
+from jax_ssl.data import captions as captions_lib
 from jax_ssl.data import catalog
 from jax_ssl.methods import Method
 
@@ -89,7 +90,7 @@ class Network(nnx.Module):
       self.text = models.TextTransformer(len(captions.vocabulary), captions.context_length,
                                          width=method.text_width, depth=method.text_depth,
                                          num_heads=method.text_heads, out_features=self.projector.out_features,
-                                         dtype=dtype, rngs=rngs)
+                                         pad_id=captions_lib.PAD, end_id=captions_lib.END, dtype=dtype, rngs=rngs)
       self.log_logit_scale = nnx.Param(jnp.full((), -jnp.log(method.init_temperature), jnp.float32))
     self.predictor = (models.byol_predictor(self.projector.out_features, config.model.predictor, rngs=rngs,
                                             dtype=dtype) if method.predictor else None)
