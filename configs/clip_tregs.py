@@ -3,7 +3,8 @@
 configs/clip.py's run with `method.name = "clip+tregs"`: the loss adds
 `gamma L_E + lam L_S` (T-REG: the batch's minimum spanning tree length, and
 the soft sphere constraint) on the images' embeddings and on their
-captions', before CLIP normalises them.
+captions', as CLIP compares them: normalised, so the sphere term is zero
+and the MST term spreads each modality over the sphere.
 
   python -m jax_ssl.main --config configs/clip_tregs.py --workdir workdirs/clip_tregs
 

@@ -45,7 +45,7 @@ class Embeddings(NamedTuple):
     For I-JEPA, (V_g, N, M, P) bool target blocks: `predictions` are the predictor's (V_g, N, M, P, D)
     tokens for each block and `targets` the target encoder's (V_g, N, P, D) standardised tokens.
   log_logit_scale: CLIP's learned log inverse temperature (a scalar), or None. CLIP's `global_views`
-    are (2, N, D): the images' embeddings, then their captions'.
+    are (2, N, D): the images' embeddings, then their captions', each of unit norm.
   """
 
   global_views: jax.Array

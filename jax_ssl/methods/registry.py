@@ -463,8 +463,10 @@ class CLIP(Method):
   projector (`model.projector`, one Linear in CLIP) and a caption drawn for
   its label (`data.captions`) with a `models.TextTransformer` of
   `text_width`, `text_depth`, `text_heads`, projected to the same width.
-  `Embeddings.global_views` holds the two modalities, images then texts, so
-  `clip+tregs` adds T-REG on each modality's embeddings (T-REGS, Table 3).
+  `Embeddings.global_views` holds the two modalities, images then texts,
+  each L2-normalised (CLIP's embeddings), so `clip+tregs` adds T-REG on each
+  modality's embeddings on the unit sphere (T-REGS, Table 3): the MST term
+  spreads what the loss compares, and the sphere term is zero.
   The loss is `losses.clip_loss` at the learned logit scale, which starts at
   `1 / init_temperature` and is capped at `max_logit_scale`. Needs a dataset
   with captions and one global view.

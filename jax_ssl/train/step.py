@@ -165,11 +165,14 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
                    for index, view in enumerate(global_crops)]
         features, predictions, blocks = (jnp.stack(parts) for parts in zip(*outputs))
         embeddings = methods.Embeddings(features, None, predictions, targets, mask=blocks)
-      elif method.head == "clip":  # the images' embeddings, then their captions'
+      elif method.head == "clip":  # the images' embeddings, then their captions', on the unit sphere
         features, projections, _ = forward(network, global_crops, jax.random.fold_in(drop_key, 0))
-        texts = network.text(caption_tokens).astype(projections.dtype)
-        embeddings = methods.Embeddings(jnp.concatenate([projections, texts[None]]),
-                                        log_logit_scale=network.log_logit_scale[...])
+        joint = jnp.concatenate([projections, network.text(caption_tokens)[None].astype(projections.dtype)])
+        # CLIP's embeddings are the normalised projections (its Fig. 3), and they are what a `+tregs`
+        # add-on spreads: on the raw projections, which the loss does not see, T-REG would only grow
+        # their norms against its weak sphere term.
+        joint = joint * ops.inverse_norms(joint)[..., None]
+        embeddings = methods.Embeddings(joint, log_logit_scale=network.log_logit_scale[...])
       else:
         features, projections, predictions = forward(network, global_crops, jax.random.fold_in(drop_key, 0))
         local_projections = forward(network, local_crops, jax.random.fold_in(drop_key, 1))[1] if local_crops else None
