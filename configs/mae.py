@@ -3,7 +3,8 @@
 A ViT-Tiny with 4 px patches on 16 px views (16 patches, 12 of them hidden)
 reconstructs the hidden patches' normalised pixels through a 2-block decoder
 of width 128; one view per image, cropped (scale 0.2-1) and flipped, as the
-paper augments.
+paper augments. AdamW at 1e-3 (not the paper's batch-scaled 1.5e-4, which
+barely moves this small run).
 
   python -m jax_ssl.main --config configs/mae.py --workdir workdirs/mae
 
@@ -25,5 +26,7 @@ def get_config(arg=None):
   config.views.overrides.update(flip_prob=0.5, jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0,
                                 solarize_prob=0.0)
   config.model.update(backbone="vit_tiny", patch_size=4)
-  config.optim.update(name="adamw", base_lr=1.5e-4, scale_lr_by_batch=True, weight_decay=0.05)
+  # The paper's 1.5e-4 x batch / 256 is 7.5e-5 at this batch: after 3000 steps the linear probe had
+  # gained 0.04 at the fine level. 1e-3, unscaled, gains 0.10 (one seed; RESULTS.md has three).
+  config.optim.update(name="adamw", base_lr=1e-3, scale_lr_by_batch=False, weight_decay=0.05)
   return apply_arg(config, arg)
