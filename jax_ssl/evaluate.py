@@ -107,6 +107,10 @@ def _checkpoint_markdown(result: dict) -> str:
   for level in levels:
     lines.append(f"| {level} | {result['knn'][level]:.4f} | {result['knn_majority'][level]:.4f} | "
                  f"{result['linear'][level]:.4f} | {result['rand_index'][level]:.4f} |")
+  if "zero_shot" in result:
+    lines += ["", "CLIP's zero-shot accuracy (the class whose caption prompts lie nearest in the joint space), on "
+              f"every {result['split']} image: " + ", ".join(f"{level} {accuracy:.4f}"
+                                                            for level, accuracy in result["zero_shot"].items()) + "."]
   lines += ["", "Structure of the embeddings against the input pixels (label-free):", "",
             *_structure_table({"pixels vs features": result["structure_to_inputs"]}), "",
             "![scores by level](scores_by_level.png)", "", "![dendrograms](dendrograms.png)", ""]

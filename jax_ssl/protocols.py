@@ -25,6 +25,7 @@ from jax_ssl.data import sources
 from jax_ssl.eval import centroids
 from jax_ssl.eval import dense
 from jax_ssl.eval import scores
+from jax_ssl.eval import zero_shot
 from jax_ssl.train import config as config_lib
 from jax_ssl.train import loop
 from jax_ssl.train.encoder import initial_encoder
@@ -58,7 +59,8 @@ def evaluate_checkpoint(workdir: str | os.PathLike, dataset: str | None = None, 
 
   Returns:
     `scores.evaluate_embedding`'s dict plus "protocol" ("checkpoint"), "workdir", "step" (the checkpoint's),
-    "method", "output" and "backbone".
+    "method", "output" and "backbone"; for a CLIP run on a dataset with captions, "zero_shot" too
+    (`clip_zero_shot`).
 
   Raises:
     FileNotFoundError: if `workdir` has no saved config or readable checkpoint (`load_encoder`).
@@ -72,8 +74,40 @@ def evaluate_checkpoint(workdir: str | os.PathLike, dataset: str | None = None, 
                                       max_train=max_train, max_items=max_items, knn_k=encoder.config.eval.knn_k,
                                       knn_temperature=encoder.config.eval.knn_temperature, probe_epochs=probe_epochs,
                                       seed=seed)
-  return {"protocol": "checkpoint", "workdir": str(workdir), "step": encoder.step, "method": encoder.config.method.name,
-          "output": output, "backbone": encoder.config.model.backbone, **results}
+  results = {"protocol": "checkpoint", "workdir": str(workdir), "step": encoder.step,
+             "method": encoder.config.method.name, "output": output, "backbone": encoder.config.model.backbone,
+             **results}
+  captions = catalog.get_spec(dataset).captions
+  if encoder.config.method.name.removesuffix("+tregs") == "clip" and captions is not None:
+    results["zero_shot"] = clip_zero_shot(load_encoder(workdir, encoder.step, "projector"), dataset, data_dir, split)
+  return results
+
+
+def clip_zero_shot(joint_encoder, dataset: str, data_dir: str | os.PathLike | None = None,
+                   split: str = "test") -> dict[str, float]:
+  """A CLIP encoder's zero-shot accuracy per label level of `dataset`, its classes' captions as the prompts.
+
+  Args:
+    joint_encoder: a CLIP run's encoder made with `output="projector"` (images in the joint space).
+    dataset: a dataset with captions (`DatasetSpec.captions`).
+    data_dir: where the dataset's files are; None for the default.
+    split: the split scored; the train split's labels give the hierarchy.
+
+  Returns:
+    level -> accuracy (`eval.zero_shot.zero_shot_accuracies`).
+
+  Raises:
+    ValueError: the dataset has no captions, or the encoder has no text tower.
+  """
+  spec = catalog.get_spec(dataset)
+  if spec.captions is None:
+    raise ValueError(f"dataset {dataset!r} has no captions to prompt with.")
+  prompts = joint_encoder.embed_captions(spec.captions.tokens)
+  train, scored = (sources.load_numpy(dataset, name, data_dir) for name in ("train", split))
+  levels = spec.label_levels
+  parents = zero_shot.parents_from_labels({level: train[level] for level in levels}, spec.captions.num_classes)
+  return zero_shot.zero_shot_accuracies(joint_encoder(scored["image"]), prompts,
+                                        {level: scored[level] for level in levels}, parents, spec.num_classes)
 
 
 def evaluate_dense(workdir: str | os.PathLike, dataset: str | None = None, *, step: int | None = None,

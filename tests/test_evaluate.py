@@ -137,6 +137,9 @@ def test_checkpoint_reports_every_level(digits_workdir, bundled_dir, tmp_path, c
   for figure in ("scores_by_level.png", "dendrograms.png"):
     assert (output / figure).stat().st_size > 1000
   # In the same test: the trained run is a module fixture, and xdist would train it again elsewhere.
+  assert "zero_shot" not in result
+  with pytest.raises(ValueError, match="a vicreg run has no text tower"):
+    encoder.embed_captions(np.zeros((1, 4), np.int32))
   capsys.readouterr()
   unknown_dataset = ["checkpoint", "--workdir", str(digits_workdir), "--dataset", "mnist"]
   assert evaluate.main(unknown_dataset) == evaluate.EXIT_BAD_INPUT
@@ -217,3 +220,27 @@ def test_dense_probe_on_masks_and_on_ade20k_class_maps(bundled_dir, tmp_path, ca
   for scores_ in result["levels"]["segmentation"].values():
     assert len(scores_["iou"]) == 151 and np.isnan(scores_["iou"][0])  # "unlabelled" is not scored
     assert 0.0 <= scores_["miou"] <= 1.0
+
+
+def test_clip_zero_shot_of_the_report_and_of_the_checkpoint_agree(bundled_dir, tmp_path):
+  # Two paths to the same numbers: the trainer's report (its eval sample is the whole test split here)
+  # and `python -m jax_ssl.evaluate checkpoint` on the run's last checkpoint.
+  from configs import clip
+  config = clip.get_config("smoke")
+  config.data.data_dir = str(bundled_dir)
+  config.eval.max_train_examples = 2000
+  summary = loop.train(config, tmp_path / "run")
+  levels = ["label", "label_coarse", "label_family"]
+  reported = summary["evaluation"]["trained"]["zero_shot"]
+  assert list(reported) == levels and list(summary["evaluation"]["initial"]["zero_shot"]) == levels
+  assert "zero_shot" not in summary["evaluation"]["pixels"]
+  assert all(0.0 <= value <= 1.0 for value in reported.values())
+  joint = load_encoder(tmp_path / "run", output="projector")
+  assert protocols.clip_zero_shot(joint, "shapes", bundled_dir) == pytest.approx(reported, abs=1e-12)
+  output = tmp_path / "eval"
+  assert evaluate.main(["checkpoint", "--workdir", str(tmp_path / "run"), "--max_train", "200", "--max_items", "40",
+                        "--probe_epochs", "1", "--output_dir", str(output)]) == 0
+  assert json.loads((output / "eval.json").read_text())["zero_shot"] == pytest.approx(reported, abs=1e-12)
+  assert "CLIP's zero-shot accuracy" in (output / "eval.md").read_text()
+  with pytest.raises(ValueError, match="dataset 'digits' has no captions"):
+    protocols.clip_zero_shot(joint, "digits", bundled_dir)

@@ -64,6 +64,23 @@ class Encoder:
     return self._embedder(self._params, self._batch_stats, images)
 
 
+  def embed_captions(self, tokens) -> np.ndarray:
+    """CLIP's text tower on tokenized captions (a CLIP run's encoder): (..., L) tokens -> (..., D) numpy.
+
+    Args:
+      tokens: (..., L) int tokens (`jax_ssl.data.captions.Captions.tokens` of the run's dataset).
+
+    Returns:
+      float32 (..., D) text embeddings in the joint space, beside `output="projector"` image embeddings.
+
+    Raises:
+      ValueError: the run's method has no text tower.
+    """
+    if methods.from_config(self.config.method).head != "clip":
+      raise ValueError(f"a {self.config.method.name} run has no text tower; captions embed only in a CLIP run.")
+    return evaluation.embed_captions(self._embedder.eval_network, self._params, self._batch_stats, tokens)
+
+
 def _run_arrays(config: ml_collections.ConfigDict):
   """What every encoder of a run's config needs: method, dataset spec, class count, mesh, and the state at init."""
   method = methods.from_config(config.method)

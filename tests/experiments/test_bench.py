@@ -38,9 +38,9 @@ def test_data_benchmark(tmp_path, bundled_dir):
 
 @pytest.mark.filterwarnings("ignore")
 def test_train_benchmark(tmp_path, bundled_dir):
-  result = _run("experiments/bench/train.py", tmp_path / "train.json", f"--data_dir={bundled_dir}",
-                "--methods=vicreg,sag_vicreg")
-  assert [row["method"] for row in result["rows"]] == ["vicreg", "sag_vicreg"]
+  # One method: each further one is another step to compile, on the same code path.
+  result = _run("experiments/bench/train.py", tmp_path / "train.json", f"--data_dir={bundled_dir}", "--methods=vicreg")
+  assert [row["method"] for row in result["rows"]] == ["vicreg"]
   assert result["vicreg_images_per_s"] > 0
   for row in result["rows"]:
     assert row["step_s"] > 0 and row["meets_goal"] is None
