@@ -5,12 +5,12 @@ Per step, for a global batch of uint8 images sharded over the `data` axis:
   1. augment every view on device (`jax_ssl.data.views.multi_crop`);
   2. run the online network on each view separately (BatchNorm statistics per
      view, as in the reference VICReg code; they are global-batch statistics,
-     i.e. synchronised, since the arrays are global);
+     i.e. synchronised, since the arrays are global); CLIP embeds each image's
+     one view and, with its text tower, a caption drawn for the image's label;
   3. gather the (V, N, D) embeddings onto every device and evaluate the
      method's objective on the global batch (DESIGN.md section 4); random
      slices are split over the devices inside `shard_map`;
-  4. train an online linear probe on stop-gradient backbone features
-     (CLIP: 2-3 embed each image's one view and a caption of its label);
+  4. train an online linear probe on stop-gradient backbone features;
   5. apply the optimizer, move an EMA target network (BYOL, DINO, I-JEPA) toward the
      online one, and update a method's running statistics (DINO's center).
 
