@@ -79,7 +79,8 @@ def figure(summary: dict, title: str):
         continue
       cells = [summary[encoder][probe][level] for level in levels]
       positions = [p + (index - 1) * width for p in range(len(levels))]
-      axis.bar(positions, [c["mean"] for c in cells], width, yerr=[c["std"] for c in cells], label=encoder)
+      axis.bar(positions, [c["mean"] for c in cells], width, yerr=[c["std"] for c in cells], label=encoder,
+               color=f"C{index}")  # one colour per encoder in every panel, with or without the pixels
     axis.set_xticks(range(len(levels)), levels, fontsize=8)
     axis.set_title(f"{probe} probe accuracy")
     axis.legend(fontsize=7)

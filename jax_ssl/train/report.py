@@ -74,7 +74,7 @@ def _plot_accuracies(results: dict, path: pathlib.Path) -> None:
       offset = (index - (len(encoders) - 1) / 2) * width
       if probe in results[name]:
         axis.bar([p + offset for p in positions], [results[name][probe][level] for level in levels], width,
-                 label=label)
+                 label=label, color=f"C{index}")
     axis.set_xticks(list(positions), levels, fontsize=8)
     axis.set_ylim(0, 1)
     axis.set_title(f"{probe} probe accuracy")
