@@ -6,7 +6,7 @@ caption fills one of `SHAPES_TEMPLATES` with those words ("a warm striped
 hexagon", "a polygonal shape: a striped warm hexagon", ...); the templates
 name the attributes in different orders and not all of them name the family,
 so a text encoder has to read the words, not their positions. The trainer
-draws a template per image and step (`Captions.tokens`, gathered by label
+draws a template per image and step (`draw_captions` from `Captions.tokens`, by label
 on the device), so the captions are a pure function of the labels and the
 step's key.
 
