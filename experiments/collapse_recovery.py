@@ -14,7 +14,8 @@ usual initialisation with the last projector layer scaled by 1e-3, so every
 embedding is within ~1e-3 of the origin; the same run from the plain
 initialisation is its reference. Methods: VICReg, VISReg, VISReg without its
 shape term (does the inward push slow the recovery?), LeJEPA (SIGReg) and
-T-REGS, from their configs/ files at the CPU scale of the method comparison.
+T-REGS, from their configs/ files at the CPU scale of the method comparison;
+VICReg and T-REGS, whose configs use LARS, also with the others' AdamW.
 Reported per method and seed: the embedding std over training (the step's
 own `embedding/std`: mean over dimensions of the batch std of view 1's
 embeddings) for the collapsed and the reference run, the first step at
@@ -46,12 +47,19 @@ from jax_ssl.train import loop  # noqa: E402
 
 NAME = "collapse_recovery"
 COLLAPSE_FACTOR = 1e-3
+# VICReg's and T-REGS's configs train with LARS, whose trust ratio scales a layer's update by the
+# layer's own norm: a layer scaled by 1e-3 then moves 1e-3 as fast, whatever the loss. Each also runs
+# with VISReg's and LeJEPA's AdamW, so that the loss, not the optimizer, is what differs.
+ADAMW = (("optim.name", "adamw"), ("optim.base_lr", 2e-3), ("optim.weight_decay", 0.05),
+         ("optim.scale_lr_by_batch", False))
 METHODS = (
     Variant("vicreg", "vicreg.py"),
+    Variant("vicreg (AdamW)", "vicreg.py", ADAMW),
     Variant("visreg", "visreg.py"),
     Variant("visreg without shape", "visreg.py", (("method.visreg.lambda_shape", 0.0),)),
     Variant("lejepa (SIGReg)", "lejepa.py"),
     Variant("tregs", "tregs.py"),
+    Variant("tregs (AdamW)", "tregs.py", ADAMW),
 )
 
 

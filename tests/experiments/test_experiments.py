@@ -179,6 +179,7 @@ def test_readings_and_compare_methods_share_runs_and_carry_controls(tmp_path, bu
 def test_collapse_recovery_collapses_only_the_last_projector_layer(bundled_dir, tmp_path):
   from experiments import _pretraining
   from experiments import collapse_recovery
+  from jax_ssl.train import config as config_lib
   from jax_ssl.train import loop
   config = _pretraining.variant_config(collapse_recovery.METHODS[0], "digits", 0, _pretraining.SCALES["small"],
                                        str(bundled_dir))
@@ -197,6 +198,10 @@ def test_collapse_recovery_collapses_only_the_last_projector_layer(bundled_dir, 
   assert collapse_recovery.recovery_step({"steps": [0, 10, 20], "embedding_std": [1e-3, 0.6, 0.95]}, reference,
                                          0.9) == 20
   assert collapse_recovery.recovery_step({"steps": [0, 10, 20], "embedding_std": [1e-3] * 3}, reference) is None
+  for variant in collapse_recovery.METHODS:  # every method, the AdamW controls too, is a valid config
+    config = _pretraining.variant_config(variant, "digits", 0, _pretraining.SCALES["cpu"], "")
+    config_lib.validate(config, num_devices=1)
+    assert all(config_lib.flatten(config)[key] == value for key, value in variant.overrides)
 
 
 @pytest.mark.parametrize("script", ["sag_vicreg_readings", "compare_methods", "visreg_ablations",
