@@ -15,6 +15,12 @@ Every finished run writes `<workdir>/runs/<dataset>/<config>-<hash>/seed<k>.json
 share a workdir share the same runs). A rerun skips finished runs, and
 several workers (`--worker i --num_workers n`) can share a workdir, each
 taking every n-th job; the results JSON is assembled from the runs done.
+
+A workdir is machine-local; the results JSON is what lands. With
+`--keep_published` a run that the published JSON already holds, under the same
+declaration (config file, overrides, scale, features, two-model protocol), is
+taken from it instead of being trained again, so that a grid of many hours can
+be finished over several sessions. Each run records the commit it trained on.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import hashlib
 import json
 import os
 import pathlib
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -184,6 +191,17 @@ def run_controls(reference: Variant, dataset: str, seed: int, scale: dict, data_
   return result
 
 
+def _commit() -> str | None:
+  """The repository's commit, with "+changes" when the work tree differs from it; None outside git."""
+  try:
+    def git(*args):
+      return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout.strip()
+    return git("rev-parse", "--short=12", "HEAD") + ("+changes" if git("status", "--porcelain", "--untracked-files=no")
+                                                     else "")
+  except (OSError, subprocess.CalledProcessError):
+    return None
+
+
 def _mean_std(values) -> dict:
   values = np.asarray(values, float)
   return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
@@ -257,6 +275,7 @@ class Experiment:
       result = run_variant(variant, dataset, seed, self.scale, self.data_dir, path.parent / f"seed{seed}",
                            self.features, self.two_model)
     result["wall_s"] = time.monotonic() - started
+    result["commit"] = _commit()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(result, indent=1, default=float) + "\n")
@@ -288,6 +307,50 @@ class Experiment:
   def complete(self) -> bool:
     return all(self.run_file(*job).exists() for job in self.jobs())
 
+  @property
+  def results_path(self) -> pathlib.Path:
+    return self.output_dir / "results" / f"{self.results_name}.json"
+
+  def keep_published(self) -> int:
+    """Writes into the workdir every job's run that the published results hold; returns how many it wrote.
+
+    A published run is this experiment's run when its declaration hashes to
+    the same key (`_run_key`): the same config file and overrides, scale,
+    features and two-model protocol. The variant's name may differ. Runs
+    already in the workdir stay as they are.
+    """
+    if not self.results_path.exists():
+      return 0
+    published = json.loads(self.results_path.read_text())
+    two_model = published.get("two_model", "two-model protocol" in published.get("protocol", ""))
+    declared = [Variant(name, v["config_file"], tuple(v["overrides"].items()))
+                for name, v in published["variants"].items()]
+    if not declared:
+      return 0
+
+    def key(variant: Variant) -> str:
+      return _run_key(variant, published["scale"], published["features"], two_model)
+
+    keys = {key(v): v.name for v in declared}
+    written = 0
+    for dataset, name, seed in self.jobs():
+      path = self.run_file(dataset, name, seed)
+      variant = self.variants[0] if name == "controls" else next(v for v in self.variants if v.name == name)
+      run_key = _run_key(variant, self.scale, self.features, self.two_model)
+      if path.exists() or run_key not in keys:
+        continue
+      entry = published["results"].get(dataset, {})
+      if name == "controls":  # the published controls are those of its first variant
+        runs = entry.get("controls", {}).get("runs", []) if key(declared[0]) == run_key else []
+      else:
+        runs = entry.get("variants", {}).get(keys[run_key], {}).get("runs", [])
+      run = next((r for r in runs if r["seed"] == seed), None)
+      if run is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run, indent=1) + "\n")
+        written += 1
+    return written
+
 
 def add_flags(parser: argparse.ArgumentParser, default_seeds: int = 3) -> None:
   """The flags of every script built on this module."""
@@ -304,6 +367,9 @@ def add_flags(parser: argparse.ArgumentParser, default_seeds: int = 3) -> None:
   parser.add_argument("--worker", type=int, default=0, help="this worker's index, for parallel workers")
   parser.add_argument("--num_workers", type=int, default=1, help="workers sharing --workdir; each takes every n-th job")
   parser.add_argument("--collect_only", action="store_true", help="write the results of the finished runs and stop")
+  parser.add_argument("--keep_published", action="store_true",
+                      help="take the runs the published results JSON already holds (same declaration) instead of "
+                           "training them again")
   parser.add_argument("--output_dir", type=pathlib.Path, default=None,
                       help="write DIR/results and DIR/figures (default: experiments/)")
 
@@ -344,6 +410,8 @@ def experiment_from_flags(name: str, args, variants: Sequence[Variant], parser, 
 def run(experiment: Experiment, args) -> None:
   """This worker's jobs, writing the collected results after each; figures and tables when everything is done."""
   started = time.monotonic()
+  if args.keep_published:
+    print(f"kept {experiment.keep_published()} published runs of {experiment.results_path}", flush=True)
   if not args.collect_only:
     for index, job in enumerate(experiment.jobs()):
       if index % args.num_workers == args.worker:
@@ -361,7 +429,7 @@ def write_results(experiment: Experiment, final: bool) -> None:
       "experiment": experiment.name, "command": _common.command_line(),
       "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": _common.machine_info(),
       "scale_name": experiment.scale_name, "scale": experiment.scale, "seeds": experiment.seeds,
-      "features": list(experiment.features), "complete": experiment.complete(),
+      "features": list(experiment.features), "two_model": experiment.two_model, "complete": experiment.complete(),
       "protocol": "per run: train on all classes, probes and Rand index per level on the test split, structure "
                   "against the pixels" + ("; two-model protocol on the two halves of the classes (model B from "
                                           "seed + 1)" if experiment.two_model else "") +
@@ -369,7 +437,7 @@ def write_results(experiment: Experiment, final: bool) -> None:
       "variants": {v.name: {"config_file": v.config_file, "overrides": dict(v.overrides)} for v in experiment.variants},
       "results": results,
   }
-  write_json(experiment.output_dir / "results" / f"{experiment.results_name}.json", data)
+  write_json(experiment.results_path, data)
   if final:
     for output in experiment.features:
       figure(results, output, experiment.output_dir / "figures" / f"{experiment.results_name}-{output}.png")

@@ -247,3 +247,46 @@ def test_config_runs_gathers_each_seeds_report(tmp_path, monkeypatch):
   assert data["accuracy"]["trained"]["zero_shot"]["label"]["values"] == [0.25, 0.35]
   assert "zero_shot" not in data["accuracy"]["pixels"]
   assert (tmp_path / "figures" / "config_runs-vicreg.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_keep_published_takes_only_runs_of_the_same_declaration(tmp_path):
+  # A grid trained over several sessions: the runs the published JSON holds are taken, not trained again,
+  # but only where config file, overrides, scale, features and the two-model protocol are the same.
+  from experiments import _pretraining
+  from experiments._pretraining import Variant
+
+  def fake_run(seed, value):
+    scores = {score: {"label": value, "label_coarse": value / 2} for score in _pretraining.SCORES}
+    return {"seed": seed, "training": {}, "backbone": scores}
+
+  def experiment(workdir, variants, scale=_pretraining.SCALES["cpu"]):
+    return _pretraining.Experiment("readings", variants, ["digits"], 2, "cpu", dict(scale), "", workdir,
+                                   ["backbone"], tmp_path / "out", two_model=False)
+
+  same_view = Variant("same_view", "sag_vicreg.py", (("method.sag_vicreg.k", 5),))
+  vicreg = Variant("vicreg", "vicreg.py")
+  published = experiment(tmp_path / "session1", [vicreg, same_view])
+  runs = {("controls", 0): {"seed": 0, "backbone": {c: fake_run(0, 0.1)["backbone"] for c in _pretraining.CONTROLS}},
+          ("vicreg", 0): fake_run(0, 0.5), ("vicreg", 1): fake_run(1, 0.6), ("same_view", 0): fake_run(0, 0.7)}
+  for (name, seed), run in runs.items():
+    path = published.run_file("digits", name, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run))
+  _pretraining.write_results(published, final=False)
+
+  # A later session: VICReg renamed, SAG-VICReg at another k, a new variant.
+  renamed = Variant("VICReg", "vicreg.py")
+  other_k = Variant("same_view", "sag_vicreg.py", (("method.sag_vicreg.k", 10),))
+  later = experiment(tmp_path / "session2", [renamed, other_k, Variant("barlow", "barlow_twins.py")])
+  assert later.keep_published() == 3  # the controls' seed 0 and both VICReg seeds
+  assert json.loads(later.run_file("digits", "VICReg", 1).read_text()) == runs[("vicreg", 1)]
+  assert json.loads(later.run_file("digits", "controls", 0).read_text()) == runs[("controls", 0)]
+  assert not later.run_file("digits", "controls", 1).exists()
+  assert not later.run_file("digits", "same_view", 0).exists()
+  later_results = later.collect()["digits"]
+  assert later_results["variants"]["VICReg"]["runs"] == [runs[("vicreg", 0)], runs[("vicreg", 1)]]
+  assert later.keep_published() == 0  # what the workdir holds stays
+
+  # Another scale (more steps) is another declaration: nothing is taken.
+  longer = experiment(tmp_path / "session3", [vicreg], scale={**_pretraining.SCALES["cpu"], "steps": 9000})
+  assert longer.keep_published() == 0
