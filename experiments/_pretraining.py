@@ -17,9 +17,9 @@ several workers (`--worker i --num_workers n`) can share a workdir, each
 taking every n-th job; the results JSON is assembled from the runs done.
 
 A workdir is machine-local; the results JSON is what lands. With
-`--keep_published` a run that the published JSON already holds, under the same
-declaration (config file, overrides, scale, features, two-model protocol), is
-taken from it instead of being trained again, so that a grid of many hours can
+`--keep_published` a run that a published results JSON already holds, under the
+same declaration (config file, overrides, scale, features, two-model protocol),
+is taken from it instead of being trained again, so that a grid of many hours can
 be finished over several sessions. Each run records the commit it trained on.
 """
 
@@ -312,44 +312,53 @@ class Experiment:
     return self.output_dir / "results" / f"{self.results_name}.json"
 
   def keep_published(self) -> int:
-    """Writes into the workdir every job's run that the published results hold; returns how many it wrote.
+    """Writes into the workdir every job's run that published results hold; returns how many it wrote.
 
-    A published run is this experiment's run when its declaration hashes to
-    the same key (`_run_key`): the same config file and overrides, scale,
-    features and two-model protocol. The variant's name may differ. Runs
-    already in the workdir stay as they are.
+    Every results JSON of `output_dir/results` written by this module is read,
+    this experiment's first. A published run is this experiment's run when its
+    declaration hashes to the same key (`_run_key`): the same config file and
+    overrides, scale, features and two-model protocol, whatever the variant's
+    name or the script (compare_methods takes VICReg, the default SAG-VICReg
+    reading and the controls from sag_vicreg_readings). Runs already in the
+    workdir stay as they are.
     """
-    if not self.results_path.exists():
-      return 0
-    published = json.loads(self.results_path.read_text())
-    two_model = published.get("two_model", "two-model protocol" in published.get("protocol", ""))
-    declared = [Variant(name, v["config_file"], tuple(v["overrides"].items()))
-                for name, v in published["variants"].items()]
-    if not declared:
-      return 0
-
-    def key(variant: Variant) -> str:
-      return _run_key(variant, published["scale"], published["features"], two_model)
-
-    keys = {key(v): v.name for v in declared}
+    others = sorted(p for p in self.results_path.parent.glob("*.json") if p != self.results_path)
+    published = {}  # (dataset, run key, seed) -> run
+    for path in (self.results_path, *others):
+      if path.exists():
+        for found, run in _published_runs(json.loads(path.read_text())).items():
+          published.setdefault(found, run)
     written = 0
     for dataset, name, seed in self.jobs():
       path = self.run_file(dataset, name, seed)
       variant = self.variants[0] if name == "controls" else next(v for v in self.variants if v.name == name)
-      run_key = _run_key(variant, self.scale, self.features, self.two_model)
-      if path.exists() or run_key not in keys:
-        continue
-      entry = published["results"].get(dataset, {})
-      if name == "controls":  # the published controls are those of its first variant
-        runs = entry.get("controls", {}).get("runs", []) if key(declared[0]) == run_key else []
-      else:
-        runs = entry.get("variants", {}).get(keys[run_key], {}).get("runs", [])
-      run = next((r for r in runs if r["seed"] == seed), None)
-      if run is not None:
+      run = published.get((dataset, name == "controls", _run_key(variant, self.scale, self.features, self.two_model),
+                           seed))
+      if run is not None and not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(run, indent=1) + "\n")
         written += 1
     return written
+
+
+def _published_runs(published: dict) -> dict:
+  """{(dataset, is the controls, run key, seed): run} of a results JSON that `write_results` wrote."""
+  if not all(key in published for key in ("variants", "scale", "features", "results")) or not published["variants"]:
+    return {}
+  # Before the JSON said so, the protocol's text told whether the halves were trained.
+  two_model = published.get("two_model", "two-model protocol" in published.get("protocol", ""))
+  declared = {name: Variant(name, v["config_file"], tuple(v["overrides"].items()))
+              for name, v in published["variants"].items()}
+  keys = {name: _run_key(v, published["scale"], published["features"], two_model) for name, v in declared.items()}
+  controls_key = keys[next(iter(declared))]  # the controls are those of the first variant
+  runs = {}
+  for dataset, entry in published["results"].items():
+    for run in entry.get("controls", {}).get("runs", []):
+      runs[dataset, True, controls_key, run["seed"]] = run
+    for name, variant_entry in entry.get("variants", {}).items():
+      for run in variant_entry["runs"]:
+        runs[dataset, False, keys[name], run["seed"]] = run
+  return runs
 
 
 def add_flags(parser: argparse.ArgumentParser, default_seeds: int = 3) -> None:
@@ -368,8 +377,8 @@ def add_flags(parser: argparse.ArgumentParser, default_seeds: int = 3) -> None:
   parser.add_argument("--num_workers", type=int, default=1, help="workers sharing --workdir; each takes every n-th job")
   parser.add_argument("--collect_only", action="store_true", help="write the results of the finished runs and stop")
   parser.add_argument("--keep_published", action="store_true",
-                      help="take the runs the published results JSON already holds (same declaration) instead of "
-                           "training them again")
+                      help="take the runs that published results JSONs already hold (same declaration) instead "
+                           "of training them again")
   parser.add_argument("--output_dir", type=pathlib.Path, default=None,
                       help="write DIR/results and DIR/figures (default: experiments/)")
 
@@ -411,7 +420,7 @@ def run(experiment: Experiment, args) -> None:
   """This worker's jobs, writing the collected results after each; figures and tables when everything is done."""
   started = time.monotonic()
   if args.keep_published:
-    print(f"kept {experiment.keep_published()} published runs of {experiment.results_path}", flush=True)
+    print(f"kept {experiment.keep_published()} runs from {experiment.results_path.parent}/*.json", flush=True)
   if not args.collect_only:
     for index, job in enumerate(experiment.jobs()):
       if index % args.num_workers == args.worker:

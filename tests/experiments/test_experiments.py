@@ -165,6 +165,7 @@ def test_readings_and_compare_methods_share_runs_and_carry_controls(tmp_path, bu
   assert entry["summary"]["projector"]["knn"]["label"] == {"mean": run["projector"]["knn"]["label"], "std": 0.0,
                                                            "n": 1}
   # The walk's statistics over training.
+  assert run["commit"] is None or len(run["commit"]) >= 12  # what code trained it, where git knows
   pairing = run["training"]["loss/self_pair_rate"]
   assert 0 <= pairing["mean"] <= 1 and len(pairing["values"]) == len(pairing["steps"]) >= 1
   # compare_methods in the same workdir finds the SAG-VICReg run (and the controls) instead of training again.
@@ -290,3 +291,10 @@ def test_keep_published_takes_only_runs_of_the_same_declaration(tmp_path):
   # Another scale (more steps) is another declaration: nothing is taken.
   longer = experiment(tmp_path / "session3", [vicreg], scale={**_pretraining.SCALES["cpu"], "steps": 9000})
   assert longer.keep_published() == 0
+  # Another script's published runs of the same declaration are taken too (compare_methods' VICReg and controls
+  # from the readings experiment).
+  other_script = _pretraining.Experiment("compare", [Variant("vicreg", "vicreg.py")], ["digits"], 2, "cpu",
+                                         dict(_pretraining.SCALES["cpu"]), "", tmp_path / "session4", ["backbone"],
+                                         tmp_path / "out", two_model=False)
+  assert other_script.keep_published() == 3
+  assert other_script.collect()["digits"]["controls"]["runs"] == [runs[("controls", 0)]]
