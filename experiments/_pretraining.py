@@ -529,9 +529,14 @@ def figure(results: dict, output: str, path: pathlib.Path) -> None:
       axis.set_title(f"{dataset}: {panel.replace('_', ' ')}" + (" A vs B" if panel == "generalization" else ""),
                      fontsize=9)
       axis.set_ylim(-0.2 if panel == "generalization" else 0, 1)
-    axes[row][0].legend(fontsize=6, loc="lower left")
+  # One legend beside the panels, naming every variant of every dataset: inside a panel it hides bars.
+  handles = {}
+  for axis in axes.flat:
+    for handle, label in zip(*axis.get_legend_handles_labels()):
+      handles.setdefault(label, handle)
+  fig.legend(handles.values(), handles.keys(), fontsize=7, loc="center right")
   fig.suptitle(f"{output} features", fontsize=10)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 0.88, 1))
   path.parent.mkdir(parents=True, exist_ok=True)
   _common.save_png(fig, path, dpi=90)
 
