@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import math
 import os
 import pathlib
 import platform
@@ -79,7 +80,11 @@ def machine_info() -> dict[str, Any]:
 
 
 def _jsonable(value):
-  """numpy scalars and arrays -> Python floats / lists, recursively."""
+  """numpy scalars and arrays -> Python floats / lists, recursively; NaN and inf -> None.
+
+  JSON has no NaN: a score that is undefined for a run (e.g. a correlation over a
+  collapsed embedding, which has no variance) is written as null, not refused.
+  """
   if isinstance(value, dict):
     return {str(k): _jsonable(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
@@ -90,8 +95,8 @@ def _jsonable(value):
     return bool(value)
   if isinstance(value, np.integer):
     return int(value)
-  if isinstance(value, np.floating):
-    return float(value)
+  if isinstance(value, (float, np.floating)):
+    return float(value) if math.isfinite(value) else None
   return value
 
 

@@ -30,6 +30,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -460,7 +461,15 @@ def write_json(path: pathlib.Path, data: dict) -> None:
   temporary.replace(path)
 
 
+def _number(value) -> float:
+  """A score as read back from JSON, where null stands for undefined (NaN)."""
+  return math.nan if value is None else float(value)
+
+
 def _cell(entry: dict) -> str:
+  # A score undefined for some seed (NaN in memory, null once written) has no mean over the seeds.
+  if entry["mean"] is None or not math.isfinite(entry["mean"]):
+    return "undefined"
   return f"{entry['mean']:.3f} ± {entry['std']:.3f}" if entry["n"] > 1 else f"{entry['mean']:.3f}"
 
 
@@ -521,8 +530,8 @@ def figure(results: dict, output: str, path: pathlib.Path) -> None:
       positions = np.arange(len(keys))
       for index, (name, (summary, control)) in enumerate(rows.items()):
         values = summary[panel] if panel != "generalization" else summary["generalization"]["a_vs_b"]
-        axis.bar(positions + (index - (len(rows) - 1) / 2) * width, [values[k]["mean"] for k in keys], width,
-                 yerr=[values[k]["std"] for k in keys], capsize=2, label=name, color=colours[name],
+        axis.bar(positions + (index - (len(rows) - 1) / 2) * width, [_number(values[k]["mean"]) for k in keys], width,
+                 yerr=[_number(values[k]["std"]) for k in keys], capsize=2, label=name, color=colours[name],
                  hatch="//" if control else None,
                  edgecolor="black" if control else None, linewidth=0.3)
       axis.set_xticks(positions, [k.replace("label_", "").replace("cophenetic_", "coph ") for k in keys], fontsize=8)

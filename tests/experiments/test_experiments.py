@@ -298,3 +298,36 @@ def test_keep_published_takes_only_runs_of_the_same_declaration(tmp_path):
                                          tmp_path / "out", two_model=False)
   assert other_script.keep_published() == 3
   assert other_script.collect()["digits"]["controls"]["runs"] == [runs[("controls", 0)]]
+
+
+def test_undefined_score_is_written_as_null_and_shown_as_undefined(tmp_path):
+  # A collapsed run (VISReg without its scale term) has a constant projector output, whose cophenetic
+  # correlation is undefined (NaN): the grid records it as null and goes on, instead of failing to write its JSON.
+  from experiments import _pretraining
+  from experiments._pretraining import Variant
+
+  def fake_run(seed, rand_label):
+    scores = {score: {"label": 0.5 + seed / 10} for score in _pretraining.SCORES}
+    scores["rand_index"] = {"label": rand_label}
+    return {"seed": seed, "training": {}, "backbone": scores}
+
+  grid = _pretraining.Experiment("ablations", [Variant("no scale", "visreg.py")], ["digits"], 2, "cpu",
+                                 dict(_pretraining.SCALES["cpu"]), "", tmp_path / "work", ["backbone"],
+                                 tmp_path / "out", two_model=False)
+  for seed, rand_label in ((0, float("nan")), (1, 0.9)):
+    path = grid.run_file("digits", "no scale", seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fake_run(seed, rand_label)))  # Python's json writes NaN, as run_job does
+  _pretraining.write_results(grid, final=False)
+  written = json.loads(grid.results_path.read_text())["results"]["digits"]["variants"]["no scale"]
+  assert written["runs"][0]["backbone"]["rand_index"]["label"] is None
+  assert written["runs"][1]["backbone"]["rand_index"]["label"] == 0.9
+  assert written["summary"]["backbone"]["rand_index"]["label"]["mean"] is None  # no mean over an undefined seed
+  assert written["summary"]["backbone"]["knn"]["label"]["mean"] == pytest.approx(0.55)
+  # Read back (null for the undefined score), the tables say so and keep the defined scores.
+  table = _pretraining.markdown_tables({"digits": {"variants": {"no scale": written}, "controls": {}}}, "backbone")
+  row = next(line for line in table.splitlines() if line.startswith("| no scale"))
+  assert row.split(" | ")[1] == "0.550 ± 0.071" and row.rstrip(" |").endswith("undefined")
+  _pretraining.figure({"digits": {"variants": {"no scale": written}, "controls": {}}}, "backbone",
+                      tmp_path / "figure.png")
+  assert (tmp_path / "figure.png").read_bytes()[:8] == PNG_SIGNATURE
