@@ -158,7 +158,8 @@ def run_variant(variant: Variant, dataset: str, seed: int, scale: dict, data_dir
   """Train the variant on all classes (and, with `two_model`, on each half), evaluate with each `features` output."""
   config = variant_config(variant, dataset, seed, scale, data_dir)
   config_lib.validate(config, num_devices=jax.device_count())
-  loop.train(config, run_dir / "all_classes")
+  # A preempted run returns with its checkpoint: evaluating it would publish a half-trained model.
+  loop.require_completed(loop.train(config, run_dir / "all_classes"))
   result = {"seed": seed, "training": training_statistics(run_dir / "all_classes")}
   for output in features:
     evaluation = protocols.evaluate_checkpoint(run_dir / "all_classes", dataset, data_dir=data_dir,
@@ -425,7 +426,11 @@ def run(experiment: Experiment, args) -> None:
   if not args.collect_only:
     for index, job in enumerate(experiment.jobs()):
       if index % args.num_workers == args.worker:
-        experiment.run_job(*job)
+        try:
+          experiment.run_job(*job)
+        except loop.TrainingStoppedError as error:
+          write_results(experiment, final=False)
+          sys.exit(f"{job[0]} {job[1]} seed {job[2]}: {error}")
         write_results(experiment, final=False)
   complete = experiment.complete()
   write_results(experiment, final=complete)

@@ -52,7 +52,7 @@ def run_seed(config_argument: str, seed: int, run_dir: pathlib.Path, data_dir: s
     if data_dir:
       config.data.data_dir = data_dir
     config_lib.validate(config, num_devices=jax.device_count())
-    loop.train(config, run_dir)
+    loop.require_completed(loop.train(config, run_dir))
   return json.loads(numbers.read_text())
 
 

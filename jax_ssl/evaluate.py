@@ -28,8 +28,10 @@ from jax_ssl import protocols
 from jax_ssl.eval import figures
 from jax_ssl.eval import scores
 from jax_ssl.eval import trees
+from jax_ssl.train import loop
 
 EXIT_BAD_INPUT = 2
+EXIT_STOPPED = 130  # a training it runs was preempted or interrupted (the shell's code for a SIGINT stop)
 
 
 def _jsonable(value):
@@ -332,12 +334,16 @@ def main(argv: list[str] | None = None) -> int:
     argv: command-line arguments without the program name; None reads `sys.argv[1:]`.
 
   Returns:
-    The exit code: 0 when the command finished, `EXIT_BAD_INPUT` (2) on bad input. Malformed arguments make
+    The exit code: 0 when the command finished, `EXIT_BAD_INPUT` (2) on bad input, `EXIT_STOPPED` (130)
+    when a training it runs was preempted or interrupted (rerunning resumes it). Malformed arguments make
     argparse exit with status 2 itself.
   """
   args = parser().parse_args(argv)
   try:
     args.run(args)
+  except loop.TrainingStoppedError as error:
+    print(f"jax_ssl.evaluate {args.command}: {error}", file=sys.stderr)
+    return EXIT_STOPPED
   except (ValueError, FileNotFoundError) as error:  # ConfigError and DatasetNotFoundError among them
     message = " ".join(str(error).split())
     print(f"jax_ssl.evaluate {args.command}: {message}", file=sys.stderr)

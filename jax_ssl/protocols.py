@@ -272,6 +272,7 @@ def generalization(config, workdir: str | os.PathLike, *, max_items: int | None 
 
   Raises:
     ValueError: if a half's config is invalid (`config.validate`'s `ConfigError`) or the dataset is unknown.
+    loop.TrainingStoppedError: a half's training was preempted or interrupted (its checkpoint is kept).
 
   References:
     Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 5.3.
@@ -284,7 +285,8 @@ def generalization(config, workdir: str | os.PathLike, *, max_items: int | None 
     half.eval.report = False
     config_lib.validate(half, num_devices=jax.device_count())
     runs[name] = workdir / name
-    loop.train(half, runs[name])
+    # A half stopped by a preemption must not be compared as if trained, nor the next half started.
+    loop.require_completed(loop.train(half, runs[name]))
   images, items = _first_half_test_images(config_a, max_items, seed)
   features = {name: load_encoder(path, output=output)(images) for name, path in runs.items()}
   controls = _control_scores(config_a, config_b, images, output)

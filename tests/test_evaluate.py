@@ -179,6 +179,25 @@ def test_generalization_trains_two_halves_and_compares_them(bundled_dir, tmp_pat
   assert (output / "centroids.png").stat().st_size > 0
 
 
+def test_generalization_stops_at_a_preempted_half(tmp_path, capsys, monkeypatch):
+  # A SIGTERM makes loop.train save a checkpoint and return: the protocol must neither train model B
+  # nor compare a half-trained model A as if it were finished.
+  trained = []
+
+  def preempted(config, workdir, mesh=None):
+    trained.append(os.path.basename(workdir))
+    return {"status": "preempted", "step": 300, "total_steps": 3000, "workdir": str(workdir)}
+
+  monkeypatch.setattr(loop, "train", preempted)
+  output = tmp_path / "eval"
+  assert evaluate.main(["generalization", "--config", os.path.join(REPO, "configs", "vicreg.py:smoke"),
+                        "--workdir", str(tmp_path / "runs"), "--output_dir", str(output)]) == evaluate.EXIT_STOPPED
+  assert trained == ["model_a"]
+  error = capsys.readouterr().err
+  assert "was preempted at step 300 of 3000" in error and "rerun the same command to resume" in error
+  assert not output.exists()
+
+
 def test_generalization_with_a_missing_config_exits_2(tmp_path, capsys):
   assert evaluate.main(["generalization", "--config", str(tmp_path / "none.py")]) == evaluate.EXIT_BAD_INPUT
   assert "none.py does not exist" in capsys.readouterr().err

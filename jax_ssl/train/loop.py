@@ -57,6 +57,34 @@ class NonFiniteLossError(RuntimeError):
   """A step produced a NaN or inf loss term; the run stopped before saving it."""
 
 
+class TrainingStoppedError(RuntimeError):
+  """A run that a caller needs trained to its last step stopped early (preempted or interrupted)."""
+
+
+def require_completed(summary: dict) -> dict:
+  """`summary` (what `train` returns) when the run reached its last step; raises otherwise.
+
+  `train` returns after a SIGTERM or a first Ctrl-C with its checkpoint saved,
+  which is right for a run started from the command line. A caller that goes
+  on to evaluate the run, or to train the next one, must not take that
+  checkpoint for the finished model.
+
+  Args:
+    summary: the dict `train` returned.
+
+  Returns:
+    `summary` itself, when its status is "completed".
+
+  Raises:
+    TrainingStoppedError: the status is not "completed"; the message names the step and how to resume.
+  """
+  if summary["status"] != "completed":
+    raise TrainingStoppedError(
+        f"training in {summary['workdir']} was {summary['status']} at step {summary['step']} of "
+        f"{summary['total_steps']}; its checkpoint is kept: rerun the same command to resume.")
+  return summary
+
+
 def data_mesh(devices=None) -> Mesh:
   """A 1-D mesh over all devices, axis `data`, with automatic (compiler-inserted) collectives.
 

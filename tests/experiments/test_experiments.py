@@ -6,6 +6,7 @@ that the JSON holds the promised keys with finite, well-shaped values and that
 the figure is a PNG.
 """
 
+import argparse
 import json
 import math
 import os
@@ -331,3 +332,30 @@ def test_undefined_score_is_written_as_null_and_shown_as_undefined(tmp_path):
   _pretraining.figure({"digits": {"variants": {"no scale": written}, "controls": {}}}, "backbone",
                       tmp_path / "figure.png")
   assert (tmp_path / "figure.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_a_preempted_training_stops_the_grid_without_publishing_it(tmp_path, monkeypatch):
+  # A SIGTERM makes loop.train save a checkpoint and return "preempted": the grid must not evaluate that
+  # checkpoint as the finished run (and go on to the next training); it stops, naming the run, and a
+  # rerun resumes it.
+  from experiments import _pretraining
+  from experiments._pretraining import Variant
+
+  def preempted(config, workdir, mesh=None):
+    return {"status": "preempted", "step": 1, "total_steps": config.train.num_steps, "workdir": str(workdir)}
+
+  monkeypatch.setattr(_pretraining.loop, "train", preempted)
+  grid = _pretraining.Experiment("ablations", [Variant("vicreg", "vicreg.py")], ["digits"], 1, "small",
+                                 dict(_pretraining.SCALES["small"]), str(tmp_path / "data"), tmp_path / "work",
+                                 ["backbone"], tmp_path / "out", two_model=False)
+  controls = grid.run_file("digits", "controls", 0)  # finished earlier: only the variant's run is left
+  controls.parent.mkdir(parents=True)
+  scores = {score: {"label": 0.5} for score in _pretraining.SCORES}
+  controls.write_text(json.dumps({"seed": 0, "backbone": {control: scores for control in _pretraining.CONTROLS}}))
+  args = argparse.Namespace(keep_published=False, collect_only=False, num_workers=1, worker=0)
+  with pytest.raises(SystemExit) as stopped:
+    _pretraining.run(grid, args)
+  steps = _pretraining.SCALES["small"]["steps"]
+  assert str(stopped.value).startswith("digits vicreg seed 0: training in ")
+  assert f"was preempted at step 1 of {steps}" in str(stopped.value)
+  assert not grid.run_file("digits", "vicreg", 0).exists()
