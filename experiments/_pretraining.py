@@ -70,9 +70,10 @@ STRUCTURE = scores.STRUCTURE_KEYS
 TWO_MODEL = ("a_vs_b", "a_vs_pixels", "b_vs_pixels")
 CONTROLS = ("untrained", "pixels")
 FEATURES = ("backbone", "projector")
-# Logged training metrics summarised per run: SAG-VICReg's pairing, and the embedding's health.
+# Logged training metrics summarised per run: SAG-VICReg's pairing, the embedding's health, and the
+# terms of a base loss plus T-REG (how far the add-on outweighs the base).
 TRAINING_METRICS = ("loss/self_pair_rate", "loss/pair_weight", "embedding/std", "embedding/effective_rank",
-                    "probe/accuracy")
+                    "probe/accuracy", "loss/regression", "loss/t_reg")
 
 
 @dataclasses.dataclass(frozen=True)

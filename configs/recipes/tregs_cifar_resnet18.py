@@ -12,7 +12,11 @@ The slides' protocol (inherited from Fang et al.): ResNet-18 pretrained for
 gamma = 0.2 and lambda = 8e-4 with beta = 10 on the MSE invariance: the best
 row of their ImageNet-1k coefficient table; the CIFAR values are not given.
 The BYOL and Barlow Twins variants keep their own recipes (projectors,
-momentum 0.99, lambda 5e-3) and add T-REG on both views' embeddings.
+momentum 0.99, lambda 5e-3) and add T-REG on both views' embeddings. The
+slides give no coefficients for them; BYOL's T-REG weights keep the MSE
+recipe's ratios with BYOL's loss as the beta-weighted term (gamma 0.02,
+lambda 8e-5; configs/byol_tregs.py says why), Barlow Twins' are the MSE
+recipe's.
 Arguments: a dataset (`cifar10` default, `cifar100`), a method (`mse` default,
 `byol`, `barlow_twins`), `:smoke`; e.g. `:cifar100,byol`.
 """
@@ -26,6 +30,7 @@ def _byol(config):
   config.method.byol.tau_base = 0.99
   config.views.recipe = "byol"
   config.model.update(projector="4096-256", predictor="4096-256")
+  config.method.t_reg.update(gamma=0.02, lam=8e-5)
   config.optim.update(base_lr=1.0, weight_decay=1.5e-6)
 
 

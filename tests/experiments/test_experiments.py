@@ -207,7 +207,7 @@ def test_collapse_recovery_collapses_only_the_last_projector_layer(bundled_dir, 
 
 
 @pytest.mark.parametrize("script", ["sag_vicreg_readings", "compare_methods", "visreg_ablations",
-                                    "sag_vicreg_stability"])
+                                    "sag_vicreg_stability", "byol_tregs_scale"])
 def test_every_declared_variant_is_a_valid_config_with_its_overrides(script):
   import importlib
 
@@ -224,6 +224,27 @@ def test_every_declared_variant_is_a_valid_config_with_its_overrides(script):
     flat = config_lib.flatten(config)
     for key, value in variant.overrides:
       assert flat[key] == value, key
+
+
+def test_t_reg_on_a_scaled_sphere_is_lowest_at_the_radius_byol_tregs_scale_states():
+  # byol_tregs_scale's reading: on points of norm r whose unit-norm MST has total length E, T-REG is
+  # -gamma r E / n + lambda (r - 1)^2, lowest at r = 1 + gamma E / (2 lambda n); far from 1 at gamma / lambda = 250.
+  import scipy.sparse.csgraph
+  import scipy.spatial
+
+  from jax_ssl import losses
+  rng = np.random.default_rng(0)
+  unit = rng.normal(size=(64, 128))
+  unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+  mst_total = scipy.sparse.csgraph.minimum_spanning_tree(scipy.spatial.distance.squareform(
+      scipy.spatial.distance.pdist(unit))).sum()
+  gamma, lam = 0.2, 8e-4
+  stated = 1 + gamma * mst_total / (2 * lam * len(unit))
+  radii = np.linspace(1, 3 * stated, 601)
+  t_reg_at = jax.jit(lambda r: losses.t_reg(r * jax.numpy.asarray(unit, jax.numpy.float32), gamma, lam))
+  values = [float(t_reg_at(r)) for r in radii]
+  assert abs(radii[int(np.argmin(values))] - stated) <= 2 * (radii[1] - radii[0])
+  assert stated > 100
 
 
 def test_config_runs_gathers_each_seeds_report(tmp_path, monkeypatch):

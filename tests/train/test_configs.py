@@ -1,6 +1,7 @@
 """Every config under configs/: loads, validates, documents its launch command, and trains under `smoke`."""
 
 import importlib
+import math
 import pathlib
 
 import jax
@@ -60,6 +61,17 @@ def test_typed_key_value_arguments_set_fields_after_smoke():
 def test_variants_compose():
   config = _module(CONFIG_DIR / "recipes" / "tregs_cifar_resnet18.py").get_config("cifar100,byol,second_half")
   assert config.data.name == "cifar100" and config.data.classes == "50-99" and config.method.name == "byol+tregs"
+
+
+def test_byol_tregs_keeps_the_slides_weight_ratios_with_byol_as_the_beta_term():
+  # The slides' MSE recipe: beta 10, gamma 0.2, lambda 8e-4. With BYOL's loss at weight 1 the same ratios
+  # give gamma 0.02, lambda 8e-5; the MSE weights themselves swamp BYOL (experiments/byol_tregs_scale.py).
+  recipe = _module(CONFIG_DIR / "recipes" / "tregs_cifar_resnet18.py")
+  mse = recipe.get_config("cifar10").method.tregs
+  for config in (_module(CONFIG_DIR / "byol_tregs.py").get_config(), recipe.get_config("cifar10,byol")):
+    assert config.method.name == "byol+tregs"
+    assert math.isclose(1.0 / config.method.t_reg.gamma, mse.beta / mse.gamma)
+    assert math.isclose(config.method.t_reg.gamma / config.method.t_reg.lam, mse.gamma / mse.lam)
 
 
 def test_halves_split_the_classes_of_the_smoke_dataset():
