@@ -386,6 +386,20 @@ def add_flags(parser: argparse.ArgumentParser, default_seeds: int = 3) -> None:
                       help="write DIR/results and DIR/figures (default: experiments/)")
 
 
+def add_variants_flag(parser: argparse.ArgumentParser, variants: Sequence[Variant]) -> None:
+  """`--variants`: a comma-separated subset of the script's declared variants (default: all)."""
+  parser.add_argument("--variants", default=",".join(v.name for v in variants), help="a subset, comma-separated")
+
+
+def chosen_variants(args, variants: Sequence[Variant], parser) -> list[Variant]:
+  """The variants `--variants` names, in the order given; a parser error names the known ones."""
+  known = {v.name: v for v in variants}
+  names = [n for n in args.variants.split(",") if n]
+  if not names or set(names) - set(known):
+    parser.error(f"--variants takes some of {', '.join(known)}")
+  return [known[n] for n in names]
+
+
 def experiment_from_flags(name: str, args, variants: Sequence[Variant], parser, *, two_model: bool = True,
                           steps: int | None = None) -> Experiment:
   """The experiment the flags describe.

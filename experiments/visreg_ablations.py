@@ -46,13 +46,10 @@ VARIANTS = (
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   _pretraining.add_flags(parser)
-  parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS), help="a subset, comma-separated")
+  _pretraining.add_variants_flag(parser, VARIANTS)
   args = parser.parse_args()
-  known = {v.name: v for v in VARIANTS}
-  names = [n for n in args.variants.split(",") if n]
-  if not names or set(names) - set(known):
-    parser.error(f"--variants takes some of {', '.join(known)}")
-  experiment = _pretraining.experiment_from_flags("visreg_ablations", args, [known[n] for n in names], parser,
+  variants = _pretraining.chosen_variants(args, VARIANTS, parser)
+  experiment = _pretraining.experiment_from_flags("visreg_ablations", args, variants, parser,
                                                    two_model=False, steps=STEPS)
   _pretraining.run(experiment, args)
 
