@@ -3,7 +3,9 @@
 Each script writes `<output_dir>/results/<name>.json` and
 `<output_dir>/figures/<name>.png`; `output_dir` defaults to this folder, so a
 plain `python experiments/<name>.py` refreshes the committed results. Every
-JSON carries the command that produced it and a description of the machine.
+JSON carries the command that reproduces it (`command`, without the flags that
+only say where files go), the command line as typed (`invoked_as`) and a
+description of the machine.
 """
 
 from __future__ import annotations
@@ -40,14 +42,43 @@ def add_output_flags(parser) -> None:
                       "(default: experiments/)")
 
 
-def command_line() -> str:
+# Flags that say where a script keeps its files, or which share of a grid this
+# process trains and whether it only gathers finished runs: none changes a number,
+# so the command that reproduces a result leaves them out (value: takes an argument).
+BOOKKEEPING_FLAGS = {"--workdir": True, "--data_dir": True, "--output_dir": True, "--worker": True,
+                     "--num_workers": True, "--collect_only": False, "--keep_published": False}
+
+
+def command_line(argv: list[str] | None = None) -> str:
   """The command as typed from the repository root (`python experiments/<name>.py ...`)."""
-  script = pathlib.Path(sys.argv[0]).resolve()
+  argv = sys.argv if argv is None else argv
+  script = pathlib.Path(argv[0]).resolve()
   try:
     script_text = str(script.relative_to(REPO_ROOT))
   except ValueError:
     script_text = str(script)
-  return " ".join(["python", script_text, *(shlex.quote(arg) for arg in sys.argv[1:])])
+  return " ".join(["python", script_text, *(shlex.quote(arg) for arg in argv[1:])])
+
+
+def reproducing_command(argv: list[str] | None = None) -> str:
+  """`command_line()` without `BOOKKEEPING_FLAGS`: what a reader runs to get the same numbers.
+
+  A grid gathered by `--collect_only` from runs that several workers trained
+  into a scratch `--workdir` is reproduced by the plain command with the same
+  scale, seeds and selection.
+  """
+  argv = sys.argv if argv is None else argv
+  kept, skip_value = [argv[0]], False
+  for arg in argv[1:]:
+    if skip_value:
+      skip_value = False
+      continue
+    name = arg.split("=", 1)[0]
+    if name in BOOKKEEPING_FLAGS:
+      skip_value = BOOKKEEPING_FLAGS[name] and "=" not in arg
+      continue
+    kept.append(arg)
+  return command_line(kept)
 
 
 def _cores() -> int:
@@ -121,7 +152,8 @@ def write_results(name: str, output_dir: pathlib.Path, result: dict[str, Any], f
   save_png(fig, png_path)
   header = {
       "experiment": name,
-      "command": command_line(),
+      "command": reproducing_command(),
+      "invoked_as": command_line(),
       "small": small,
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
       "run_time_s": time.perf_counter() - started,

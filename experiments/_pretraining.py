@@ -386,9 +386,10 @@ def add_flags(parser: argparse.ArgumentParser, default_seeds: int = 3) -> None:
                       help="write DIR/results and DIR/figures (default: experiments/)")
 
 
-def add_variants_flag(parser: argparse.ArgumentParser, variants: Sequence[Variant]) -> None:
+def add_variants_flag(parser: argparse.ArgumentParser, variants: Sequence[Variant],
+                      description: str = "a subset, comma-separated") -> None:
   """`--variants`: a comma-separated subset of the script's declared variants (default: all)."""
-  parser.add_argument("--variants", default=",".join(v.name for v in variants), help="a subset, comma-separated")
+  parser.add_argument("--variants", default=",".join(v.name for v in variants), help=description)
 
 
 def chosen_variants(args, variants: Sequence[Variant], parser) -> list[Variant]:
@@ -456,7 +457,8 @@ def write_results(experiment: Experiment, final: bool) -> None:
   """`results/<name>.json` from the runs done so far; with `final`, a figure per features output and the tables."""
   results = experiment.collect()
   data = {
-      "experiment": experiment.name, "command": _common.command_line(),
+      "experiment": experiment.name, "command": _common.reproducing_command(),
+      "invoked_as": _common.command_line(),
       "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": _common.machine_info(),
       "scale_name": experiment.scale_name, "scale": experiment.scale, "seeds": experiment.seeds,
       "features": list(experiment.features), "two_model": experiment.two_model, "complete": experiment.complete(),

@@ -29,6 +29,7 @@ from typing import ClassVar
 import jax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from experiments import _common  # noqa: E402
 from experiments.bench.losses import device_description  # noqa: E402
 from experiments.bench.losses import device_name  # noqa: E402
 from experiments.bench.train import step_time  # noqa: E402
@@ -129,7 +130,7 @@ def main() -> None:
       "jax_version": jax.__version__, "date": datetime.date.today().isoformat(), "setup_name": setup_name,
       "setup": setup, "repeats": args.repeats, "step_s": times, "rows": rows,
       "timing": "median of repeated trainer steps on one fixed batch, after a warm-up step",
-      "command": "python experiments/overhead.py " + " ".join(sys.argv[1:]),
+      "command": _common.reproducing_command(), "invoked_as": _common.command_line(),
   }
   results_dir = (args.output_dir or EXPERIMENTS) / "results"
   figures_dir = (args.output_dir or EXPERIMENTS) / "figures"

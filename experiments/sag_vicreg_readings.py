@@ -61,14 +61,11 @@ VARIANTS = (
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   _pretraining.add_flags(parser)
-  parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS),
-                      help="a subset of the readings (vicreg first, for the controls' architecture)")
+  _pretraining.add_variants_flag(parser, VARIANTS,
+                                 description="a subset of the readings (vicreg first, for the controls' architecture)")
   args = parser.parse_args()
-  names = [n for n in args.variants.split(",") if n]
-  known = {v.name: v for v in VARIANTS}
-  if not names or set(names) - set(known):
-    parser.error(f"--variants takes some of {', '.join(known)}")
-  experiment = _pretraining.experiment_from_flags("sag_vicreg_readings", args, [known[n] for n in names], parser)
+  variants = _pretraining.chosen_variants(args, VARIANTS, parser)
+  experiment = _pretraining.experiment_from_flags("sag_vicreg_readings", args, variants, parser)
   _pretraining.run(experiment, args)
 
 

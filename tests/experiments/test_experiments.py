@@ -30,6 +30,7 @@ def _run(name, tmp_path):
   data = json.loads((tmp_path / "results" / f"{name}.json").read_text())
   assert data["experiment"] == name and data["small"] is True
   assert data["command"].startswith(f"python experiments/{name}.py") and "--small" in data["command"]
+  assert "--output_dir" not in data["command"] and str(tmp_path) in data["invoked_as"]
   assert data["machine"]["platform"] == "cpu" and data["machine"]["cpu_cores"] >= 1
   assert data["figure"] == f"figures/{name}.png"
   return data
@@ -204,6 +205,33 @@ def test_collapse_recovery_collapses_only_the_last_projector_layer(bundled_dir, 
     config = _pretraining.variant_config(variant, "digits", 0, _pretraining.SCALES["cpu"], "")
     config_lib.validate(config, num_devices=1)
     assert all(config_lib.flatten(config)[key] == value for key, value in variant.overrides)
+
+
+def test_reproducing_command_drops_only_the_flags_that_change_no_number():
+  from experiments import _common
+  argv = ["experiments/compare_methods.py", "--keep_published", "--collect_only", "--seeds", "3",
+          "--workdir", "/scratch/w", "--data_dir=/scratch/d", "--worker", "1", "--num_workers", "2",
+          "--output_dir", "/scratch/o", "--datasets", "shapes", "--methods", "vicreg,tregs"]
+  assert _common.reproducing_command(argv) == ("python experiments/compare_methods.py --seeds 3 --datasets shapes "
+                                               "--methods vicreg,tregs")
+  assert _common.command_line(argv).endswith("--datasets shapes --methods vicreg,tregs")
+  assert "--workdir /scratch/w" in _common.command_line(argv)
+
+
+def test_variants_flag_keeps_the_order_given_and_names_the_known_ones_on_a_typo(capsys):
+  from experiments import _pretraining
+  from experiments import sag_vicreg_readings
+  parser = argparse.ArgumentParser(prog="readings")
+  _pretraining.add_variants_flag(parser, sag_vicreg_readings.VARIANTS)
+  chosen = _pretraining.chosen_variants(parser.parse_args(["--variants", "same_view,vicreg"]),
+                                        sag_vicreg_readings.VARIANTS, parser)
+  assert [v.name for v in chosen] == ["same_view", "vicreg"]
+  everything = _pretraining.chosen_variants(parser.parse_args([]), sag_vicreg_readings.VARIANTS, parser)
+  assert [v.name for v in everything] == [v.name for v in sag_vicreg_readings.VARIANTS]
+  with pytest.raises(SystemExit):
+    _pretraining.chosen_variants(parser.parse_args(["--variants", "same_veiw"]), sag_vicreg_readings.VARIANTS, parser)
+  message = capsys.readouterr().err.strip().splitlines()[-1]
+  assert "--variants takes some of vicreg, cross_view" in message
 
 
 @pytest.mark.parametrize("script", ["sag_vicreg_readings", "compare_methods", "visreg_ablations",
