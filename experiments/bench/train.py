@@ -127,7 +127,10 @@ def end_to_end(args) -> None:
     wall = time.perf_counter() - started
     end_to_end_rate, steady_steps = steady_state_images_per_s(workdir / "run", config.train.global_batch_size)
     run = loop.Run(config, workdir / "bare")
-    step_rate = config.train.global_batch_size / bare_step_time(run, args.repeats)
+    # As many steps as the run's steady state: a median of a few short repeats swings by 10% on a shared
+    # CPU while the run's own rate, averaged over its whole window, does not.
+    step_repeats = max(args.repeats, steady_steps // 10)
+    step_rate = config.train.global_batch_size / bare_step_time(run, step_repeats)
     run.checkpointer.close()
     rounds.append({"wall_s": wall, "steady_state_steps": steady_steps, "end_to_end_images_per_s": end_to_end_rate,
                    "step_images_per_s": step_rate, "ratio": end_to_end_rate / step_rate})
@@ -148,7 +151,8 @@ def end_to_end(args) -> None:
       "step_images_per_s": step_rate, "end_to_end_images_per_s": end_to_end_rate,
       "ratio": float(np.median([r["ratio"] for r in rounds])), "rounds": rounds,
       "timing": "per round, end to end: images/s logged by the loop, weighted over every logging interval but the "
-                "first; step: median over repeats of 10 chained steps on one fixed batch, synced once per repeat. "
+                "first; step: median over repeats of 10 chained steps on one fixed batch, synced once per repeat, "
+                "as many steps as the run's steady state (at least --repeats repeats). "
                 "ratio: the median of the rounds' ratios; the rates: the medians of the rounds' rates",
   }
   print(f"{args.config}: step {step_rate:,.0f} img/s, end to end {end_to_end_rate:,.0f} img/s, "

@@ -45,3 +45,16 @@ def test_train_benchmark(tmp_path, bundled_dir):
   for row in result["rows"]:
     assert row["step_s"] > 0 and row["meets_goal"] is None
   assert result["rows"][0]["overhead_vs_vicreg"] == 0.0
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_train_benchmark_end_to_end_times_the_real_loop_against_its_step(tmp_path, bundled_dir):
+  # The smoke config logs and checkpoints every step: 6 steps leave 5 logged intervals after the compiling one.
+  result = _run("experiments/bench/train.py", tmp_path / "e2e.json", f"--data_dir={bundled_dir}", "--end_to_end",
+                "--config=configs/default.py:smoke", "--steps=6", "--rounds=1")
+  assert result["benchmark"] == "train_end_to_end" and result["on_device"] is True
+  assert (result["total_steps"], result["steady_state_steps"], result["log_every"]) == (6, 5, 1)
+  (only_round,) = result["rounds"]
+  assert result["end_to_end_images_per_s"] > 0 and result["step_images_per_s"] > 0
+  assert result["ratio"] == pytest.approx(result["end_to_end_images_per_s"] / result["step_images_per_s"])
+  assert only_round["ratio"] == result["ratio"]
