@@ -45,6 +45,7 @@ def add_output_flags(parser) -> None:
 # Flags that say where a script keeps its files, or which share of a grid this
 # process trains and whether it only gathers finished runs: none changes a number,
 # so the command that reproduces a result leaves them out (value: takes an argument).
+# A benchmark's `--output` stays: it names which committed file the command rewrites.
 BOOKKEEPING_FLAGS = {"--workdir": True, "--data_dir": True, "--output_dir": True, "--worker": True,
                      "--num_workers": True, "--collect_only": False, "--keep_published": False}
 

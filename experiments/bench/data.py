@@ -40,6 +40,7 @@ from flax import nnx
 from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from experiments import _common  # noqa: E402
 from experiments.bench import jpeg_dataset  # noqa: E402
 from experiments.bench.losses import device_description  # noqa: E402
 from experiments.bench.losses import device_name  # noqa: E402
@@ -155,7 +156,7 @@ def bench_jpeg(args) -> dict:
   return {
       "benchmark": "data_jpeg", "device": device_name(), "device_description": device_description(),
       "jax_version": jax.__version__, "date": datetime.date.today().isoformat(),
-      "command": "python experiments/bench/data.py " + " ".join(sys.argv[1:]),
+      "command": _common.reproducing_command(), "invoked_as": _common.command_line(),
       "dataset": f"synthetic: {args.num_jpegs} JPEGs of 300-500 px (quality 90), tfds array_record",
       "image_size": args.image_size, "batch_size": args.jpeg_batch, "batches_timed": args.jpeg_batches,
       "decode_one_core_images_per_s": decode_rates,

@@ -35,7 +35,6 @@ import json
 import os
 import pathlib
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -255,6 +254,10 @@ def main() -> None:
   if args.device is None:
     import jax
     args.device = "cpu" if jax.default_backend() == "cpu" else jax.default_backend()
+  # Here, not at the top: the measured worker processes import this module and must not pay for jax or
+  # matplotlib, which `_common` imports.
+  from experiments import _common  # noqa: PLC0415
+
   load_before = os.getloadavg()
   rows = []
   print(f"{'n':>7s} {'ours (s)':>9s} {'ref (s)':>9s} {'speedup':>8s} {'peak GB':>8s} {'ref GB':>7s}  values match")
@@ -271,8 +274,7 @@ def main() -> None:
       "device": args.device,
       "device_description": cpu_description(),
       "date": datetime.date.today().isoformat(),
-      "command": "python " + " ".join(shlex.quote(a) for a in [str(pathlib.Path(__file__).relative_to(ROOT))]
-                                                                + sys.argv[1:]),
+      "command": _common.reproducing_command(), "invoked_as": _common.command_line(),
       "small": args.small,
       "repeats": args.repeats,
       "data": f"x1: {args.dim}-d float32, 30 Gaussian clusters (centres 2 N(0, I), unit noise); x2 = x1 + 0.7 N(0, I)",

@@ -35,6 +35,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from experiments import _common  # noqa: E402
 from experiments.bench.losses import device_description  # noqa: E402
 from experiments.bench.losses import device_name  # noqa: E402
 from experiments.bench.losses import time_call  # noqa: E402
@@ -143,7 +144,7 @@ def end_to_end(args) -> None:
   result = {
       "benchmark": "train_end_to_end", "device": device_name(), "device_description": device_description(),
       "jax_version": jax.__version__, "date": datetime.date.today().isoformat(),
-      "command": "python experiments/bench/train.py " + " ".join(sys.argv[1:]), "config": args.config,
+      "command": _common.reproducing_command(), "invoked_as": _common.command_line(), "config": args.config,
       "overrides": args.set, "dtype": config.model.dtype,
       "on_device": run.on_device, "global_batch_size": config.train.global_batch_size,
       "log_every": config.train.log_every, "checkpoint_every": config.train.checkpoint_every,
@@ -191,7 +192,7 @@ def conv_backward(args) -> None:
   result = {
       "benchmark": "conv_backward", "device": device_name(), "device_description": device_description(),
       "jax_version": jax.__version__, "date": datetime.date.today().isoformat(),
-      "command": "python experiments/bench/train.py " + " ".join(sys.argv[1:]),
+      "command": _common.reproducing_command(), "invoked_as": _common.command_line(),
       "setup": f"resnet18 (CIFAR stem, width 64) + projector 2048-2048-2048, VICReg, 2 views of 32 px, batch {batch}",
       "step_s": seconds, "speedup": seconds["lax"] / seconds["jax_ssl"],
       "torch_step_s_reported": {"value": 2.47, "source": "issue 11: torch 2.14 on 2 threads, same model and batch"},
