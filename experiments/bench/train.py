@@ -130,8 +130,9 @@ def end_to_end(args) -> None:
     run = loop.Run(config, workdir / "bare")
     # As many steps as the run's steady state: a median of a few short repeats swings by 10% on a shared
     # CPU while the run's own rate, averaged over its whole window, does not.
-    step_repeats = max(args.repeats, steady_steps // 10)
-    step_rate = config.train.global_batch_size / bare_step_time(run, step_repeats)
+    steps_per_repeat = 10
+    step_repeats = max(args.repeats, steady_steps // steps_per_repeat)
+    step_rate = config.train.global_batch_size / bare_step_time(run, step_repeats, steps_per_repeat)
     run.checkpointer.close()
     rounds.append({"wall_s": wall, "steady_state_steps": steady_steps, "end_to_end_images_per_s": end_to_end_rate,
                    "step_images_per_s": step_rate, "ratio": end_to_end_rate / step_rate})
