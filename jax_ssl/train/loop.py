@@ -409,8 +409,10 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh 
         break
   finally:
     run.stop_feed()
-    run.checkpointer.wait()
-    run.checkpointer.close()
+    try:
+      run.checkpointer.wait()
+    finally:
+      run.checkpointer.close()
   summary = {"status": status, "step": run.step, "total_steps": run.total_steps, "workdir": str(workdir)}
   if status == "completed" and config.eval.report and eval_data is not None:
     results = eval_data.final()

@@ -131,3 +131,56 @@ def test_load_encoder_knows_each_heads_output(tmp_path, bundled_dir):
   config.model.update(backbone="vit_micro", patch_size=4)
   with pytest.raises(ValueError, match="an MAE run has no projector embeddings"):
     encoder_lib.initial_encoder(config, output="projector")
+
+
+def _tree():
+  import jax.numpy as jnp
+  return {"weights": jnp.arange(12.0).reshape(3, 4), "count": jnp.asarray(7, jnp.int32)}
+
+
+def _abstract_tree(tree):
+  import jax
+  return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding), tree)
+
+
+def test_a_background_save_writes_the_state_as_it_was_when_save_returned(tmp_path):
+  # The loop's next step donates the state's buffers as soon as `save` returns; the checkpoint must still hold
+  # the values of the saved step, so the save works from its own device copy.
+  from jax_ssl.train import checkpoint
+
+  manager = checkpoint.Checkpointer(tmp_path / "checkpoints", save_every=10, keep=3, background=True)
+  tree = _tree()
+  expected = {name: np.asarray(leaf) for name, leaf in tree.items()}
+  assert manager.save(10, tree) and not manager.save(11, tree), "step 11 is neither due nor forced"
+  for leaf in tree.values():
+    leaf.delete()  # what donation does to the caller's arrays
+  assert manager.save(13, _tree(), force=True)
+  manager.wait()
+  step, restored = manager.restore_state(10, _abstract_tree(_tree()))
+  manager.close()
+  assert step == 10
+  for name, value in expected.items():
+    np.testing.assert_array_equal(np.asarray(restored[name]), value)
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [10, 13]
+
+
+def test_a_failed_background_save_is_raised_by_the_next_save_or_wait(tmp_path):
+  import errno
+
+  from jax_ssl.train import checkpoint
+
+  manager = checkpoint.Checkpointer(tmp_path / "checkpoints", save_every=1, keep=3, background=True)
+
+  def full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  manager._manager.save = full_disk
+  manager.save(1, _tree())
+  with pytest.raises(OSError, match="No space left"):
+    manager.wait()
+  manager.wait()  # the error is raised once, not again by every later call
+  manager.save(2, _tree())
+  manager._pending.exception()  # let the failing save finish, so the next save finds it done
+  with pytest.raises(OSError, match="No space left"):
+    manager.save(3, _tree())
+  manager.close()
