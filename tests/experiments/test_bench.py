@@ -61,3 +61,41 @@ def test_train_benchmark_end_to_end_times_the_real_loop_against_its_step(tmp_pat
   # The recorded command reproduces this file: where the data was prepared is left out, the output kept.
   assert result["command"].startswith("python experiments/bench/train.py --small --output ")
   assert "--data_dir" not in result["command"] and f"--data_dir={bundled_dir}" in result["invoked_as"]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_step_profile_accounts_for_the_step_by_kind_and_phase(tmp_path, bundled_dir):
+  result = _run("experiments/bench/step_profile.py", tmp_path / "profile.json", f"--data_dir={bundled_dir}",
+                "--repeats=1")
+  assert result["benchmark"] == "step_profile" and result["op_s_per_step"] > 0
+  assert sum(result["share_by_kind"].values()) == pytest.approx(1.0)
+  assert sum(result["seconds_by_phase"].values()) == pytest.approx(result["op_s_per_step"])
+  # The small CNN convolves forward and backward, and its views are cut on the device.
+  phases = result["seconds_by_kind_and_phase"]
+  assert phases["convolution/forward"] > 0 and phases["convolution/backward"] > 0
+  assert result["seconds_by_phase"]["augmentation"] > 0
+  (form,) = result["weight_gradient_forms"]
+  assert set(form["seconds"]) == {"taps", "flat", "contracted"} and max(form["relative_error"].values()) < 1e-5
+
+
+def test_step_profile_sorts_hlo_ops_by_what_they_compute():
+  import jax
+  import jax.numpy as jnp
+
+  from experiments.bench import step_profile
+
+  def loss(x, w):
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(jax.nn.relu(y) @ jnp.ones((4, 2)))
+
+  x, w = jnp.ones((2, 6, 6, 3)), jnp.ones((3, 3, 3, 4))
+  text = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(x, w).compile().as_text()
+  computations, instructions = step_profile.parse_hlo(text)
+  classified = {step_profile.classify(name, computations, instructions) for name in instructions}
+  assert {("convolution", "forward"), ("convolution", "backward")} <= classified
+  assert any(kind == "matmul" for kind, _ in classified)
+  assert step_profile.kind_of(["parameter", "transpose", "copy"]) == "layout"
+  assert step_profile.kind_of(["parameter", "add", "maximum"]) == "elementwise"
+  assert step_profile.kind_of(["parameter", "add", "reduce"]) == "reduction"
+  assert step_profile.phase_of("jit(step)/jit(_multi_crop)/vmap()/while/body/select_n") == "augmentation"
+  assert step_profile.phase_of("jit(step)/transpose(jvp())/conv_general_dilated") == "backward"
