@@ -186,7 +186,12 @@ def profile_step(run: loop.Run, steps: int) -> dict:
     by_kind_and_phase[f"{kind}/{phase}"] += seconds / steps
     by_op[name] += seconds / steps
   total = sum(by_kind.values())
-  heaviest = sorted(by_op.items(), key=lambda item: -item[1])[:15]
+  def described(name: str, seconds: float) -> dict:
+    kind, phase = classify(name, computations, instructions)
+    return {"op": name, "s_per_step": seconds, "kind": kind, "phase": phase,
+            "op_name": instructions.get(name, {}).get("op_name", "")[-160:]}
+
+  ranked = [described(name, seconds) for name, seconds in sorted(by_op.items(), key=lambda item: -item[1])]
   return {
       "module": module, "steps_traced": steps, "wall_s_per_step": wall, "op_s_per_step": total,
       "flops_per_step": flops, "achieved_gflop_per_s": flops / wall * 1e-9,
@@ -194,9 +199,8 @@ def profile_step(run: loop.Run, steps: int) -> dict:
       "share_by_kind": {kind: by_kind.get(kind, 0.0) / total for kind in KINDS} if total else {},
       "seconds_by_phase": dict(sorted(by_phase.items(), key=lambda item: -item[1])),
       "seconds_by_kind_and_phase": dict(sorted(by_kind_and_phase.items(), key=lambda item: -item[1])),
-      "heaviest_ops": [{"op": name, "s_per_step": seconds, "kind": classify(name, computations, instructions)[0],
-                        "phase": classify(name, computations, instructions)[1],
-                        "op_name": instructions.get(name, {}).get("op_name", "")[-160:]} for name, seconds in heaviest],
+      "heaviest_ops": ranked[:15],
+      "heaviest_ops_by_kind": {kind: [op for op in ranked if op["kind"] == kind][:5] for kind in KINDS},
   }
 
 
