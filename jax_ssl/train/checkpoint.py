@@ -97,6 +97,16 @@ class Checkpointer:
     self._worker = (concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jax_ssl_checkpoint")
                     if background else None)
     self._pending: concurrent.futures.Future | None = None
+    self._copy = _device_copy
+
+  def prepare(self, state: TrainState) -> None:
+    """Compile the saves' device copy for `state`'s layout now, so that the first save does not compile.
+
+    Args:
+      state: a train state (concrete, or `jax.ShapeDtypeStruct`s with shardings) of the layout later saved.
+    """
+    if self._worker is not None:
+      self._copy = _device_copy.lower(state).compile()
 
   def due(self, step: int) -> bool:
     """Whether `step` is a regular save step (a multiple of `save_every`), with no device work.
@@ -136,7 +146,7 @@ class Checkpointer:
     if not (force or self.due(step)):
       return False
     self._raise_failed_save()
-    copy = _device_copy(state)
+    copy = self._copy(state)
     self._pending = self._worker.submit(self._orbax_save, step, copy, force)
     return True
 

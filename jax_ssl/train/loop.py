@@ -237,6 +237,7 @@ class Run:
     self.checkpointer = checkpoint.Checkpointer(self.workdir / CHECKPOINT_DIR,
                                                 save_every=config.train.checkpoint_every,
                                                 keep=config.train.keep_checkpoints)
+    self.checkpointer.prepare(self.state)
     self.embedder = evaluation.Embedder(self.definitions.eval_network, config.views.size, self.spec.mean,
                                         self.spec.std, self.mesh)
     self.step = 0
