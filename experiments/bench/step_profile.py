@@ -1,7 +1,7 @@
 """Where the training step's time goes: XLA's own per-op timings, grouped by what each op computes.
 
-  python experiments/bench/step_profile.py            # ResNet-18 CIFAR step, batch 64: results/step-profile-<device>.json
-  python experiments/bench/step_profile.py --small    # seconds; for a quick check
+  python experiments/bench/step_profile.py          # ResNet-18 CIFAR step, batch 64: results/step-profile-<device>.json
+  python experiments/bench/step_profile.py --small  # seconds; for a quick check
 
 Issue 11 asks why the CPU step (ResNet-18 with the CIFAR stem, a
 2048-2048-2048 projector, VICReg, two 32 px views, batch 64) is slower than
@@ -256,12 +256,12 @@ def weight_gradient_forms(batch: int, stages: list[tuple[int, int]], repeats: in
       value = np.asarray(compiled(x, dy), np.float64)
       reference = value if reference is None else reference
       errors[name] = float(np.max(np.abs(value - reference)) / np.max(np.abs(reference)))
-      seconds[name] = time_call(lambda compiled=compiled: compiled(x, dy), repeats=repeats, min_total_s=0)
+      seconds[name] = time_call(lambda compiled=compiled, x=x, dy=dy: compiled(x, dy), repeats=repeats, min_total_s=0)
     if max(errors.values()) > 1e-5:
       raise AssertionError(f"a weight-gradient form disagrees with the taps at {side} px: {errors}")
     rows.append({"input": [batch, side, side, channels], "seconds": seconds, "relative_error": errors})
-    print(f"weight gradient at {side} px x {channels}: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in seconds.items()),
-          flush=True)
+    timings = ", ".join(f"{form_name} {form_seconds * 1e3:.0f} ms" for form_name, form_seconds in seconds.items())
+    print(f"weight gradient at {side} px x {channels}: {timings}", flush=True)
   return rows
 
 
