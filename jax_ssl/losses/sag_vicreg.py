@@ -228,7 +228,7 @@ def sag_vicreg_loss(
   the k nearest; before training it rarely is, and pulling each image toward
   other images' views never makes it so: the walk draws the own pair for 2%
   of the images over 3000 steps on `digits`, and the encoder ends below its
-  own initialisation (kNN 0.47 against 0.85). The two graphs that keep the
+  own initialisation (kNN 0.49 against 0.85). The two graphs that keep the
   own pair in reach both learn. `same_view` (a kNN graph over the first
   view's images, self included, so the walk stays on image i for about 3 in
   4 images and otherwise moves to a close image j, whose second view is the
@@ -236,8 +236,9 @@ def sag_vicreg_loss(
   `digits` and `shapes` (3000 steps, 3 seeds); `cross_view_own` (the own
   second view always a neighbour at adjusted distance 0) learns, but stays
   below VICReg's kNN probe on `digits` and its fine-level probes on `shapes`
-  at that length (experiments/RESULTS.md, `sag_vicreg_readings`). `scale_over` and `regularize` keep App. I's and
-  Alg. 1's choices; the other values remain options.
+  at that length (experiments/RESULTS.md, `sag_vicreg_readings`).
+  `scale_over` and `regularize` keep App. I's and Alg. 1's choices; the
+  other values remain options.
 
   Args:
     key: PRNG key of the walk.
