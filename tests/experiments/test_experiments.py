@@ -408,3 +408,57 @@ def test_a_preempted_training_stops_the_grid_without_publishing_it(tmp_path, mon
   assert str(stopped.value).startswith("digits vicreg seed 0: training in ")
   assert f"was preempted at step 1 of {steps}" in str(stopped.value)
   assert not grid.run_file("digits", "vicreg", 0).exists()
+
+
+def _agreement_reference(a, b, labels, others):
+  """float64: label agreement of each row's `others` nearest rows of b by cosine distance, itself left out."""
+  a = np.asarray(a, np.float64) / np.linalg.norm(a, axis=1, keepdims=True)
+  b = np.asarray(b, np.float64) / np.linalg.norm(b, axis=1, keepdims=True)
+  agree = []
+  for i in range(len(a)):
+    order = [j for j in np.argsort(1.0 - b @ a[i]) if j != i][:others]
+    agree.extend(labels[j] == labels[i] for j in order)
+  return float(np.mean(agree))
+
+
+@pytest.mark.parametrize("graph,scale_over", [("cross_view_own", "row"), ("same_view", "neighbours")])
+def test_sag_vicreg_pairing_statistics_against_a_per_row_reference(graph, scale_over):
+  import types
+
+  from experiments import sag_vicreg_pairing
+  rng = np.random.default_rng(3)
+  z1 = rng.normal(size=(24, 6)).astype(np.float32)
+  z2 = (z1 + 0.8 * rng.normal(size=z1.shape)).astype(np.float32)
+  labels = rng.integers(0, 3, size=24)
+  method = types.SimpleNamespace(k=5, percentile=20.0, graph=graph, scale_over=scale_over)
+  stats = sag_vicreg_pairing.pairing_statistics(jax.random.key(0), z1, z2, labels, method)
+  cosine = (z1 / np.linalg.norm(z1, axis=1, keepdims=True)) @ (z2 / np.linalg.norm(z2, axis=1, keepdims=True)).T
+  assert stats["own_view_top1"] == pytest.approx(np.mean(np.argmax(cosine, axis=1) == np.arange(24)))
+  # Both graphs: the own candidate plus the k - 1 = 4 nearest others.
+  assert stats["cross_view_neighbours_same_class"] == pytest.approx(_agreement_reference(z1, z2, labels, 4))
+  assert stats["same_view_neighbours_same_class"] == pytest.approx(_agreement_reference(z1, z1, labels, 4))
+  assert 0.0 < stats["self_pair_rate"] < 1.0
+  # Drawn partners are graph neighbours: one class everywhere agrees always, distinct classes never.
+  for same, expected in ((np.zeros(24, int), 1.0), (np.arange(24), 0.0)):
+    drawn = sag_vicreg_pairing.pairing_statistics(jax.random.key(0), z1, z2, same, method)
+    assert drawn["partner_same_class"] == expected
+    assert drawn["cross_view_neighbours_same_class"] == expected == drawn["same_view_neighbours_same_class"]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_sag_vicreg_pairing_tracks_each_reading_over_training(tmp_path):
+  env = {**os.environ, "PYTHONPATH": os.getcwd()}
+  result = subprocess.run([sys.executable, "experiments/sag_vicreg_pairing.py", "--small", "--readings",
+                           "same_view+row", "--output_dir", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  data = json.loads((tmp_path / "results" / "sag_vicreg_pairing.json").read_text())
+  assert list(data["results"]) == ["same_view+row"]
+  run = data["results"]["same_view+row"]["runs"][0]
+  assert run["steps"] == [0, 1, 2]  # every step at --small, and after the last
+  for name in ("own_view_top1", "partner_same_class", "cross_view_neighbours_same_class",
+               "same_view_neighbours_same_class", "self_pair_rate"):
+    assert len(run[name]) == 3 and all(0.0 <= value <= 1.0 for value in run[name])
+  typo = subprocess.run([sys.executable, "experiments/sag_vicreg_pairing.py", "--small", "--readings", "same_veiw"],
+                        capture_output=True, text=True, env=env, timeout=300)
+  assert typo.returncode == 2 and "unknown same_veiw" in typo.stderr
