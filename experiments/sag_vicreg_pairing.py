@@ -48,6 +48,7 @@ from flax import nnx  # noqa: E402
 from experiments import _common  # noqa: E402
 from experiments import _pretraining  # noqa: E402
 from experiments import sag_vicreg_readings  # noqa: E402
+from jax_ssl import ops  # noqa: E402
 from jax_ssl.data import sources  # noqa: E402
 from jax_ssl.data import views as views_lib  # noqa: E402
 from jax_ssl.losses import sag_vicreg  # noqa: E402
@@ -73,17 +74,15 @@ def neighbour_agreement(affinity: np.ndarray, labels: np.ndarray) -> float:
 def pairing_statistics(key: jax.Array, z1: np.ndarray, z2: np.ndarray, labels: np.ndarray, method) -> dict:
   """The statistics of one batch of embeddings (see the module docstring) under `method`'s reading."""
   rows = np.arange(len(labels))
-  cosine = (z1 / np.linalg.norm(z1, axis=1, keepdims=True)) @ (z2 / np.linalg.norm(z2, axis=1, keepdims=True)).T
-  walk = np.asarray(sag_vicreg.walk_affinity(z1, z2, method.k, method.percentile, method.graph, method.scale_over))
-  partners = np.asarray(jax.vmap(lambda k: sag_vicreg.random_walk_pairs(k, walk))(
+  graphs = {graph: np.asarray(sag_vicreg.walk_affinity(z1, z2, method.k, method.percentile, graph,
+                                                       method.scale_over))
+            for graph in dict.fromkeys(("cross_view_own", "same_view", method.graph))}
+  partners = np.asarray(jax.vmap(lambda k: sag_vicreg.random_walk_pairs(k, graphs[method.graph]))(
       jax.random.split(key, WALKS_PER_BATCH)))
   moved = partners != rows
   same_class = labels[partners] == labels
-  graphs = {graph: np.asarray(sag_vicreg.walk_affinity(z1, z2, method.k, method.percentile, graph,
-                                                       method.scale_over))
-            for graph in ("cross_view_own", "same_view")}
   return {
-      "own_view_top1": float(np.mean(np.argmax(cosine, axis=1) == rows)),
+      "own_view_top1": float(np.mean(np.argmax(ops.cosine_similarities(z1, z2), axis=1) == rows)),
       "partner_same_class": float(np.sum(same_class & moved) / max(np.sum(moved), 1)),
       "cross_view_neighbours_same_class": neighbour_agreement(graphs["cross_view_own"], labels),
       "same_view_neighbours_same_class": neighbour_agreement(graphs["same_view"], labels),
@@ -105,7 +104,6 @@ class Probe:
     keys = jax.random.split(jax.random.key(seed + 1), num_batches)
     # (batch index) -> [first views, second views], normalised as the training step makes them.
     self.views = [views_lib.multi_crop(key, batch_images, specs)[:2] for key, batch_images in zip(keys, images)]
-    self.definitions = run.definitions
     self.method = run.method
     self.key = jax.random.key(seed + 2)
     definition = run.definitions.network
