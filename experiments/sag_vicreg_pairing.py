@@ -1,7 +1,13 @@
 """Whom does SAG-VICReg's walk pair each image with, and is it the same class? Tracked over training.
 
-  python experiments/sag_vicreg_pairing.py            # digits, seed 0, 3000 steps per reading
+  python experiments/sag_vicreg_pairing.py --seeds 3  # digits, 3 seeds, 3000 steps per reading and seed
   python experiments/sag_vicreg_pairing.py --small    # seconds; for the tests
+
+Each finished run (a reading and a seed) is kept as a JSON in `--workdir`, and a
+rerun skips it. Workers (`--worker i --num_workers n`) sharing a workdir each
+train every n-th run; the one that finds every run done writes the results.
+`--keep_published` takes the runs that the published JSON holds under the same
+setup instead of training them again.
 
 sag_vicreg_readings left a question open: `cross_view_own+row` ends below its
 initialisation, while `same_view+row` learns, though both draw the own pair for
@@ -26,13 +32,16 @@ mode, one batch of the run's size at a time), and per batch:
     the label agreement of every neighbour (the own pair left out) of the two
     graphs on the same embeddings, whatever the reading trains with;
   - `self_pair_rate`, as the loss logs it.
-Writes experiments/results/sag_vicreg_pairing.json and a figure.
+Writes experiments/results/sag_vicreg_pairing.json (each run's series, and the mean and std
+over seeds of each statistic at the first and last probe) and a figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -168,6 +177,60 @@ def plot(results: dict):
   return fig
 
 
+def _run_file(workdir: pathlib.Path, name: str, seed: int) -> pathlib.Path:
+  return workdir / "series" / name.replace("+", "_") / f"seed{seed}.json"
+
+
+def _declaration(setup: dict, name: str) -> dict:
+  """What a run's numbers depend on: the probe's setup and the reading (config file, overrides)."""
+  variant = READINGS[name]
+  # Through JSON, so that a declaration read back from a file compares equal.
+  return json.loads(json.dumps({"setup": setup, "config_file": variant.config_file,
+                                "overrides": dict(variant.overrides)}))
+
+
+def _finished_run(path: pathlib.Path, declaration: dict) -> dict | None:
+  """The run `path` holds if it was trained under `declaration`, else None."""
+  if not path.exists():
+    return None
+  stored = json.loads(path.read_text())
+  return stored["run"] if stored["declaration"] == declaration else None
+
+
+def _write_run(path: pathlib.Path, declaration: dict, run: dict) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  temporary = path.with_suffix(".tmp")
+  temporary.write_text(json.dumps({"declaration": declaration, "run": run}, indent=1) + "\n")
+  temporary.replace(path)
+
+
+def keep_published(published_path: pathlib.Path, workdir: pathlib.Path, setup: dict, chosen: list[str],
+                   seeds: int) -> int:
+  """Copies into the workdir every chosen run that the published JSON holds under the same declaration."""
+  if not published_path.exists():
+    return 0
+  published = json.loads(published_path.read_text())
+  written = 0
+  for name in chosen:
+    entry = published.get("results", {}).get(name)
+    declaration = _declaration(setup, name)
+    if entry is None or {"setup": published.get("setup"), "config_file": entry["config_file"],
+                         "overrides": entry["overrides"]} != declaration:
+      continue
+    for run in entry["runs"]:
+      path = _run_file(workdir, name, run["seed"])
+      if run["seed"] < seeds and _finished_run(path, declaration) is None:
+        _write_run(path, declaration, run)
+        written += 1
+  return written
+
+
+def summarise(runs: list[dict]) -> dict:
+  """Mean and std (ddof = 1) over the seeds of each statistic at the first and at the last probe."""
+  return {name: {"first": _pretraining._mean_std([run[name][0] for run in runs]),
+                 "last": _pretraining._mean_std([run[name][-1] for run in runs])} for name in STATISTICS}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   _common.add_output_flags(parser)
@@ -179,40 +242,67 @@ def main() -> None:
   parser.add_argument("--probe_every", type=int, default=250)
   parser.add_argument("--probe_batches", type=int, default=8, help="batches of the run's size in the probe set")
   parser.add_argument("--data_dir", default=None, help="where bundled datasets are (default: prepared afresh)")
+  parser.add_argument("--workdir", type=pathlib.Path, default=None,
+                      help="one JSON per reading and seed goes here; a rerun skips the finished ones "
+                           "(default: a fresh temporary folder)")
+  parser.add_argument("--worker", type=int, default=0, help="this worker's index, for parallel workers")
+  parser.add_argument("--num_workers", type=int, default=1, help="workers sharing --workdir; each takes every n-th run")
+  parser.add_argument("--keep_published", action="store_true",
+                      help="take the runs that the published JSON (under --output_dir) holds with the same "
+                           "setup instead of training them again")
   args = parser.parse_args()
   chosen = [name for name in args.readings.split(",") if name]
   unknown = [name for name in chosen if name not in READINGS]
   if unknown or not chosen:
     parser.error(f"--readings: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(READINGS)}")
+  if not 0 <= args.worker < args.num_workers:
+    parser.error("--worker must lie in [0, --num_workers)")
   started = time.perf_counter()
   scale = dict(_pretraining.SCALES["small" if args.small else "cpu"])
   if args.steps:
     scale["steps"] = args.steps
   probe_every = 1 if args.small else args.probe_every
   probe_batches = 1 if args.small else args.probe_batches
+  setup = {"dataset": args.dataset, "scale": scale, "probe_every": probe_every,
+           "probe_images": probe_batches * scale["batch"], "walks_per_batch": WALKS_PER_BATCH}
   data_dir = args.data_dir or tempfile.mkdtemp(prefix="jax_ssl_pairing_data_")
   sources.prepare(args.dataset, data_dir)
-  workdir = pathlib.Path(tempfile.mkdtemp(prefix="jax_ssl_pairing_"))
+  workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="jax_ssl_pairing_"))
+  if args.keep_published:
+    kept = keep_published(args.output_dir / "results" / f"{NAME}.json", workdir, setup, chosen, args.seeds)
+    print(f"kept {kept} published runs", flush=True)
+  jobs = [(name, seed) for name in chosen for seed in range(args.seeds)]
+  for name, seed in jobs[args.worker::args.num_workers]:
+    declaration, path = _declaration(setup, name), _run_file(workdir, name, seed)
+    if _finished_run(path, declaration) is not None:
+      continue
+    config = _pretraining.variant_config(READINGS[name], args.dataset, seed, scale, data_dir)
+    config_lib.validate(config, num_devices=jax.device_count())
+    train_dir = workdir / "train" / name.replace("+", "_") / str(seed)
+    shutil.rmtree(train_dir, ignore_errors=True)  # a run stopped halfway starts over: its probes began at step 0
+    series = train_and_probe(config, train_dir, data_dir, probe_every, probe_batches)
+    _write_run(path, declaration, {"seed": seed, **series})
+    print(f"{name:22s} seed {seed}: partner of the same class {series['partner_same_class'][0]:.3f} -> "
+          f"{series['partner_same_class'][-1]:.3f}, own view nearest {series['own_view_top1'][0]:.3f} -> "
+          f"{series['own_view_top1'][-1]:.3f}, self pair {series['self_pair_rate'][-1]:.3f}", flush=True)
+  finished = {job: _finished_run(_run_file(workdir, *job), _declaration(setup, job[0])) for job in jobs}
+  missing = [f"{name} seed {seed}" for (name, seed), run in finished.items() if run is None]
+  if missing:
+    # Another worker is still training these; the last worker to finish writes the results.
+    print(f"not written: still missing {', '.join(missing)}")
+    return
   results = {}
   for name in chosen:
+    runs = [finished[name, seed] for seed in range(args.seeds)]
     variant = READINGS[name]
-    runs = []
-    for seed in range(args.seeds):
-      config = _pretraining.variant_config(variant, args.dataset, seed, scale, data_dir)
-      config_lib.validate(config, num_devices=jax.device_count())
-      series = train_and_probe(config, workdir / name.replace("+", "_") / str(seed), data_dir, probe_every,
-                               probe_batches)
-      runs.append({"seed": seed, **series})
-      print(f"{name:22s} seed {seed}: partner of the same class {series['partner_same_class'][0]:.3f} -> "
-            f"{series['partner_same_class'][-1]:.3f}, own view nearest {series['own_view_top1'][0]:.3f} -> "
-            f"{series['own_view_top1'][-1]:.3f}, self pair {series['self_pair_rate'][-1]:.3f}", flush=True)
-    results[name] = {"config_file": variant.config_file, "overrides": dict(variant.overrides), "runs": runs}
+    results[name] = {"config_file": variant.config_file, "overrides": dict(variant.overrides),
+                     "summary": summarise(runs), "runs": runs}
   result = {
       "question": "cross_view_own+row ends below its initialisation and same_view+row learns, with the same "
                   "own-pair rate and pair weight: are the cross-view graph's other partners of another class "
                   "more often?",
-      "setup": {"dataset": args.dataset, "scale": scale, "probe_every": probe_every,
-                "probe_images": probe_batches * scale["batch"], "walks_per_batch": WALKS_PER_BATCH},
+      "setup": setup,
+      "seeds": args.seeds,
       "results": results,
   }
   _common.write_results(NAME, args.output_dir, result, plot(results), small=args.small, started=started)

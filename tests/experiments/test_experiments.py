@@ -446,19 +446,40 @@ def test_sag_vicreg_pairing_statistics_against_a_per_row_reference(graph, scale_
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_sag_vicreg_pairing_tracks_each_reading_over_training(tmp_path):
+def test_sag_vicreg_pairing_tracks_each_reading_over_training(bundled_dir, tmp_path):
+  from experiments import _pretraining
+  from experiments import sag_vicreg_pairing
   env = {**os.environ, "PYTHONPATH": os.getcwd()}
-  result = subprocess.run([sys.executable, "experiments/sag_vicreg_pairing.py", "--small", "--readings",
-                           "same_view+row", "--output_dir", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  data = json.loads((tmp_path / "results" / "sag_vicreg_pairing.json").read_text())
-  assert list(data["results"]) == ["same_view+row"]
-  run = data["results"]["same_view+row"]["runs"][0]
-  assert run["steps"] == [0, 1, 2]  # every step at --small, and after the last
-  for name in ("own_view_top1", "partner_same_class", "cross_view_neighbours_same_class",
-               "same_view_neighbours_same_class", "self_pair_rate"):
-    assert len(run[name]) == 3 and all(0.0 <= value <= 1.0 for value in run[name])
+  command = [sys.executable, "experiments/sag_vicreg_pairing.py", "--small", "--readings", "same_view+row", "--seeds",
+             "2", "--workdir", str(tmp_path / "runs"), "--num_workers", "2", "--data_dir", str(bundled_dir),
+             "--output_dir", str(tmp_path)]
+  first = subprocess.run([*command, "--worker", "0"], capture_output=True, text=True, env=env, timeout=300)
+  assert first.returncode == 0, first.stderr[-3000:]
+  # Worker 0 trains seed 0 only; the worker that finishes last writes the results.
+  assert "still missing same_view+row seed 1" in first.stdout
+  assert not (tmp_path / "results" / "sag_vicreg_pairing.json").exists()
+  last = subprocess.run([*command, "--worker", "1"], capture_output=True, text=True, env=env, timeout=300)
+  assert last.returncode == 0, last.stderr[-3000:]
+  published_path = tmp_path / "results" / "sag_vicreg_pairing.json"
+  data = json.loads(published_path.read_text())
+  assert list(data["results"]) == ["same_view+row"] and data["seeds"] == 2
+  assert "--worker" not in data["command"] and "--workdir" not in data["command"]
+  entry = data["results"]["same_view+row"]
+  assert [run["seed"] for run in entry["runs"]] == [0, 1]
+  for run in entry["runs"]:
+    assert run["steps"] == [0, 1, 2]  # every step at --small, and after the last
+    for name in sag_vicreg_pairing.STATISTICS:
+      assert len(run[name]) == 3 and all(0.0 <= value <= 1.0 for value in run[name])
+  last_values = [run["partner_same_class"][-1] for run in entry["runs"]]
+  assert entry["summary"]["partner_same_class"]["last"] == pytest.approx(
+      {"mean": np.mean(last_values), "std": np.std(last_values, ddof=1), "n": 2})
+  # A later session keeps the published runs of the same setup, and only those.
+  setup = data["setup"]
+  kept = sag_vicreg_pairing.keep_published(published_path, tmp_path / "later", setup, ["same_view+row"], 3)
+  assert kept == 2
+  assert sag_vicreg_pairing.keep_published(published_path, tmp_path / "later", setup, ["same_view+row"], 3) == 0
+  other_setup = {**setup, "scale": dict(_pretraining.SCALES["cpu"])}
+  assert sag_vicreg_pairing.keep_published(published_path, tmp_path / "other", other_setup, ["same_view+row"], 3) == 0
   typo = subprocess.run([sys.executable, "experiments/sag_vicreg_pairing.py", "--small", "--readings", "same_veiw"],
                         capture_output=True, text=True, env=env, timeout=300)
   assert typo.returncode == 2 and "unknown same_veiw" in typo.stderr
