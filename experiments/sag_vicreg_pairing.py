@@ -168,7 +168,7 @@ def plot(results: dict):
       axes[2].plot(run["steps"], run["same_view_neighbours_same_class"], color=color, linestyle="--")
   axes[0].set_title("drawn partner of the same class (own pair left out)", fontsize=9)
   axes[1].set_title("own second view nearest to z1", fontsize=9)
-  axes[2].set_title("neighbours of the same class: cross-view (solid), same-view (dashed)", fontsize=9)
+  axes[2].set_title("neighbours of the same class:\ncross-view graph (solid), same-view graph (dashed)", fontsize=9)
   for axis in axes:
     axis.set_xlabel("step")
     axis.set_ylim(0, 1)
