@@ -1,6 +1,6 @@
 """BYOL+T-REGS at CPU scale: the soft sphere's radius against BYOL's normalised loss, and T-REG's weights.
 
-  python experiments/byol_tregs_scale.py             # digits, 1 seed, 3000 steps per run (compare_methods' setting)
+  python experiments/byol_tregs_scale.py             # digits and shapes, 3 seeds, 3000 steps per run (compare_methods')
   python experiments/byol_tregs_scale.py --small     # seconds; for the tests
 
 BYOL+T-REGS as configs/byol_tregs.py first had it (BYOL's regression loss
@@ -48,8 +48,8 @@ VARIANTS = (
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  _pretraining.add_flags(parser, default_seeds=1)
-  parser.set_defaults(datasets="digits", features="backbone")
+  _pretraining.add_flags(parser, default_seeds=3)
+  parser.set_defaults(features="backbone")
   _pretraining.add_variants_flag(parser, VARIANTS)
   args = parser.parse_args()
   variants = _pretraining.chosen_variants(args, VARIANTS, parser)
