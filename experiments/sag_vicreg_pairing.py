@@ -257,6 +257,8 @@ def main() -> None:
     parser.error(f"--readings: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(READINGS)}")
   if not 0 <= args.worker < args.num_workers:
     parser.error("--worker must lie in [0, --num_workers)")
+  if args.num_workers > 1 and args.workdir is None:
+    parser.error("--num_workers above 1 needs a --workdir that the workers share")
   started = time.perf_counter()
   scale = dict(_pretraining.SCALES["small" if args.small else "cpu"])
   if args.steps:

@@ -483,3 +483,6 @@ def test_sag_vicreg_pairing_tracks_each_reading_over_training(bundled_dir, tmp_p
   typo = subprocess.run([sys.executable, "experiments/sag_vicreg_pairing.py", "--small", "--readings", "same_veiw"],
                         capture_output=True, text=True, env=env, timeout=300)
   assert typo.returncode == 2 and "unknown same_veiw" in typo.stderr
+  unshared = subprocess.run([sys.executable, "experiments/sag_vicreg_pairing.py", "--small", "--num_workers", "2"],
+                            capture_output=True, text=True, env=env, timeout=300)
+  assert unshared.returncode == 2 and "needs a --workdir that the workers share" in unshared.stderr
