@@ -205,7 +205,8 @@ def _commit() -> str | None:
     return None
 
 
-def _mean_std(values) -> dict:
+def mean_std(values) -> dict:
+  """{mean, std (ddof = 1; 0 for one value), n} of `values`: how every summary of these scripts reads."""
   values = np.asarray(values, float)
   return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
           "n": int(len(values))}
@@ -213,22 +214,22 @@ def _mean_std(values) -> dict:
 
 def summarise(entries: list[dict]) -> dict:
   """Mean and standard deviation (ddof = 1) over seeds of every score of `entries` (one features output each)."""
-  summary = {score: {level: _mean_std([e[score][level] for e in entries]) for level in entries[0][score]}
+  summary = {score: {level: mean_std([e[score][level] for e in entries]) for level in entries[0][score]}
              for score in SCORES}
   if "generalization" in entries[0]:
     summary["generalization"] = {
-        part: {key: _mean_std([e["generalization"][part][key] for e in entries]) for key in STRUCTURE}
+        part: {key: mean_std([e["generalization"][part][key] for e in entries]) for key in STRUCTURE}
         for part in TWO_MODEL}
   if entries[0].get("structure_to_inputs"):
-    summary["structure_to_inputs"] = {key: _mean_std([e["structure_to_inputs"][key] for e in entries])
+    summary["structure_to_inputs"] = {key: mean_std([e["structure_to_inputs"][key] for e in entries])
                                       for key in STRUCTURE}
   return summary
 
 
 def summarise_training(runs: list[dict]) -> dict:
   keys = set.intersection(*(set(run["training"]) for run in runs))
-  return {key: {"mean_over_training": _mean_std([run["training"][key]["mean"] for run in runs]),
-                "last": _mean_std([run["training"][key]["last"] for run in runs])} for key in sorted(keys)}
+  return {key: {"mean_over_training": mean_std([run["training"][key]["mean"] for run in runs]),
+                "last": mean_std([run["training"][key]["last"] for run in runs])} for key in sorted(keys)}
 
 
 @dataclasses.dataclass

@@ -198,10 +198,7 @@ def _finished_run(path: pathlib.Path, declaration: dict) -> dict | None:
 
 
 def _write_run(path: pathlib.Path, declaration: dict, run: dict) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  temporary = path.with_suffix(".tmp")
-  temporary.write_text(json.dumps({"declaration": declaration, "run": run}, indent=1) + "\n")
-  temporary.replace(path)
+  _pretraining.write_json(path, {"declaration": declaration, "run": run})
 
 
 def keep_published(published_path: pathlib.Path, workdir: pathlib.Path, setup: dict, chosen: list[str],
@@ -227,8 +224,8 @@ def keep_published(published_path: pathlib.Path, workdir: pathlib.Path, setup: d
 
 def summarise(runs: list[dict]) -> dict:
   """Mean and std (ddof = 1) over the seeds of each statistic at the first and at the last probe."""
-  return {name: {"first": _pretraining._mean_std([run[name][0] for run in runs]),
-                 "last": _pretraining._mean_std([run[name][-1] for run in runs])} for name in STATISTICS}
+  return {name: {"first": _pretraining.mean_std([run[name][0] for run in runs]),
+                 "last": _pretraining.mean_std([run[name][-1] for run in runs])} for name in STATISTICS}
 
 
 def main() -> None:
