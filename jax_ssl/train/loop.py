@@ -373,9 +373,6 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh 
     while run.step < run.total_steps:
       metrics = run.step_once()
       step = run.step
-      if step == first_step + 1:
-        # Throughput and ETA count from here: the first step compiled.
-        monitor.start(step)
       final = step == run.total_steps
       logging = step % config.train.log_every == 0 or final
       if logging:
@@ -394,6 +391,11 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh 
         if not logging:
           check_finite()
         run.checkpointer.save(step, run.state, force=True)
+      if step == first_step + 1:
+        # Throughput and ETA count from the end of the first step, its logging and its save: its call compiled
+        # and its first execution warms up the runtime, neither of which recurs. One wait, on this step only.
+        jax.block_until_ready(metrics)
+        monitor.start(step)
       if step == config.debug.pause_after_step:
         run.checkpointer.wait()
         monitor.message(f"paused after step {step} (debug.pause_after_step)")

@@ -65,14 +65,17 @@ class Monitor:
   def throughput(self, step: int) -> float:
     """Images per second since the last call (or `start`).
 
-    Must follow a call to `start`. Each call also becomes the reference point of the next one.
+    Each call also becomes the reference point of the next one.
 
     Args:
       step: the step just completed.
 
     Returns:
-      `images_per_step` times the steps since the last call, per second of wall time; NaN if no time passed.
+      `images_per_step` times the steps since the last call (or `start`), per second of wall time; 0 before
+      `start` (the first step, whose time is mostly compilation, is not a throughput); NaN if no time passed.
     """
+    if self._last_time is None:
+      return 0.0
     now = time.perf_counter()
     elapsed = now - self._last_time
     rate = (step - self._last_step) * self.images_per_step / elapsed if elapsed > 0 else float("nan")

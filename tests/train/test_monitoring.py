@@ -55,7 +55,7 @@ def test_read_metrics_merges_a_resumed_runs_records(tmp_path):
 
 
 def test_throughput_and_eta_count_from_the_step_after_compilation(bundled_dir, tmp_path, monkeypatch):
-  # The first call of the step stands for compilation: 2 s longer than any step.
+  # The first call of the step stands for compilation: 4 s longer than any step.
   jit_train_step = loop.step_lib.jit_train_step
 
   def slow_first_call(*args, **kwargs):
@@ -64,7 +64,7 @@ def test_throughput_and_eta_count_from_the_step_after_compilation(bundled_dir, t
 
     def timed(*step_args):
       if not calls:
-        time.sleep(2.0)
+        time.sleep(4.0)
       calls.append(1)
       return step(*step_args)
     return timed
@@ -77,5 +77,7 @@ def test_throughput_and_eta_count_from_the_step_after_compilation(bundled_dir, t
   loop.train(config, tmp_path)
   records = monitor.read_metrics(tmp_path)
   batch = config.train.global_batch_size
-  # Counting the first call would give at most batch / 2 s per step; from step 2 on it is not counted.
-  assert min(r["images_per_second"] for r in records[1:]) > 4 * batch / 2.0, records
+  # Counting the first call would give at most batch / 4 s per step; from step 2 on it is not counted, and a
+  # step of the smoke model takes well under 1 s even on a loaded 2-core machine.
+  assert records[0]["images_per_second"] == 0.0, records
+  assert min(r["images_per_second"] for r in records[1:]) > batch / 1.0, records
