@@ -7,7 +7,8 @@
 
 `--end_to_end` times what a user runs: `jax_ssl.main`'s loop on the config
 (data, augmentation, logging and checkpoints as configured; no final report),
-in steady state (the first logging interval, which compiles, is left out),
+in steady state (the loop's images/s count from the end of the compiling
+first step; the first logging interval, one step short, is left out),
 against the bare jitted step on one fixed batch of the same config, timed in
 the same process: `ratio = end_to_end_images_per_s / step_images_per_s`.
 
@@ -93,7 +94,11 @@ def step_time(config, workdir: pathlib.Path, repeats: int) -> float:
 
 
 def steady_state_images_per_s(workdir: pathlib.Path, batch_size: int) -> tuple[float, int]:
-  """Images/s over the logged intervals after the first (which holds the compilation), and the steps they span."""
+  """Images/s over the logged intervals after the first, and the steps they span.
+
+  The loop's first logged rate counts from the end of the compiling first step, so its interval is one step short
+  of the others and is left out.
+  """
   records = monitor.read_metrics(workdir)
   steps = [r["step"] for r in records]
   intervals = [(b - a, r["images_per_second"]) for a, b, r in zip(steps, steps[1:], records[1:])]
