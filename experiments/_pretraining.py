@@ -280,10 +280,7 @@ class Experiment:
                            self.features, self.two_model)
     result["wall_s"] = time.monotonic() - started
     result["commit"] = _commit()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    temporary.replace(path)
+    write_json(path, result)
     print(f"{dataset} {name} seed {seed}: done in {result['wall_s']:.0f} s", flush=True)
 
   def collect(self) -> dict:

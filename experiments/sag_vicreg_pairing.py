@@ -1,6 +1,6 @@
 """Whom does SAG-VICReg's walk pair each image with, and is it the same class? Tracked over training.
 
-  python experiments/sag_vicreg_pairing.py --seeds 3  # digits, 3 seeds, 3000 steps per reading and seed
+  python experiments/sag_vicreg_pairing.py           # digits, 3 seeds, 3000 steps per reading and seed
   python experiments/sag_vicreg_pairing.py --small    # seconds; for the tests
 
 Each finished run (a reading and a seed) is kept as a JSON in `--workdir`, and a
@@ -234,7 +234,7 @@ def main() -> None:
   parser.add_argument("--readings", default=",".join(DEFAULT_READINGS),
                       help=f"readings of sag_vicreg_readings to train; known: {', '.join(READINGS)}")
   parser.add_argument("--dataset", default="digits")
-  parser.add_argument("--seeds", type=int, default=1)
+  parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--steps", type=int, default=None, help="default: the readings' 3000 (2 with --small)")
   parser.add_argument("--probe_every", type=int, default=250)
   parser.add_argument("--probe_batches", type=int, default=8, help="batches of the run's size in the probe set")
