@@ -12,26 +12,30 @@
 
 Each writes a JSON file (every number), a Markdown summary where it says so,
 and figures, into --output_dir. Exit codes: 0 done, 2 bad input (one line on
-stderr says what and what to do).
+stderr says what and what to do; checked before anything is computed or
+trained), 130 stopped by Ctrl-C or a training it runs was preempted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 
 import numpy as np
 
+from jax_ssl import command
 from jax_ssl import protocols
 from jax_ssl.eval import figures
 from jax_ssl.eval import scores
 from jax_ssl.eval import trees
 from jax_ssl.train import loop
 
-EXIT_BAD_INPUT = 2
-EXIT_STOPPED = 130  # a training it runs was preempted or interrupted (the shell's code for a SIGINT stop)
+EXIT_BAD_INPUT = command.EXIT_BAD_INPUT
+EXIT_STOPPED = command.EXIT_INTERRUPTED  # a training it runs was preempted or interrupted
+NPY_MAGIC = b"\x93NUMPY"  # how every .npy file begins
 
 
 def _jsonable(value):
@@ -59,13 +63,20 @@ def _structure_table(rows: dict[str, dict[str, float]]) -> list[str]:
 
 
 def _load_rows(path: str) -> np.ndarray:
+  """The array of a .npy file, checked to hold real numbers with one row per item."""
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"{path} does not exist; give a .npy file with one row per item.")
+  with open(path, "rb") as file:
+    if file.read(len(NPY_MAGIC)) != NPY_MAGIC:
+      raise ValueError(f"{path} is not a .npy file (it does not begin with numpy's header); write the array with "
+                       "numpy.save.")
   try:
-    return np.load(path, allow_pickle=False)
+    rows = np.load(path, allow_pickle=False)
   except ValueError as error:
-    raise ValueError(f"{path} is not a numpy .npy array ({error}).") from None
+    raise ValueError(f"{path} is not a numpy array of numbers ({command.one_line(error).split('. ')[0]}).") from None
+  scores.as_rows(rows, str(path))  # one row per item, not empty, real numbers
+  return rows
 
 
 def run_structure(args) -> dict:
@@ -84,10 +95,11 @@ def run_structure(args) -> dict:
     FileNotFoundError: if a .npy file does not exist.
     ValueError: if a file is not a numpy array or the two sets cannot be compared (`scores.compare_structure`).
   """
+  output = _output_dir(args, f"structure-{pathlib.Path(args.first).stem}-vs-{pathlib.Path(args.second).stem}")
   first, second = _load_rows(args.first), _load_rows(args.second)
   result = scores.compare_structure(first, second, max_items=args.max_items, seed=args.seed)
   result.update(first=str(args.first), second=str(args.second))
-  output = _output_dir(args, f"structure-{pathlib.Path(args.first).stem}-vs-{pathlib.Path(args.second).stem}")
+  _created(output)
   items = result["items"]
   figures.dendrograms({pathlib.Path(args.first).name: trees.ward_linkage(scores.as_rows(first, "A")[items]),
                        pathlib.Path(args.second).name: trees.ward_linkage(scores.as_rows(second, "B")[items])},
@@ -136,11 +148,12 @@ def run_checkpoint(args) -> dict:
     FileNotFoundError: if the workdir, its checkpoint, the dataset or the hierarchy file is missing.
     ValueError: for invalid settings or inputs, as raised by the evaluation.
   """
+  output = _output_dir(args, str(pathlib.Path(args.workdir) / "eval"))
   result = protocols.evaluate_checkpoint(args.workdir, args.dataset, step=args.step, data_dir=args.data_dir,
                                          split=args.split, hierarchy_file=args.hierarchy, max_train=args.max_train,
                                          max_items=args.max_items, probe_epochs=args.probe_epochs, seed=args.seed,
                                          output=args.features)
-  output = _output_dir(args, str(pathlib.Path(args.workdir) / "eval"))
+  _created(output)
   figures.scores_by_level({"kNN": result["knn"], "linear": result["linear"], "Rand index": result["rand_index"]},
                           output / "scores_by_level.png", title=f"{result['method']} on {result['dataset']}")
   # The trees behind the structure numbers: pixels and features of the same evaluated items.
@@ -184,9 +197,10 @@ def run_dense(args) -> dict:
     FileNotFoundError: if the workdir, its checkpoint or the dataset is missing.
     ValueError: if the run's dataset has no masks.
   """
+  output = _output_dir(args, str(pathlib.Path(args.workdir) / "eval"))
   result = protocols.evaluate_dense(args.workdir, args.dataset, step=args.step, data_dir=args.data_dir,
                                     max_train=args.max_train, epochs=args.epochs, seed=args.seed)
-  output = _output_dir(args, str(pathlib.Path(args.workdir) / "eval"))
+  _created(output)
   figures.pca_maps(result["pca_images"], {"trained": result["pca"]["trained"],
                                           "initialisation": result["pca"]["initial"]}, output / "pca.png")
   _write_json(output / "dense.json", result)
@@ -241,8 +255,9 @@ def run_generalization(args) -> dict:
   path, _, arg = args.config.partition(":")
   name = f"generalization-{pathlib.Path(path).stem}" + (f"-{arg.replace(',', '-')}" if arg else "")
   workdir = pathlib.Path(args.workdir or pathlib.Path("workdirs") / name)
-  result = protocols.generalization(config, workdir, max_items=args.max_items, seed=args.seed, output=args.features)
   output = _output_dir(args, str(workdir / "eval"))
+  result = protocols.generalization(config, workdir, max_items=args.max_items, seed=args.seed, output=args.features)
+  _created(output)
   np.savez(output / "embeddings.npz", items=result["items"], **result["features"])
   figures.dendrograms({"model A": trees.ward_linkage(result["features"]["model_a"]),
                        "model B": trees.ward_linkage(result["features"]["model_b"])}, output / "dendrograms.png")
@@ -260,16 +275,51 @@ def run_generalization(args) -> dict:
 
 
 def _output_dir(args, default: str) -> pathlib.Path:
+  """The output directory, checked before anything is computed; it is created when the results are written.
+
+  Raises:
+    ValueError: it is a file, lies under a file, or cannot be written (one line).
+  """
   output = pathlib.Path(args.output_dir or default)
+  if output.exists() and not output.is_dir():
+    raise ValueError(f"--output_dir {output} is a file, not a directory: give a directory for the results.")
+  existing = next(path for path in (output.absolute(), *output.absolute().parents) if path.exists())
+  if not existing.is_dir():
+    raise ValueError(f"--output_dir {output} cannot be created: {existing} is a file.")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f"--output_dir {output} cannot be written ({existing} is not writable): give a writable "
+                     "directory.")
+  return output
+
+
+def _created(output: pathlib.Path) -> pathlib.Path:
+  """`output`, created now that there are results to write."""
   output.mkdir(parents=True, exist_ok=True)
   return output
 
 
-def _positive(text: str) -> int:
-  value = int(text)
-  if value < 3:
-    raise argparse.ArgumentTypeError(f"must be at least 3, got {value}")
-  return value
+def _at_least(minimum: int):
+  """An argparse type: an integer of at least `minimum`."""
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    return value
+  parse.__name__ = f"integer >= {minimum}"  # how argparse names the type in its messages
+  return parse
+
+
+_positive = _at_least(3)  # item counts: the structure scores need three items
+
+
+class _OneLineParser(argparse.ArgumentParser):
+  """argparse, whose errors are one line on stderr (`prog: message`) and exit code 2, without the usage block."""
+
+  def error(self, message: str):
+    command.fail(EXIT_BAD_INPUT, f"{message} (see --help)", prefix=self.prog)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -279,8 +329,8 @@ def parser() -> argparse.ArgumentParser:
     An `argparse.ArgumentParser` whose parsed namespace holds `command` and `run`, the function of the chosen
     subcommand.
   """
-  main = argparse.ArgumentParser(prog="python -m jax_ssl.evaluate", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+  main = _OneLineParser(prog="python -m jax_ssl.evaluate", description=__doc__.split("\n\n")[0],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
   commands = main.add_subparsers(dest="command", required=True, metavar="{structure,checkpoint,generalization}")
 
   structure = commands.add_parser("structure", help="compare the hierarchies of two sets of the same items")
@@ -292,13 +342,13 @@ def parser() -> argparse.ArgumentParser:
   checkpoint = commands.add_parser("checkpoint", help="evaluate a trained encoder per level of the label hierarchy")
   checkpoint.add_argument("--workdir", required=True, help="the training run's workdir")
   checkpoint.add_argument("--dataset", default=None, help="default: the dataset the run trained on")
-  checkpoint.add_argument("--step", type=int, default=None, help="default: the newest readable checkpoint")
+  checkpoint.add_argument("--step", type=_at_least(0), default=None, help="default: the newest readable checkpoint")
   checkpoint.add_argument("--data_dir", default=None)
   checkpoint.add_argument("--split", default="test")
   checkpoint.add_argument("--hierarchy", default=None, help="JSON file of extra levels (see jax_ssl.eval.hierarchy)")
-  checkpoint.add_argument("--max_train", type=int, default=10_000, help="train images that fit the probes")
+  checkpoint.add_argument("--max_train", type=_at_least(1), default=10_000, help="train images that fit the probes")
   checkpoint.add_argument("--max_items", type=_positive, default=2000, help="items for the Rand index and structure")
-  checkpoint.add_argument("--probe_epochs", type=int, default=100)
+  checkpoint.add_argument("--probe_epochs", type=_at_least(0), default=100, help="0 skips the linear probe")
   checkpoint.set_defaults(run=run_checkpoint)
 
   generalization = commands.add_parser("generalization", help="the two-model protocol of SAG-VICReg")
@@ -312,18 +362,19 @@ def parser() -> argparse.ArgumentParser:
   dense_probe.add_argument("--workdir", required=True, help="the training run's workdir (a dataset with masks)")
   dense_probe.add_argument("--dataset", default=None, help="default: the run's (one with masks or class maps: "
                            "shapes, ade20k)")
-  dense_probe.add_argument("--step", type=int, default=None, help="default: the newest readable checkpoint")
+  dense_probe.add_argument("--step", type=_at_least(0), default=None,
+                           help="default: the newest readable checkpoint")
   dense_probe.add_argument("--data_dir", default=None)
-  dense_probe.add_argument("--max_train", type=int, default=2000, help="train images that fit each head")
-  dense_probe.add_argument("--epochs", type=int, default=30, help="passes of each head over its images")
+  dense_probe.add_argument("--max_train", type=_at_least(1), default=2000, help="train images that fit each head")
+  dense_probe.add_argument("--epochs", type=_at_least(1), default=30, help="passes of each head over its images")
   dense_probe.set_defaults(run=run_dense)
 
-  for command in (checkpoint, generalization):
-    command.add_argument("--features", choices=("backbone", "projector"), default="backbone",
+  for subparser in (checkpoint, generalization):
+    subparser.add_argument("--features", choices=("backbone", "projector"), default="backbone",
                          help="evaluate the backbone's features or the projector's embeddings (the paper's)")
-  for command in (structure, checkpoint, generalization, dense_probe):
-    command.add_argument("--output_dir", default=None, help="where the JSON, Markdown and figures go")
-    command.add_argument("--seed", type=int, default=0, help="seed of subsampling, clustering and probes")
+  for subparser in (structure, checkpoint, generalization, dense_probe):
+    subparser.add_argument("--output_dir", default=None, help="where the JSON, Markdown and figures go")
+    subparser.add_argument("--seed", type=int, default=0, help="seed of subsampling, clustering and probes")
   return main
 
 
@@ -352,4 +403,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+  command.exit_on_ctrl_c("evaluate stopped by Ctrl-C; the checkpoints of any training it ran are kept: rerun the same "
+                         "command to resume.")
   sys.exit(main())

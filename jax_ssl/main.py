@@ -3,12 +3,13 @@
 Pretrains an encoder as the config says, in `--workdir` (default
 `workdirs/<config name>[-<arg>]`). Rerunning the same command resumes from
 the newest checkpoint there. Exit codes: 0 done (or preempted by SIGTERM
-with a checkpoint saved), 1 training failed (a NaN or inf loss, a full disk,
-another process of the run stopped: one line says which; details in
-WORKDIR/error.log), 2 the config or the data cannot run, or the config
-differs from the workdir's run (one line says why; nothing was compiled or
-restored), 130 stopped by Ctrl-C (the first saves a checkpoint; a second
-stops at once).
+with a checkpoint saved), 1 training failed (a NaN or inf loss or state, a
+full disk, another process of the run stopped: one line says which; details
+in WORKDIR/error.log), 2 the config, the data, the workdir or the multi-host
+environment cannot run, the config differs from the workdir's run, or
+another run holds the workdir (one line says why; nothing was compiled or
+restored), 130 stopped by Ctrl-C (the first saves a checkpoint; a second, or
+one before training starts, stops at once).
 
 Multi-host: set JAX_SSL_COORDINATOR=host:port, JAX_SSL_NUM_PROCESSES and
 JAX_SSL_PROCESS_ID (or run where `jax.distributed.initialize()` detects the
@@ -17,36 +18,33 @@ cluster on its own, with JAX_SSL_DISTRIBUTED=auto); every process runs the same 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import functools
+import importlib.util
 import logging as std_logging
+import math
 import os
 import pathlib
-import re
 import sys
 import threading
 
+import ml_collections
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from jax_ssl import command
+from jax_ssl.command import EXIT_BAD_INPUT as EXIT_BAD_CONFIG
+from jax_ssl.command import EXIT_FAILED
+from jax_ssl.command import EXIT_INTERRUPTED
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file: configs/<x>.py[:arg].", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the report go.")
 
-EXIT_FAILED = 1
-EXIT_BAD_CONFIG = 2
-EXIT_INTERRUPTED = 130  # the shell's code for a SIGINT stop
-
-
-def _fail(code: int, message: str):
-  print(f"jax_ssl: {message}", file=sys.stderr)
-  sys.exit(code)
-
-
-def _one_line(error: BaseException) -> str:
-  text = " ".join(str(error).split())
-  text = text.strip("'\"").replace("\\n", " ").replace("\\'", "'")
-  return re.sub(r"\s+", " ", text)
+_fail = command.fail
+_one_line = command.one_line
 
 
 def _config_file_error(text: str) -> str | None:
@@ -81,25 +79,66 @@ def parse_flags(argv: list[str]) -> list[str]:
   """
   try:
     return flags.FLAGS(argv)
-  except flags.Error as error:
-    config_error = _config_file_error(str(error))
-    if config_error:
-      _fail(EXIT_BAD_CONFIG, f"config error in --config {_config_argument(argv)}: {config_error}")
-    _fail(EXIT_BAD_CONFIG, f"bad flag: {_one_line(error)}")
-  except (AttributeError, KeyError) as error:
-    # ml_collections raises these for `--config.<key>=...` naming a key the config lacks.
-    message = _one_line(error)
-    key = next((a.split("=")[0].removeprefix("--config.") for a in argv[1:] if a.startswith("--config.")
-                and a.split("=")[0].removeprefix("--config.").split(".")[-1] in message), None)
-    _fail(EXIT_BAD_CONFIG, f"unknown config key {key or '?'!r} on the command line: {message}")
-  except ModuleNotFoundError as error:
-    if (error.name or "").split(".")[0] != "configs":
-      _fail(EXIT_BAD_CONFIG, f"cannot load the config: ModuleNotFoundError: {_one_line(error)}")
-    # The repository's config files share configs/common.py, importable from the repository root.
-    _fail(EXIT_BAD_CONFIG, f"the config file imports {error.name}, which is not importable from here: run from the "
-                           "repository root (the folder that holds configs/) or put that folder on PYTHONPATH.")
-  except Exception as error:  # noqa: BLE001 - a config file that fails to load or to apply overrides
-    _fail(EXIT_BAD_CONFIG, f"cannot load the config: {type(error).__name__}: {_one_line(error)}")
+  except Exception:  # noqa: BLE001 - re-raised below; a file whose get_config returned a dict is named first
+    _refuse_non_config_dict(argv)
+    try:
+      raise
+    except flags.Error as error:
+      _flag_error(argv, error)
+    except (AttributeError, KeyError) as error:
+      _key_error(argv, error)
+    except ModuleNotFoundError as error:
+      _module_error(error)
+    except Exception as error:  # noqa: BLE001 - a config file that fails to load or to apply overrides
+      _fail(EXIT_BAD_CONFIG, f"cannot load the config: {type(error).__name__}: {_one_line(error)}")
+
+
+def _flag_error(argv: list[str], error: flags.Error) -> None:
+  config_error = _config_file_error(str(error))
+  if config_error:
+    _fail(EXIT_BAD_CONFIG, f"config error in --config {_config_argument(argv)}: {config_error}")
+  _fail(EXIT_BAD_CONFIG, f"bad flag: {_one_line(error)}")
+
+
+def _key_error(argv: list[str], error: BaseException) -> None:
+  if "get_config" in str(error):  # ml_collections' loader found no get_config in the file
+    _fail(EXIT_BAD_CONFIG, f"the config file {_config_argument(argv).partition(':')[0]} defines no "
+                           "get_config(arg=None); a config file returns its config from that function.")
+  # ml_collections raises these for `--config.<key>=...` naming a key the config lacks.
+  message = _one_line(error)
+  key = next((a.split("=")[0].removeprefix("--config.") for a in argv[1:] if a.startswith("--config.")
+              and a.split("=")[0].removeprefix("--config.").split(".")[-1] in message), None)
+  _fail(EXIT_BAD_CONFIG, f"unknown config key {key or '?'!r} on the command line: {message}")
+
+
+def _module_error(error: ModuleNotFoundError) -> None:
+  if (error.name or "").split(".")[0] != "configs":
+    _fail(EXIT_BAD_CONFIG, f"cannot load the config: ModuleNotFoundError: {_one_line(error)}")
+  # The repository's config files share configs/common.py, importable from the repository root.
+  _fail(EXIT_BAD_CONFIG, f"the config file imports {error.name}, which is not importable from here: run from the "
+                         "repository root (the folder that holds configs/) or put that folder on PYTHONPATH.")
+
+
+def _refuse_non_config_dict(argv: list[str]) -> None:
+  """Exit 2 if the config file's `get_config` returns something other than a ConfigDict.
+
+  Called when parsing failed: the overrides on the command line fail on a plain dict before the flag holds
+  it, so the file is loaded again here to name the real problem.
+  """
+  loaded = flags.FLAGS["config"].value
+  path, _, arg = _config_argument(argv).partition(":")
+  if loaded is None and pathlib.Path(path).is_file():
+    try:
+      spec = importlib.util.spec_from_file_location("_jax_ssl_config_check", path)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      loaded = module.get_config(arg) if arg else module.get_config()
+    except Exception:  # noqa: BLE001 - the original error explains a file that does not load
+      return
+  if loaded is not None and not isinstance(loaded, ml_collections.ConfigDict):
+    _fail(EXIT_BAD_CONFIG, f"get_config in {path} returned a "
+                           f"{type(loaded).__name__}, not an ml_collections.ConfigDict: start it from "
+                           "jax_ssl.train.config.base_config() (or configs/common.py's bundled_base).")
 
 
 def _load_config():
@@ -107,10 +146,13 @@ def _load_config():
     _fail(EXIT_BAD_CONFIG, "--config is required, e.g. --config configs/default.py")
   try:
     config = _CONFIG.value
-    config.to_dict()  # a file that failed to load surfaces its error here
   except Exception as error:  # noqa: BLE001
     _fail(EXIT_BAD_CONFIG, f"cannot load the config {flags.FLAGS['config'].config_filename!r}: "
                            f"{type(error).__name__}: {_one_line(error)}")
+  if not isinstance(config, ml_collections.ConfigDict):
+    _fail(EXIT_BAD_CONFIG, f"get_config in {flags.FLAGS['config'].config_filename} returned a "
+                           f"{type(config).__name__}, not an ml_collections.ConfigDict: start it from "
+                           "jax_ssl.train.config.base_config() (or configs/common.py's bundled_base).")
   return config
 
 
@@ -131,7 +173,77 @@ def _default_workdir(argv: list[str]) -> pathlib.Path:
   return pathlib.Path("workdirs") / (f"{name}-{arg}" if arg else name)
 
 
-def initialize_distributed(peer_timeout_seconds: float) -> None:
+class DistributedSettingsError(ValueError):
+  """The multi-host environment variables are inconsistent; the message is one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Distributed:
+  """How the process joins a multi-process run: explicitly (coordinator, count, index) or by JAX's detection."""
+
+  coordinator: str | None = None
+  num_processes: int | None = None
+  process_id: int | None = None
+  auto: bool = False
+
+
+_VARIABLES = ("JAX_SSL_COORDINATOR", "JAX_SSL_NUM_PROCESSES", "JAX_SSL_PROCESS_ID", "JAX_SSL_DISTRIBUTED")
+
+
+def distributed_from_environment(environ=None) -> Distributed | None:
+  """The multi-host settings the JAX_SSL_* variables ask for, checked; None for a single process.
+
+  Args:
+    environ: the environment (a mapping); None for `os.environ`.
+
+  Returns:
+    A `Distributed`, or None when none of the variables is set.
+
+  Raises:
+    DistributedSettingsError: one line naming the variable that is missing, malformed or inconsistent, and
+      the fix.
+  """
+  environ = os.environ if environ is None else environ
+  given = {name: environ[name].strip() for name in _VARIABLES if environ.get(name, "").strip()}
+  coordinator, mode = given.get("JAX_SSL_COORDINATOR"), given.get("JAX_SSL_DISTRIBUTED")
+  explicit = "set JAX_SSL_COORDINATOR=host:port, JAX_SSL_NUM_PROCESSES and JAX_SSL_PROCESS_ID on every process"
+  problem = None
+  if mode is not None and mode != "auto":
+    problem = f"JAX_SSL_DISTRIBUTED={mode!r}: its only value is 'auto' (JAX detects the cluster); unset it otherwise."
+  elif mode == "auto":
+    if len(given) > 1:
+      problem = (f"JAX_SSL_DISTRIBUTED=auto lets JAX detect the cluster, but {', '.join(sorted(given))} are set "
+                 "too: use one way or the other.")
+  elif coordinator is None and given:
+    problem = (f"{', '.join(sorted(given))} set without JAX_SSL_COORDINATOR: a multi-process run needs all three "
+               f"({explicit}); unset them to run as one process.")
+  if problem:
+    raise DistributedSettingsError(problem)
+  if mode == "auto":
+    return Distributed(auto=True)
+  if coordinator is None:
+    return None
+  host, _, port = coordinator.rpartition(":")
+  if not host or not port.isdigit():
+    raise DistributedSettingsError(f"JAX_SSL_COORDINATOR={coordinator!r} is not host:port (e.g. node0:12355).")
+  values = {}
+  for name in ("JAX_SSL_NUM_PROCESSES", "JAX_SSL_PROCESS_ID"):
+    if name not in given:
+      raise DistributedSettingsError(f"JAX_SSL_COORDINATOR is set but {name} is not: {explicit}.")
+    try:
+      values[name] = int(given[name])
+    except ValueError:
+      raise DistributedSettingsError(f"{name}={given[name]!r} is not an integer.") from None
+  count, index = values["JAX_SSL_NUM_PROCESSES"], values["JAX_SSL_PROCESS_ID"]
+  if count < 1:
+    raise DistributedSettingsError(f"JAX_SSL_NUM_PROCESSES={count} must be at least 1.")
+  if not 0 <= index < count:
+    raise DistributedSettingsError(f"JAX_SSL_PROCESS_ID={index} must be in [0, {count - 1}] for "
+                                   f"JAX_SSL_NUM_PROCESSES={count}.")
+  return Distributed(coordinator, count, index)
+
+
+def initialize_distributed(peer_timeout_seconds: float, settings: Distributed | None = None) -> None:
   """`jax.distributed.initialize` when the environment asks for several processes.
 
   With JAX_SSL_COORDINATOR set, the coordinator address, JAX_SSL_NUM_PROCESSES and JAX_SSL_PROCESS_ID
@@ -141,22 +253,26 @@ def initialize_distributed(peer_timeout_seconds: float) -> None:
   Args:
     peer_timeout_seconds: `train.peer_timeout_seconds`; JAX's own heartbeat timeout is set to three
       times it (at least 100 s), so that the run's watchdog acts first.
+    settings: the checked settings (`distributed_from_environment`); None reads them from the environment.
 
   Raises:
-    KeyError: if JAX_SSL_COORDINATOR is set without JAX_SSL_NUM_PROCESSES or JAX_SSL_PROCESS_ID.
+    DistributedSettingsError: the variables are inconsistent (see `distributed_from_environment`).
   """
+  settings = distributed_from_environment() if settings is None else settings
+  if settings is None:
+    return
   import jax
   # JAX's own heartbeat timeout aborts the processes with a native error; ours must act first.
-  heartbeat_timeout = int(max(100, 3 * peer_timeout_seconds))
-  coordinator = os.environ.get("JAX_SSL_COORDINATOR")
-  if coordinator:
-    # Collectives between CPU processes (only the CPU backend reads this; asking which
-    # backend runs would start it, which must come after initialize).
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, int(os.environ["JAX_SSL_NUM_PROCESSES"]),
-                               int(os.environ["JAX_SSL_PROCESS_ID"]), heartbeat_timeout_seconds=heartbeat_timeout)
-  elif os.environ.get("JAX_SSL_DISTRIBUTED") == "auto":
+  # (A non-finite timeout is refused by the config's validation, which needs the backend started first.)
+  heartbeat_timeout = int(max(100, 3 * peer_timeout_seconds)) if math.isfinite(peer_timeout_seconds) else 100
+  if settings.auto:
     jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_timeout)
+    return
+  # Collectives between CPU processes (only the CPU backend reads this; asking which
+  # backend runs would start it, which must come after initialize).
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(settings.coordinator, settings.num_processes, settings.process_id,
+                             heartbeat_timeout_seconds=heartbeat_timeout)
 
 
 def _disk_full(error: BaseException) -> OSError | None:
@@ -218,14 +334,18 @@ def main(argv: list[str]) -> None:
     argv: the arguments `parse_flags` left; only the program name is allowed.
 
   Raises:
-    SystemExit: code 2 for extra arguments, a bad config or dataset, or a config that differs from the
-      workdir's run; 1 for a non-finite loss or a full disk; 130 when stopped by Ctrl-C.
+    SystemExit: code 2 for extra arguments, a bad config, dataset, workdir or multi-host environment, a
+      config that differs from the workdir's run, or a workdir another run holds; 1 for a non-finite loss
+      or state or a full disk; 130 when stopped by Ctrl-C.
   """
   if len(argv) > 1:
     _fail(EXIT_BAD_CONFIG, f"unexpected arguments {argv[1:]}; flags only (see --helpshort).")
   logging.set_verbosity(logging.WARNING)
   config = _load_config()
-  initialize_distributed(config.train.peer_timeout_seconds)
+  try:
+    initialize_distributed(config.train.peer_timeout_seconds, distributed_from_environment())
+  except DistributedSettingsError as error:
+    _fail(EXIT_BAD_CONFIG, f"environment error: {error}")
   import jax
 
   from jax_ssl.data import sources
@@ -235,40 +355,45 @@ def main(argv: list[str]) -> None:
   from jax_ssl.train import workdir as workdir_lib
 
   workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else _default_workdir(sys.argv)
+  checkpoints = workdir / loop.CHECKPOINT_DIR
+  command.exit_on_ctrl_c(f"stopped by Ctrl-C; the checkpoints in {checkpoints}, if any, are kept: rerun the same "
+                         "command to resume.")
+  try:
+    config_lib.validate(config, num_devices=jax.device_count())
+    # The dataset exists (and bundled ones are prepared), and holds a batch, before compiling.
+    loop.check_training_source(config, loop.open_training_source(config))
+  except config_lib.ConfigError as error:
+    _fail(EXIT_BAD_CONFIG, f"config error: {error}")
+  except (sources.DatasetNotFoundError, ValueError) as error:
+    _fail(EXIT_BAD_CONFIG, f"data error: {_one_line(error)}")
+  try:
+    workdir_lib.check_writable(workdir)
+  except workdir_lib.WorkdirError as error:
+    _fail(EXIT_BAD_CONFIG, f"workdir error: {error}")
   peers = None
   finished = False
   if jax.process_count() > 1:
-    peers = watchdog.PeerWatchdog(config.train.peer_timeout_seconds,
-                                  f" from the last checkpoint in {workdir / loop.CHECKPOINT_DIR}")
+    peers = watchdog.PeerWatchdog(config.train.peer_timeout_seconds, f" from the last checkpoint in {checkpoints}")
   try:
-    try:
-      config_lib.validate(config, num_devices=jax.device_count())
-      loop.open_training_source(config)  # the dataset exists (and bundled ones are prepared) before compiling
-    except config_lib.ConfigError as error:
-      _fail(EXIT_BAD_CONFIG, f"config error: {error}")
-    except (sources.DatasetNotFoundError, ValueError) as error:
-      _fail(EXIT_BAD_CONFIG, f"data error: {_one_line(error)}")
     _library_logs_to(workdir / workdir_lib.ERROR_LOG)
     try:
-      summary = loop.train(config, workdir)
-    except workdir_lib.ConfigMismatchError as error:
-      _fail(EXIT_BAD_CONFIG, f"config error: {error}")
-    except loop.NonFiniteLossError as error:
+      summary = loop.train(config, workdir, on_second_interrupt=functools.partial(
+          command.stop_now, f"stopped at once by a second Ctrl-C; the checkpoints in {checkpoints} are kept: rerun "
+                            "the same command to resume."))
+    except (workdir_lib.ConfigMismatchError, workdir_lib.WorkdirInUseError) as error:
+      _fail(EXIT_BAD_CONFIG, f"{'config' if isinstance(error, ValueError) else 'workdir'} error: {error}")
+    except loop.NonFiniteError as error:
       _fail(EXIT_FAILED, f"training stopped: {error}")
-    except KeyboardInterrupt:
-      _fail(EXIT_INTERRUPTED, f"stopped at once by a second Ctrl-C; the checkpoints in "
-                              f"{workdir / loop.CHECKPOINT_DIR} are kept: rerun the same command to resume.")
     except Exception as error:
       if peers is not None:
         peers.wait_for_stopped_peer()  # a dead peer fails collectives at once: name it, exit
       full = _disk_full(error)
       if full is not None and jax.process_index() == 0:
         # The save that failed is not a checkpoint: its partial files only hold the space the log needs.
-        workdir_lib.remove_incomplete_saves(workdir / loop.CHECKPOINT_DIR)
+        workdir_lib.remove_incomplete_saves(checkpoints)
       log_path = workdir_lib.write_error_log(workdir, error)
       if full is None:
         raise
-      checkpoints = workdir / loop.CHECKPOINT_DIR
       complete = sorted(int(p.name) for p in checkpoints.glob("*") if p.name.isdigit())
       kept = (f"the last complete checkpoint, step {complete[-1]}, is intact" if complete
               else "no checkpoint was complete")
@@ -286,4 +411,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  # Until training installs its own handler (and after it returns), a Ctrl-C stops at once, in one line.
+  command.exit_on_ctrl_c("stopped by Ctrl-C before training started; nothing was written.")
   app.run(main, flags_parser=parse_flags)

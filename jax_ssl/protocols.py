@@ -214,6 +214,18 @@ def load_config_file(argument: str):
   return module.get_config(arg or None)
 
 
+MIN_CENTROIDS = 3  # the UMAP layout of the class centroids needs three points
+
+
+def _check_labelled(config) -> None:
+  """ValueError unless the config's dataset has class labels, which the protocol splits in halves."""
+  spec = catalog.get_spec(config.data.name)
+  if "label" not in spec.num_classes:
+    raise ValueError(f"the two-model protocol splits a dataset's classes in two halves, and data.name "
+                     f"{spec.name!r} has no class labels (only {', '.join(spec.num_classes)}): use a labelled "
+                     "dataset.")
+
+
 def half_configs(config):
   """Model A's and model B's configs: `config` trained on the first and on the second half of its classes.
 
@@ -271,23 +283,32 @@ def generalization(config, workdir: str | os.PathLike, *, max_items: int | None 
     both models: SAG-VICReg's Figure 6).
 
   Raises:
-    ValueError: if a half's config is invalid (`config.validate`'s `ConfigError`) or the dataset is unknown.
+    ValueError: if a half's config is invalid (`config.validate`'s `ConfigError`), the dataset is unknown or has
+      no class labels, or the compared items cover fewer than 3 classes (all checked before training).
     loop.TrainingStoppedError: a half's training was preempted or interrupted (its checkpoint is kept).
 
   References:
     Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 5.3.
   """
   workdir = pathlib.Path(workdir)
+  _check_labelled(config)
   config_a, config_b = half_configs(config)
-  runs = {}
-  for name, half in (("model_a", config_a), ("model_b", config_b)):
+  # Everything that can be refused is, before either model trains (minutes to hours).
+  for half in (config_a, config_b):
     # The protocol's numbers are its own; `checkpoint` gives either model the full report.
     half.eval.report = False
     config_lib.validate(half, num_devices=jax.device_count())
+  images, items = _first_half_test_images(config_a, max_items, seed)
+  compared_classes = np.unique(sources.load_numpy(config_a.data.name, "test", config_a.data.data_dir or None)
+                               ["label"][items])
+  if len(compared_classes) < MIN_CENTROIDS:
+    raise ValueError(f"max_items = {max_items} draws test images of {len(compared_classes)} of model A's classes; "
+                     f"the class-centroid layout needs at least {MIN_CENTROIDS}: compare more items.")
+  runs = {}
+  for name, half in (("model_a", config_a), ("model_b", config_b)):
     runs[name] = workdir / name
     # A half stopped by a preemption must not be compared as if trained, nor the next half started.
     loop.require_completed(loop.train(half, runs[name]))
-  images, items = _first_half_test_images(config_a, max_items, seed)
   features = {name: load_encoder(path, output=output)(images) for name, path in runs.items()}
   controls = _control_scores(config_a, config_b, images, output)
   pixel_rows = scores.pixels(images)
@@ -381,6 +402,7 @@ def untrained_generalization(config, *, max_items: int | None = 2000, seed: int 
   References:
     Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 5.3.
   """
+  _check_labelled(config)
   config_a, config_b = half_configs(config)
   images, items = _first_half_test_images(config_a, max_items, seed)
   return {"num_items": int(len(items)), **_control_scores(config_a, config_b, images, output)}

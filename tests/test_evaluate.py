@@ -75,6 +75,9 @@ def test_structure_subsamples_the_same_items_in_both_sets(tmp_path):
     (np.full((120, 3), np.nan), "NaN"),
     (np.zeros(120), r"one row per item"),
     (np.ones((120, 3)), "the second set has no structure to compare: its 120 compared rows are all identical"),
+    (np.zeros((0, 3)), r"bad.npy is empty \(shape \(0, 3\)\)"),
+    (np.ones((120, 3)) * (1 + 2j), r"bad.npy holds complex numbers \(complex128\)"),
+    (np.array(["a", "b"] * 60).reshape(120, 1), "bad.npy must be numeric, got dtype <U1"),
 ])
 def test_structure_bad_input_exits_2_with_the_reason(tmp_path, capsys, second, message):
   _arrays(tmp_path)
@@ -84,6 +87,40 @@ def test_structure_bad_input_exits_2_with_the_reason(tmp_path, capsys, second, m
   error = capsys.readouterr().err
   assert error.startswith("jax_ssl.evaluate structure:") and re.search(message, error)
   assert error.count("\n") == 1, "one line"
+
+
+def test_a_file_that_is_not_npy_or_an_output_dir_that_is_a_file_exits_2(tmp_path, capsys):
+  _arrays(tmp_path)
+  (tmp_path / "text.npy").write_text("1 2 3\n")
+  assert evaluate.main(["structure", str(tmp_path / "text.npy"), str(tmp_path / "b.npy"),
+                        "--output_dir", str(tmp_path / "out")]) == evaluate.EXIT_BAD_INPUT
+  assert capsys.readouterr().err == (f"jax_ssl.evaluate structure: {tmp_path / 'text.npy'} is not a .npy file (it "
+                                     "does not begin with numpy's header); write the array with numpy.save.\n")
+  (tmp_path / "file").write_text("")
+  for arguments in (["structure", str(tmp_path / "a.npy"), str(tmp_path / "b.npy")], ["checkpoint", "--workdir",
+                                                                                       str(tmp_path)]):
+    assert evaluate.main([*arguments, "--output_dir", str(tmp_path / "file")]) == evaluate.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.endswith(f"--output_dir {tmp_path / 'file'} is a file, not a directory: give a "
+                                            "directory for the results.\n")
+  assert evaluate.main(["checkpoint", "--workdir", str(tmp_path), "--output_dir",
+                        str(tmp_path / "file" / "out")]) == evaluate.EXIT_BAD_INPUT
+  assert f"cannot be created: {tmp_path / 'file'} is a file" in capsys.readouterr().err
+  assert not (tmp_path / "structure-a-vs-b").exists()
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["dense", "--workdir", "w", "--epochs", "-1"], "argument --epochs: must be at least 1, got -1"),
+    (["dense", "--workdir", "w", "--max_train", "0"], "argument --max_train: must be at least 1, got 0"),
+    (["checkpoint", "--workdir", "w", "--max_train", "0"], "argument --max_train: must be at least 1, got 0"),
+    (["checkpoint", "--workdir", "w", "--probe_epochs", "-2"], "argument --probe_epochs: must be at least 0, got -2"),
+    (["checkpoint", "--workdir", "w", "--max_items", "two"], "argument --max_items: 'two' is not an integer"),
+])
+def test_out_of_range_arguments_are_one_line_and_exit_2(arguments, message, capsys):
+  with pytest.raises(SystemExit) as exited:
+    evaluate.main(arguments)
+  error = capsys.readouterr().err
+  assert exited.value.code == evaluate.EXIT_BAD_INPUT and error.count("\n") == 1
+  assert error.startswith(f"python -m jax_ssl.evaluate {arguments[0]}: {message}"), error
 
 
 def test_the_module_runs_from_the_command_line(tmp_path):
@@ -179,7 +216,7 @@ def test_generalization_trains_two_halves_and_compares_them(bundled_dir, tmp_pat
   assert (output / "centroids.png").stat().st_size > 0
 
 
-def test_generalization_stops_at_a_preempted_half(tmp_path, capsys, monkeypatch):
+def test_generalization_stops_at_a_preempted_half(bundled_dir, tmp_path, capsys, monkeypatch):
   # A SIGTERM makes loop.train save a checkpoint and return: the protocol must neither train model B
   # nor compare a half-trained model A as if it were finished.
   trained = []
@@ -191,11 +228,37 @@ def test_generalization_stops_at_a_preempted_half(tmp_path, capsys, monkeypatch)
   monkeypatch.setattr(loop, "train", preempted)
   output = tmp_path / "eval"
   assert evaluate.main(["generalization", "--config", os.path.join(REPO, "configs", "vicreg.py:smoke"),
-                        "--workdir", str(tmp_path / "runs"), "--output_dir", str(output)]) == evaluate.EXIT_STOPPED
+                        "--data_dir", str(bundled_dir), "--workdir", str(tmp_path / "runs"),
+                        "--output_dir", str(output)]) == evaluate.EXIT_STOPPED
   assert trained == ["model_a"]
   error = capsys.readouterr().err
   assert "was preempted at step 300 of 3000" in error and "rerun the same command to resume" in error
   assert not output.exists()
+
+
+def test_generalization_refuses_what_it_cannot_compare_before_training(bundled_dir, tmp_path, capsys, monkeypatch):
+  def never(*args, **kwargs):
+    raise AssertionError("nothing may train before the protocol's inputs are checked")
+
+  monkeypatch.setattr(loop, "train", never)
+  (tmp_path / "ade20k.py").write_text(
+      "from configs import common\n\ndef get_config(arg=None):\n"
+      "  config = common.bundled_base('vicreg')\n  config.data.name = 'ade20k'\n  return config\n")
+  assert evaluate.main(["generalization", "--config", str(tmp_path / "ade20k.py"),
+                        "--workdir", str(tmp_path / "runs")]) == evaluate.EXIT_BAD_INPUT
+  assert "data.name 'ade20k' has no class labels (only segmentation): use a labelled dataset" in capsys.readouterr().err
+  # Three test images of model A's five digits that cover two classes: too few centroids for the layout.
+  test = sources.load_numpy("digits", "test", bundled_dir)
+  seen_by_a = np.flatnonzero(test["label"] <= 4)
+  seed = next(seed for seed in range(100)
+              if len(np.unique(test["label"][seen_by_a[scores.subsample(len(seen_by_a), 3, seed)]])) < 3)
+  assert evaluate.main(["generalization", "--config", os.path.join(REPO, "configs", "vicreg.py:smoke"),
+                        "--data_dir", str(bundled_dir), "--workdir", str(tmp_path / "runs"), "--max_items", "3",
+                        "--seed", str(seed)]) == evaluate.EXIT_BAD_INPUT
+  error = capsys.readouterr().err
+  assert "max_items = 3 draws test images of 2 of model A's classes; the class-centroid layout needs at least 3" \
+      in error and error.count("\n") == 1
+  assert not (tmp_path / "runs").exists()
 
 
 def test_generalization_with_a_missing_config_exits_2(tmp_path, capsys):

@@ -36,11 +36,17 @@ def as_rows(array, name: str) -> np.ndarray:
     float64 (N, F) array, F the product of the trailing dimensions.
 
   Raises:
-    ValueError: if `array` has fewer than 2 dimensions or is not numeric.
+    ValueError: if `array` has fewer than 2 dimensions, is empty, or is not real numeric (complex values are
+      refused: casting would drop their imaginary part).
   """
   array = np.asarray(array)
   if array.ndim < 2:
     raise ValueError(f"{name} must hold one row per item, (N, F) or (N, H, W, C); got shape {array.shape}.")
+  if array.size == 0:
+    raise ValueError(f"{name} is empty (shape {array.shape}): it needs items, each with at least one value.")
+  if np.iscomplexobj(array):
+    raise ValueError(f"{name} holds complex numbers ({array.dtype}); give real features (e.g. their real part or "
+                     "modulus, or both as columns).")
   if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
     raise ValueError(f"{name} must be numeric, got dtype {array.dtype}.")
   return array.reshape(len(array), -1).astype(np.float64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -96,7 +97,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict(dict(
       global_batch_size=256,
       num_epochs=100.0,
-      num_steps=0,  # > 0 overrides num_epochs
+      num_steps=0,  # > 0 overrides num_epochs; 0: num_epochs sets the length (the first line says which)
       log_every=20,
       checkpoint_every=500,
       keep_checkpoints=3,
@@ -265,6 +266,11 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
       continue
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
       raise ConfigError(f"config key {key!r} must be a {expected.__name__}, got {value!r}.")
+  for key, value in given.items():
+    # No field means anything with a NaN or inf: a learning rate of inf would save an all-inf state.
+    numbers = value if isinstance(value, (tuple, list)) else (value,)
+    if any(isinstance(number, float) and not math.isfinite(number) for number in numbers):
+      raise ConfigError(f"{key} must be a finite number, got {value!r}.")
 
   try:  # the method checks its own section
     method = methods.from_config(config.method)
@@ -277,6 +283,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     views_lib.check_config(config.views)
     models.check_config(config.model, {"views.size": config.views.size, "views.local_size": config.views.local_size})
     optim.check_config(config.optim)
+    optim.check_peak_fits(config)
   except ValueError as error:
     raise ConfigError(str(error)) from None
   for key in POSITIVE:
@@ -304,6 +311,9 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     raise ConfigError(f"method {config.method.name!r} trains on captions, and data.name {config.data.name!r} has "
                       f"none; use a captioned dataset ({captioned}).")
   batch = config.train.global_batch_size
+  if batch < 2:
+    raise ConfigError(f"train.global_batch_size = {batch} is too small: the loss and the batch statistics "
+                      "(BatchNorm, the embedding spread) compare the images of a batch; use at least 2.")
   if batch % num_devices:
     raise ConfigError(f"train.global_batch_size = {batch} does not divide over the {num_devices} devices; "
                       f"use a multiple of {num_devices}.")

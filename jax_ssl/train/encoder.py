@@ -50,19 +50,20 @@ class Encoder:
     """Embed a batch of images.
 
     Args:
-      images: array-like (N, H, W, C), uint8 or float in [0, 1]; any spatial size (resized to `image_size`).
+      images: array-like (N, H, W, C) with C = 3 (channels last), uint8 in [0, 255] or float in [0, 1]; any
+        spatial size (resized to `image_size`).
 
     Returns:
-      float32 numpy features of shape (N, `num_features`).
+      float32 numpy features of shape (N, `num_features`); (0, `num_features`) for an empty batch.
 
     Raises:
-      ValueError: if `images` is not four-dimensional.
+      ValueError: one line naming what is wrong and the accepted form: not (N, H, W, 3), another dtype, a
+        float outside [0, 1] (e.g. [0, 255] values in a float array), or a NaN or inf.
     """
-    images = np.asarray(images)
-    if images.ndim != 4:
-      raise ValueError(f"images must be a (N, H, W, C) batch, got shape {images.shape}.")
+    images = check_images(images, len(self._embedder.mean) if len(self._embedder.mean) > 1 else 3)
+    if len(images) == 0:
+      return np.zeros((0, self.num_features), np.float32)
     return self._embedder(self._params, self._batch_stats, images)
-
 
   def embed_captions(self, tokens) -> np.ndarray:
     """CLIP's text tower on tokenized captions (a CLIP run's encoder): (..., L) tokens -> (..., D) numpy.
@@ -79,6 +80,39 @@ class Encoder:
     if methods.from_config(self.config.method).head != "clip":
       raise ValueError(f"a {self.config.method.name} run has no text tower; captions embed only in a CLIP run.")
     return evaluation.embed_captions(self._embedder.eval_network, self._params, self._batch_stats, tokens)
+
+
+def check_images(images, channels: int = 3) -> np.ndarray:
+  """`images` as a numpy (N, H, W, C) batch an encoder accepts, or ValueError naming the problem in one line.
+
+  Args:
+    images: array-like batch.
+    channels: C, the number of channels the encoder was trained on.
+
+  Returns:
+    The batch as a numpy array (not copied if it already is one).
+
+  Raises:
+    ValueError: not four-dimensional with `channels` channels last, neither uint8 nor floating point, or a
+      float batch with a NaN or inf or a value outside [0, 1].
+  """
+  images = np.asarray(images)
+  layout = f"a (N, H, W, {channels}) batch, channels last"
+  if images.ndim != 4:
+    raise ValueError(f"images must be {layout}; got shape {images.shape}.")
+  if images.shape[-1] != channels:
+    hint = " (channels first? move them last)" if images.shape[1] == channels else ""
+    raise ValueError(f"images must be {layout}; got shape {images.shape}{hint}.")
+  if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+    raise ValueError(f"images must be uint8 in [0, 255] or float in [0, 1]; got dtype {images.dtype}.")
+  if np.issubdtype(images.dtype, np.floating) and images.size:
+    if not np.isfinite(images).all():
+      raise ValueError("images contain NaN or inf.")
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0:
+      raise ValueError(f"float images must lie in [0, 1], got values in [{low:g}, {high:g}]; give [0, 255] "
+                       "images as uint8 (or divide them by 255).")
+  return images
 
 
 def _run_arrays(config: ml_collections.ConfigDict):

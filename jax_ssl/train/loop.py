@@ -6,19 +6,22 @@ function of (seed, step), the data position is the restored step: a
 preempted, killed or crashed job rerun with the same command continues exactly
 where its last checkpoint left it. The loop never waits for the device on a
 step that neither logs nor saves; a non-finite step is recorded on the device
-and checked before any state can be saved, so a NaN never reaches a
-checkpoint; SIGTERM or a first Ctrl-C saves and stops cleanly.
+and checked before any state can be saved, and the state itself is checked
+by every save, so a NaN never reaches a checkpoint; SIGTERM or a first Ctrl-C
+saves and stops cleanly. A run holds its workdir's lock from start to end:
+a second run on the same workdir is refused before it builds anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import math
 import pathlib
-import signal
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +46,7 @@ from jax_ssl.train import evaluation
 from jax_ssl.train import monitor as monitor_lib
 from jax_ssl.train import optim
 from jax_ssl.train import report
+from jax_ssl.train import signals
 from jax_ssl.train import state as state_lib
 from jax_ssl.train import step as step_lib
 from jax_ssl.train import workdir as workdir_lib
@@ -53,8 +57,8 @@ CONFIG_FILE = workdir_lib.CONFIG_FILE
 CHECKPOINT_DIR = "checkpoints"
 
 
-class NonFiniteLossError(RuntimeError):
-  """A step produced a NaN or inf loss term; the run stopped before saving it."""
+class NonFiniteError(RuntimeError):
+  """A step produced a NaN or inf (a loss term, the gradient norm, or the state); the run stopped unsaved."""
 
 
 class TrainingStoppedError(RuntimeError):
@@ -121,6 +125,28 @@ def open_training_source(config: ml_collections.ConfigDict, split: str = "train"
   return source if classes is None else source.with_classes(classes)
 
 
+def check_training_source(config: ml_collections.ConfigDict, source: sources.Source) -> None:
+  """Raise `ValueError` (one line) if `source` cannot feed the run: no class labels, or fewer images than a batch.
+
+  Args:
+    config: the run config; reads `data.name`, `data.classes` and `train.global_batch_size`.
+    source: the training split, as `open_training_source` opened it.
+
+  Raises:
+    ValueError: the dataset has no class labels (the online probe and the report need them), or holds fewer
+      images (of the chosen classes) than one global batch.
+  """
+  spec = catalog.get_spec(config.data.name)
+  if "label" not in spec.num_classes:
+    raise ValueError(f"data.name {spec.name!r} has no class labels (only {', '.join(spec.num_classes)}): the run's "
+                     "online probe and report need them; pretrain on a labelled dataset.")
+  batch = config.train.global_batch_size
+  if len(source) < batch:
+    chosen = f" of classes {config.data.classes}" if config.data.classes else ""
+    raise ValueError(f"train.global_batch_size = {batch} is larger than the {len(source)} training images{chosen} "
+                     f"of {spec.name}: use a batch of at most {len(source)}.")
+
+
 def schedule_lengths(config: ml_collections.ConfigDict, num_records: int) -> tuple[int, int]:
   """(steps per epoch, total steps).
 
@@ -137,43 +163,21 @@ def schedule_lengths(config: ml_collections.ConfigDict, num_records: int) -> tup
   return steps_per_epoch, total
 
 
-class _StopSignals:
-  """SIGTERM and the first Ctrl-C (SIGINT) become a flag the loop polls; a second Ctrl-C stops at once.
+def describe_length(config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int) -> str:
+  """Where the run's length comes from, for its first line: `train.num_steps`, or epochs when it is 0.
 
-  On the flag the loop saves a checkpoint and returns (SIGTERM: a scheduler's
-  preemption; Ctrl-C: a user). The second Ctrl-C raises KeyboardInterrupt
-  where the program is, keeping the checkpoints already written.
+  Args:
+    config: the run config; reads `train.num_steps` and `train.num_epochs`.
+    steps_per_epoch: as from `schedule_lengths`.
+    total_steps: as from `schedule_lengths`.
+
+  Returns:
+    A phrase such as "45 epochs of 11 steps: train.num_epochs, since train.num_steps = 0".
   """
-
-  def __init__(self):
-    self.received: str | None = None
-    self._ctrl_c = 0
-    self._previous = {signum: signal.signal(signum, self._handle) for signum in (signal.SIGTERM, signal.SIGINT)}
-
-  def _handle(self, signum, frame):
-    del frame
-    if signum == signal.SIGINT:
-      self._ctrl_c += 1
-      if self._ctrl_c > 1:
-        raise KeyboardInterrupt
-    self.received = self.received or signal.Signals(signum).name
-
-  def agreed(self, can_sync: bool) -> bool:
-    """Whether to stop now: this process's flag, or with several processes, any process's flag.
-
-    The processes compare flags through a collective, which waits for the
-    devices: only where the loop syncs anyway (`can_sync`: logging and
-    checkpoint steps); elsewhere a multi-process run carries on.
-    """
-    if jax.process_count() == 1:
-      return self.received is not None
-    if not can_sync:
-      return False
-    return bool(np.any(multihost_utils.process_allgather(np.array(self.received is not None))))
-
-  def restore(self):
-    for signum, previous in self._previous.items():
-      signal.signal(signum, previous)
+  if config.train.num_steps:
+    return f"train.num_steps = {total_steps}"
+  return (f"{config.train.num_epochs:g} epochs of {steps_per_epoch} steps: train.num_epochs, since "
+          "train.num_steps = 0")
 
 
 def _image_bytes(source: sources.Source) -> int:
@@ -208,6 +212,7 @@ class Run:
     self.spec = catalog.get_spec(config.data.name)
     self.method = methods.from_config(config.method)
     self.source = open_training_source(config)
+    check_training_source(config, self.source)
     self.steps_per_epoch, self.total_steps = schedule_lengths(config, len(self.source))
     self.view_specs = views.recipe_views(config.views, self.spec.mean, self.spec.std)
     self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch, self.total_steps)
@@ -236,7 +241,8 @@ class Run:
     self.guard = jax.device_put(step_lib.initial_guard(metrics_shapes), NamedSharding(self.mesh, P()))
     self.checkpointer = checkpoint.Checkpointer(self.workdir / CHECKPOINT_DIR,
                                                 save_every=config.train.checkpoint_every,
-                                                keep=config.train.keep_checkpoints)
+                                                keep=config.train.keep_checkpoints,
+                                                config=json.loads(config.to_json()))
     self.checkpointer.prepare(self.state)
     self.embedder = evaluation.Embedder(self.definitions.eval_network, config.views.size, self.spec.mean,
                                         self.spec.std, self.mesh)
@@ -299,23 +305,28 @@ def _bad_terms(metrics: dict) -> str:
   return ", ".join(bad) or "unknown"
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: Mesh | None = None) -> dict:
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: Mesh | None = None, *,
+          on_second_interrupt: Callable[[], None] | None = None) -> dict:
   """Train (or resume) the run of `config` in `workdir`; returns a summary dict.
 
   The host dispatches steps without waiting for them: metrics stay on the
   device and are fetched on logging steps only, the next batches are already
   on the devices (or the whole split is), and a non-finite value is recorded
-  on the device and checked at every logging step and before every save, so
-  no non-finite state is ever saved.
+  on the device and checked at every logging step and before every save; each
+  save also checks the state itself, so no non-finite state is ever saved.
 
-  SIGTERM (a scheduler's preemption) and a first Ctrl-C save a checkpoint
-  and return, with status "preempted" or "interrupted" instead of
-  "completed"; a second Ctrl-C raises KeyboardInterrupt at once.
+  The run holds the workdir's lock (`workdir.WorkdirLock`, process 0) from
+  before its config is compared until it returns. SIGTERM (a scheduler's
+  preemption) and a first Ctrl-C save a checkpoint and return, with status
+  "preempted" or "interrupted" instead of "completed"; a second Ctrl-C calls
+  `on_second_interrupt`, or raises KeyboardInterrupt at once.
 
   Args:
     config: a validated run config (see `config.validate`); every section is read.
     workdir: the run's directory: config, history, metrics, checkpoints and report go there.
     mesh: the device mesh with a `data` axis; None for `data_mesh()` over all devices.
+    on_second_interrupt: called by a second Ctrl-C (the command line exits there); None raises
+      KeyboardInterrupt.
 
   Returns:
     A summary dict: `status` ("completed", "preempted" or "interrupted"), `step`, `total_steps` and
@@ -323,35 +334,55 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: 
     on process 0, `report` (the path of the report).
 
   Raises:
+    WorkdirInUseError: another run holds the workdir (raised on every process, before anything is built).
     ConfigMismatchError: `workdir` holds a run whose config differs in a
       field its checkpoints depend on (see `workdir.MUTABLE_FIELDS`); raised
       before anything is built or restored.
-    NonFiniteLossError: a loss term, the gradient norm or an embedding
-      statistic became NaN or inf; the first such step and its terms are
-      named. The run stops within `train.log_every` steps of it.
+    NonFiniteError: a loss term, the gradient norm or an embedding
+      statistic became NaN or inf (the first such step and its terms are
+      named; the run stops within `train.log_every` steps of it), or a state
+      about to be saved holds one.
   """
   workdir = pathlib.Path(workdir)
-  # Before anything is built or restored: the checkpoints belong to the workdir's first config.
-  changes = workdir_lib.check_config(config, workdir)
-  # From here a first Ctrl-C (or SIGTERM), even while compiling, ends in a checkpoint.
-  stop_signals = _StopSignals()
-  try:
-    return _train(config, workdir, mesh, changes, stop_signals)
-  finally:
-    stop_signals.restore()
+  checkpoints = workdir / CHECKPOINT_DIR
+  with workdir_lib.hold(workdir):
+    # Before anything is built or restored: the checkpoints belong to the workdir's first config (or, if
+    # config.json was deleted, to the one each checkpoint recorded).
+    checkpoint_config = None if (workdir / CONFIG_FILE).exists() else checkpoint.saved_config(checkpoints)
+    changes = workdir_lib.check_config(config, workdir, checkpoint_config,
+                                       has_checkpoints=checkpoint.has_checkpoints(checkpoints))
+    # From here a first Ctrl-C (or SIGTERM), even while compiling, ends in a checkpoint.
+    stop_signals = signals.StopSignals(on_second_interrupt)
+    try:
+      return _train(config, workdir, mesh, changes, checkpoint_config, stop_signals)
+    finally:
+      stop_signals.restore()
+
+
+def _stopped_message(problem: str, checkpoints: checkpoint.Checkpointer) -> str:
+  """What a non-finite step or state says: the problem, and what the user can resume from."""
+  remedy = "a lower --config.optim.base_lr or a --config.optim.grad_clip_norm"
+  if checkpoints.last_step is None:
+    return (f"{problem}; no checkpoint was saved: rerun with {remedy}, or change other settings in a new "
+            "--workdir.")
+  return (f"{problem}; the last checkpoint, step {checkpoints.last_step}, is in {checkpoints.directory}: rerun with "
+          f"{remedy} to resume from it.")
 
 
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh | None,
-           changes: dict, stop_signals: _StopSignals) -> dict:
+           changes: dict, checkpoint_config: dict | None, stop_signals: signals.StopSignals) -> dict:
   is_main = jax.process_index() == 0
   run = Run(config, workdir, mesh)
   resumed = run.restore()
   if is_main:
-    workdir_lib.record_config(config, workdir, changes, run.step)
+    workdir_lib.record_config(config, workdir, changes, run.step, checkpoint_config)
     workdir_lib.record_on_device(workdir, run.on_device)
   monitor = monitor_lib.Monitor(workdir, total_steps=run.total_steps, images_per_step=config.train.global_batch_size,
-                                enabled=is_main)
-  monitor.message(f"{'resuming at' if resumed else 'starting'} step {run.step} of {run.total_steps}: "
+                                enabled=is_main, resume_step=run.step)
+  if checkpoint_config is not None:
+    monitor.message(f"{CONFIG_FILE} was missing: written back from the config saved with the checkpoints")
+  monitor.message(f"{'resuming at' if resumed else 'starting'} step {run.step} of {run.total_steps} "
+                  f"({describe_length(config, run.steps_per_epoch, run.total_steps)}): "
                   f"{config.method.name} on {config.data.name} ({'on the devices' if run.on_device else 'host-fed'}), "
                   f"{config.model.backbone}, global batch {config.train.global_batch_size} over "
                   f"{run.mesh.devices.size} devices")
@@ -363,8 +394,15 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh 
   def check_finite(guard=None):
     bad = run.first_non_finite(guard)
     if bad is not None:
-      raise NonFiniteLossError(f"non-finite values at step {bad[0]}: {_bad_terms(bad[1])}; the last good "
-                               f"checkpoint is in {run.checkpointer.directory}.")
+      first = " (the first step)" if bad[0] == 1 else ""
+      raise NonFiniteError(_stopped_message(f"non-finite values at step {bad[0]}{first}: {_bad_terms(bad[1])}",
+                                            run.checkpointer))
+
+  def save(step):
+    try:
+      run.checkpointer.save(step, run.state, force=True)
+    except checkpoint.NonFiniteStateError as error:
+      raise NonFiniteError(_stopped_message(str(error), run.checkpointer)) from None
 
   first_step = run.step
   try:
@@ -390,7 +428,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh 
       if due or stopping:
         if not logging:
           check_finite()
-        run.checkpointer.save(step, run.state, force=True)
+        save(step)
       if step == first_step + 1:
         # Throughput and ETA count from the end of the first step, its logging and its save: its call compiled
         # and its first execution warms up the runtime, neither of which recurs. One wait, on this step only.
@@ -403,7 +441,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh 
           time.sleep(0.05)
         stopping = True
         if not due:
-          run.checkpointer.save(step, run.state, force=True)
+          save(step)
       if stopping:
         run.checkpointer.wait()
         status = "interrupted" if stop_signals.received == "SIGINT" else "preempted"

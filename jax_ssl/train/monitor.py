@@ -4,7 +4,10 @@ Only process 0 writes. `metrics.jsonl` in the workdir holds one JSON object
 per logged step (every loss term, embedding std and effective rank, learning
 rate, online-probe accuracy, images/s, kNN accuracy when evaluated);
 `tensorboard/` holds the same scalars as event files (tensorboardX: no
-TensorFlow needed).
+TensorFlow needed). A run that resumes at step S first drops the records of
+steps after S, which it is about to train again: the JSON lines are
+rewritten without them, and TensorBoard is told to purge them
+(`purge_step`), so every step appears once.
 
 Why not `clu.metric_writers`: importing that package imports its TensorFlow
 summary writer (clu 0.0.12's `metric_writers/__init__.py`), even to reach
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -37,7 +41,17 @@ class Monitor:
   """Writes scalars and draws progress; a no-op on processes other than 0."""
 
   def __init__(self, workdir: str | pathlib.Path, *, total_steps: int, images_per_step: int, enabled: bool,
-               stream=None):
+               resume_step: int = 0, stream=None):
+    """Opens the workdir's metrics files (process 0), dropping the records after `resume_step`.
+
+    Args:
+      workdir: the run's directory.
+      total_steps: the run's length, for the progress bar and the ETA.
+      images_per_step: the global batch, for the throughput.
+      enabled: whether this process writes (process 0).
+      resume_step: the step the run starts from; earlier records of later steps are dropped.
+      stream: where the progress goes; None for stdout.
+    """
     self.enabled = enabled
     self.total_steps = total_steps
     self.images_per_step = images_per_step
@@ -50,9 +64,12 @@ class Monitor:
     if enabled:
       workdir = pathlib.Path(workdir)
       workdir.mkdir(parents=True, exist_ok=True)
+      drop_records_after(workdir, resume_step)
       self._jsonl = open(workdir / METRICS_FILE, "a")
       from tensorboardX import SummaryWriter
-      self._tensorboard = SummaryWriter(str(workdir / "tensorboard"))
+      tensorboard = workdir / "tensorboard"
+      # TensorBoard hides the earlier files' events from purge_step on (steps count from 1).
+      self._tensorboard = SummaryWriter(str(tensorboard), purge_step=resume_step + 1 if tensorboard.exists() else None)
 
   def start(self, step: int) -> None:
     """Mark the step training (re)starts from, for throughput and ETA.
@@ -133,6 +150,36 @@ class Monitor:
     if self.enabled:
       self._jsonl.close()
       self._tensorboard.close()
+
+
+def drop_records_after(workdir: str | pathlib.Path, step: int) -> int:
+  """Rewrite `metrics.jsonl` without its records of steps after `step` (and a line cut short by a crash).
+
+  The file is replaced atomically: a crash while rewriting leaves the old one.
+
+  Args:
+    workdir: the run's directory.
+    step: the last step whose records are kept.
+
+  Returns:
+    How many lines were dropped (0 when the file does not exist).
+  """
+  path = pathlib.Path(workdir) / METRICS_FILE
+  if not path.exists():
+    return 0
+  lines = path.read_text().splitlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= step:
+        kept.append(line)
+    except (ValueError, KeyError, TypeError):
+      continue  # a record cut short when a run was killed mid-write
+  if len(kept) < len(lines):
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text("".join(line + "\n" for line in kept))
+    os.replace(partial, path)
+  return len(lines) - len(kept)
 
 
 def read_metrics(workdir: str | pathlib.Path) -> list[dict]:

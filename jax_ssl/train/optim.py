@@ -4,15 +4,19 @@ The peak learning rate is `base_lr * global_batch / 256` when the recipe scales
 it by batch size (VICReg, BYOL, Barlow Twins), else `base_lr`. Biases and
 normalisation parameters (every parameter with fewer than two dimensions) get
 neither weight decay nor LARS's trust-ratio adaptation, as in the recipes'
-reference code. Optional gradient clipping by global norm comes first.
+reference code. Optional gradient clipping by global norm comes first; it
+keeps no state of its own, so a run may turn it on, off or change its norm
+when it resumes (the remedy for a loss that went NaN).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import optax
 
 OPTIMIZERS = ("lars", "adamw")
@@ -21,7 +25,7 @@ OPTIMIZERS = ("lars", "adamw")
 def check_config(optim_config: Any) -> None:
   """Raise `ValueError` (one line naming the `optim.<field>`) if a run's `optim` section is not an optimizer.
 
-  Checks the optimizer's name, non-negative learning rate, weight decay, warmup and clipping norm,
+  Checks the optimizer's name, finite non-negative learning rate, weight decay, warmup and clipping norm,
   `end_lr_fraction` in [0, 1], the momenta (`momentum`, `b1`, `b2`) in [0, 1) and a positive LARS
   trust coefficient.
 
@@ -35,6 +39,8 @@ def check_config(optim_config: Any) -> None:
   if optim.name not in OPTIMIZERS:
     raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}; got {optim.name!r}.")
   for field in ("base_lr", "weight_decay", "warmup_epochs", "grad_clip_norm"):
+    if not math.isfinite(optim[field]):
+      raise ValueError(f"optim.{field} must be a finite number, got {optim[field]!r}.")
     if not optim[field] >= 0:
       raise ValueError(f"optim.{field} must not be negative, got {optim[field]!r}.")
   if not 0.0 <= optim.end_lr_fraction <= 1.0:
@@ -106,7 +112,8 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) 
     schedule: the learning-rate schedule (see `learning_rate_schedule`).
 
   Returns:
-    An `optax.GradientTransformation`, chained after `clip_by_global_norm` when `optim.grad_clip_norm > 0`.
+    An `optax.GradientTransformation` whose state is the optimizer's alone; when `optim.grad_clip_norm > 0`
+    the updates are first clipped to that global norm (`clipped_first`).
 
   Raises:
     ValueError: if `optim.name` is neither "lars" nor "adamw".
@@ -126,5 +133,42 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) 
   else:
     raise ValueError(f"optim.name must be one of {', '.join(OPTIMIZERS)}; got {optim.name!r}.")
   if optim.grad_clip_norm > 0:
-    optimizer = optax.chain(optax.clip_by_global_norm(optim.grad_clip_norm), optimizer)
+    optimizer = clipped_first(optimizer, optim.grad_clip_norm)
   return optimizer
+
+
+def clipped_first(optimizer: optax.GradientTransformation, max_norm: float) -> optax.GradientTransformation:
+  """`optimizer` applied to the updates clipped to global norm `max_norm`, with `optimizer`'s state only.
+
+  The same updates as `optax.chain(optax.clip_by_global_norm(max_norm), optimizer)`, but chain's state
+  would be `(EmptyState(), state)`: a checkpoint of a run without clipping could not be resumed with it.
+
+  Args:
+    optimizer: the transformation to apply after clipping.
+    max_norm: the largest global norm of the updates `optimizer` sees.
+
+  Returns:
+    An `optax.GradientTransformation` with `optimizer.init`.
+  """
+  clip = optax.clip_by_global_norm(max_norm)
+
+  def update(updates, state, params=None):
+    clipped, _ = clip.update(updates, optax.EmptyState())
+    return optimizer.update(clipped, state, params)
+
+  return optax.GradientTransformation(optimizer.init, update)
+
+
+def check_peak_fits(config: ml_collections.ConfigDict) -> None:
+  """Raise `ValueError` if the peak learning rate overflows float32, the dtype the schedule runs in.
+
+  Args:
+    config: the run config (the fields of `peak_learning_rate`).
+
+  Raises:
+    ValueError: one line naming `optim.base_lr` and the peak it gives.
+  """
+  peak = peak_learning_rate(config)
+  if peak > np.finfo(np.float32).max:
+    raise ValueError(f"optim.base_lr = {config.optim.base_lr!r} gives a peak learning rate of {peak:.3g} (scaled by "
+                     "the batch), beyond float32's range: every parameter would become inf.")

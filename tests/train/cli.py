@@ -51,8 +51,12 @@ def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 300) ->
 
 def saved_state(workdir, step: int) -> dict:
   """The train state saved at `step`, as a nested dict of numpy arrays (whatever devices saved it)."""
+  return _numpy_tree((pathlib.Path(workdir) / "checkpoints" / str(step) / "state").absolute())
+
+
+def _numpy_tree(path: pathlib.Path) -> dict:
+  """An Orbax pytree item read back as numpy arrays, by Orbax alone (none of jax_ssl's checks)."""
   import jax
-  path = (pathlib.Path(workdir) / "checkpoints" / str(step) / "state").absolute()
   checkpointer = ocp.PyTreeCheckpointer()
   metadata = checkpointer.metadata(path).item_metadata.tree
   as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
@@ -62,3 +66,33 @@ def saved_state(workdir, step: int) -> dict:
 def flat(tree) -> dict[str, np.ndarray]:
   import jax
   return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _raw_values(step_dir: pathlib.Path) -> list[np.ndarray] | None:
+  """The state's arrays of a step directory as Orbax alone reads them, or None if Orbax fails to."""
+  import jax
+  try:
+    return jax.tree.leaves(_numpy_tree(step_dir.absolute() / "state"))
+  except Exception:  # noqa: BLE001 - any failure to decode
+    return None
+
+
+def flip_a_byte_silently(step_dir: pathlib.Path) -> None:
+  """Flip one byte of the largest array file such that Orbax still reads the checkpoint, with other values.
+
+  The arrays are zstd-compressed; most flipped bytes change the decoded values without any error (the
+  frames carry no checksum), some make decoding fail. The first byte from the middle that does the former is
+  kept, so the test exercises jax_ssl's own checksums.
+  """
+  original = _raw_values(step_dir)
+  data_files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+  path = max(data_files, key=lambda p: p.stat().st_size)
+  data = path.read_bytes()
+  for at in range(len(data) // 2, len(data)):
+    changed = bytearray(data)
+    changed[at] ^= 0xFF
+    path.write_bytes(bytes(changed))
+    values = _raw_values(step_dir)
+    if values is not None and any(not np.array_equal(a, b) for a, b in zip(values, original)):
+      return
+  raise AssertionError(f"no byte of {path} changes its values silently")

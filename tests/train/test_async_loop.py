@@ -3,11 +3,14 @@
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import common
 from jax_ssl.train import loop
+from jax_ssl.train import optim
 from tests.train import cli
 
 
@@ -48,7 +51,7 @@ def test_a_nan_at_a_known_step_stops_the_run_before_anything_after_it_is_saved(b
   config = _config(bundled_dir, "true", steps=9)
   config.train.checkpoint_every = 2
   config.debug.nan_at_step = 5
-  with pytest.raises(loop.NonFiniteLossError, match=r"non-finite values at step 5: .*loss=nan"):
+  with pytest.raises(loop.NonFiniteError, match=r"non-finite values at step 5: .*loss=nan"):
     loop.train(config, tmp_path)
   saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert saved == [2, 4], "step 6 was due but follows the bad step 5: it must not be saved"
@@ -56,3 +59,26 @@ def test_a_nan_at_a_known_step_stops_the_run_before_anything_after_it_is_saved(b
   assert all(np.all(np.isfinite(leaf)) for leaf in state.values() if leaf.dtype.kind == "f")
   # The run stopped at the logging step after the bad one (log_every = 3), not at the end.
   assert [r["step"] for r in loop.monitor_lib.read_metrics(tmp_path)] == [3]
+
+
+def test_a_non_finite_state_with_finite_metrics_is_not_saved(bundled_dir, tmp_path, monkeypatch):
+  # An optimizer whose first update makes every parameter inf: step 1's loss, read from the parameters before
+  # the update, is finite, and only the state check of the save at step 1 can catch it.
+  make_optimizer = optim.make_optimizer
+
+  def exploding(config, schedule):
+    inner = make_optimizer(config, schedule)
+    return optax.GradientTransformation(
+        inner.init, lambda updates, state, params=None: (
+            jax.tree.map(lambda u: u + jnp.inf, inner.update(updates, state, params)[0]), state))
+
+  monkeypatch.setattr(optim, "make_optimizer", exploding)
+  config = _config(bundled_dir, "true", steps=4)
+  config.train.update(log_every=1, checkpoint_every=1)
+  with pytest.raises(loop.NonFiniteError) as stopped:
+    loop.train(config, tmp_path)
+  message = str(stopped.value)
+  assert message.startswith("the state after step 1 holds NaN or inf in ") and "(params " in message, message
+  assert "it was not saved; no checkpoint was saved: rerun with a lower --config.optim.base_lr" in message
+  assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+  assert [r["step"] for r in loop.monitor_lib.read_metrics(tmp_path)] == [1], "step 1's metrics were finite"

@@ -7,6 +7,7 @@ import pytest
 
 from configs import common
 from jax_ssl.train import config as config_lib
+from jax_ssl.train import loop
 from jax_ssl.train import workdir
 
 
@@ -71,6 +72,12 @@ def test_base_config_validates():
     (lambda c: c.model.__setattr__("projector", "64-0"), "model.projector: MLP spec '64-0'"),
     (lambda c: c.data.__setattr__("on_device", "yes"), "data.on_device must be one of auto, true, false"),
     (lambda c: c.eval.__setattr__("knn_k", 0), "eval.knn_k must be positive"),
+    (lambda c: c.optim.__setattr__("base_lr", float("inf")), r"optim.base_lr must be a finite number, got inf\.$"),
+    (lambda c: c.optim.__setattr__("base_lr", float("nan")), r"optim.base_lr must be a finite number, got nan\.$"),
+    (lambda c: c.optim.__setattr__("base_lr", 1e40), "optim.base_lr = 1e\\+40 gives a peak learning rate of 1e\\+40"),
+    (lambda c: c.views.__setattr__("global_scale", (0.3, float("nan"))), "views.global_scale must be a finite number"),
+    (lambda c: c.train.__setattr__("peer_timeout_seconds", float("inf")), "peer_timeout_seconds must be a finite"),
+    (lambda c: c.train.__setattr__("global_batch_size", 1), "train.global_batch_size = 1 is too small: .* at least 2"),
 ])
 def test_bad_configs_are_one_clear_line(mutate, message):
   config = _valid()
@@ -174,3 +181,12 @@ def test_a_run_resumes_under_a_library_with_more_methods(tmp_path):
   config.method.vicreg.sim_coeff = 1.0
   with pytest.raises(workdir.ConfigMismatchError, match=r"method.vicreg.sim_coeff \(25.0 -> 1.0\)"):
     workdir.check_config(config, tmp_path)
+
+
+def test_a_run_says_where_its_length_comes_from():
+  config = _valid()
+  config.train.update(num_steps=0, num_epochs=2.5)
+  assert loop.schedule_lengths(config, 1000) == (3, 8)
+  assert loop.describe_length(config, 3, 8) == "2.5 epochs of 3 steps: train.num_epochs, since train.num_steps = 0"
+  config.train.num_steps = 5
+  assert loop.describe_length(config, 3, 5) == "train.num_steps = 5"

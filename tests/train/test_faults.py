@@ -11,10 +11,13 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from configs import common
 from jax_ssl.train import loop
+from jax_ssl.train import monitor
+from jax_ssl.train import signals
 from tests.train import cli
 from tests.train import test_multiprocess
 
@@ -27,43 +30,60 @@ def _checkpoints(workdir) -> list[str]:
   return sorted(p.name for p in (workdir / "checkpoints").iterdir())
 
 
-def test_a_corrupt_final_checkpoint_is_moved_aside_and_a_changed_config_is_refused_or_recorded(tmp_path, bundled_dir):
+def test_a_changed_byte_is_caught_a_changed_config_refused_and_a_deleted_config_restored(tmp_path, bundled_dir):
   workdir = tmp_path / "run"
   first = cli.run(cli.smoke_args(workdir, bundled_dir, "--config.train.num_steps=2"))
   assert first.returncode == 0, first.stderr[-2000:]
   assert json.loads((workdir / "data_feed.json").read_text()) == {"on_device": True}, "auto's choice is recorded"
+  trained = cli.flat(cli.saved_state(workdir, 2))
 
-  # The newest checkpoint is the run's last step, and unreadable.
-  for path in (workdir / "checkpoints" / "2" / "state").rglob("*"):
-    if path.is_file():
-      path.write_bytes(b"\x00garbage")
+  # The newest checkpoint, the run's last step, has one byte changed: Orbax reads it, with other values.
+  cli.flip_a_byte_silently(workdir / "checkpoints" / "2")
   rerun = cli.run(cli.smoke_args(workdir, bundled_dir, "--config.train.num_steps=2"))
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert "resuming at step 1 of 2" in rerun.stdout and "completed at step 2/2" in rerun.stdout
   warnings = [line for line in rerun.stderr.splitlines() if line.strip()]
   assert len(warnings) == 1, rerun.stderr[-3000:]
-  assert "checkpoint at step 2" in warnings[0] and "unreadable (JSONDecodeError" in warnings[0], warnings[0]
+  assert "checkpoint at step 2" in warnings[0] and "differ from the checksums saved with them" in warnings[0]
   assert _checkpoints(workdir) == ["1", "2", "unreadable"]
   assert (workdir / "checkpoints" / "unreadable" / "2" / "state").is_dir(), "moved aside, not deleted"
+  retrained = cli.flat(cli.saved_state(workdir, 2))
+  assert retrained.keys() == trained.keys()
+  for key in trained:
+    np.testing.assert_array_equal(retrained[key], trained[key], err_msg=key)  # resumed from step 1 bit for bit
+  assert [record["step"] for record in monitor.read_metrics(workdir)] == [1, 2]
+  assert [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
   first_config = (workdir / "config.json").read_text()
 
   # Fields the checkpoints depend on: refused before anything is restored, nothing touched.
-  changed = cli.run(cli.smoke_args(workdir, bundled_dir, "--config.train.num_steps=2",
-                                   "--config.train.global_batch_size=32", "--config.model.width=16"))
-  assert changed.returncode == 2, changed.stderr[-2000:]
-  assert len(_errors(changed)) == 1, changed.stderr[-2000:]
-  line = _errors(changed)[0]
+  changed = ["--config.train.num_steps=2", "--config.train.global_batch_size=32", "--config.model.width=16"]
+  refused = cli.run(cli.smoke_args(workdir, bundled_dir, *changed))
+  assert refused.returncode == 2, refused.stderr[-2000:]
+  assert len(_errors(refused)) == 1, refused.stderr[-2000:]
+  line = _errors(refused)[0]
   assert "model.width (8 -> 16)" in line and "train.global_batch_size (16 -> 32)" in line and str(workdir) in line
   assert _checkpoints(workdir) == ["1", "2", "unreadable"] and (workdir / "config.json").read_text() == first_config
 
-  # Fields that may change: accepted, the first config kept, the change recorded once.
-  extended = cli.run(cli.smoke_args(workdir, bundled_dir, "--config.train.num_steps=3", "--config.train.log_every=3"))
+  # Without config.json the checkpoints' own record of the config is compared: the same refusal.
+  (workdir / "config.json").unlink()
+  refused = cli.run(cli.smoke_args(workdir, bundled_dir, *changed))
+  assert refused.returncode == 2 and "model.width (8 -> 16)" in _errors(refused)[0], refused.stderr[-2000:]
+  assert "the config saved with its newest checkpoint" in _errors(refused)[0]
+  assert _checkpoints(workdir) == ["1", "2", "unreadable"] and not (workdir / "config.json").exists()
+
+  # Fields that may change, the learning rate and clipping among them (the remedy after a NaN): accepted,
+  # the deleted config.json written back from the checkpoint, the changes recorded once.
+  extended = cli.run(cli.smoke_args(workdir, bundled_dir, "--config.train.num_steps=3", "--config.train.log_every=3",
+                                    "--config.optim.base_lr=0.1", "--config.optim.grad_clip_norm=1.0"))
   assert extended.returncode == 0, extended.stderr[-2000:]
+  assert "config.json was missing: written back" in extended.stdout
   assert "resuming at step 2 of 3" in extended.stdout and "completed at step 3/3" in extended.stdout
-  assert (workdir / "config.json").read_text() == first_config
+  assert json.loads((workdir / "config.json").read_text()) == json.loads(first_config)
   history = [json.loads(line) for line in (workdir / "config_history.jsonl").read_text().splitlines()]
   assert len(history) == 1 and history[0]["resumed_at_step"] == 2
-  assert history[0]["changes"] == {"train.num_steps": {"from": 2, "to": 3}, "train.log_every": {"from": 1, "to": 3}}
+  assert history[0]["changes"] == {"train.num_steps": {"from": 2, "to": 3}, "train.log_every": {"from": 1, "to": 3},
+                                   "optim.base_lr": {"from": 0.3, "to": 0.1},
+                                   "optim.grad_clip_norm": {"from": 0.0, "to": 1.0}}
 
 
 def test_a_resumed_run_keeps_the_feed_that_auto_chose(tmp_path, bundled_dir):
@@ -126,7 +146,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, bundled_dir):
 def test_a_second_ctrl_c_interrupts_at_once():
   # Whatever SIGINT did before (Python's KeyboardInterrupt, or ignored in a background job) comes back.
   previous = signal.getsignal(signal.SIGINT)
-  stop_signals = loop._StopSignals()
+  stop_signals = signals.StopSignals()
   try:
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(0.01)  # the handler runs between bytecodes of the main thread
@@ -138,7 +158,7 @@ def test_a_second_ctrl_c_interrupts_at_once():
       time.sleep(1)
   finally:
     stop_signals.restore()
-  stop_signals = loop._StopSignals()
+  stop_signals = signals.StopSignals()
   try:
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(0.01)
@@ -146,6 +166,19 @@ def test_a_second_ctrl_c_interrupts_at_once():
     with pytest.raises(KeyboardInterrupt):
       os.kill(os.getpid(), signal.SIGINT)
       time.sleep(1)
+  finally:
+    stop_signals.restore()
+  # The command line's second Ctrl-C ends the process in one line (jax_ssl.command.stop_now) instead of raising.
+  stopped = []
+  stop_signals = signals.StopSignals(on_second_interrupt=lambda: stopped.append(True))
+  try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.01)
+    assert stop_signals.received == "SIGINT" and not stopped
+    with pytest.raises(KeyboardInterrupt):  # reached only because this callback returns
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(1)
+    assert stopped == [True]
   finally:
     stop_signals.restore()
   assert signal.getsignal(signal.SIGINT) is previous

@@ -1,6 +1,8 @@
 """A corrupt latest checkpoint is skipped with a warning; load_encoder gives the trained backbone."""
 
+import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -42,8 +44,8 @@ def test_corrupt_latest_checkpoint_is_skipped_moved_aside_and_load_encoder_says_
     summary = loop.train(_smoke(bundled_dir, 3), tmp_path)
   assert "checkpoint at step 2" in caplog.text and "unreadable" in caplog.text
   assert summary["status"] == "completed" and summary["step"] == 3
-  metrics = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert sum('"step": 2' in line for line in metrics) == 2, "step 2 is trained again after resuming from step 1"
+  steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert steps == [1, 2, 3], "step 2, trained again after resuming from step 1, appears once"
   assert (tmp_path / "checkpoints" / "unreadable" / "2" / "state").is_dir(), "moved aside, not deleted"
   assert {"2", "3", "unreadable"} <= {p.name for p in (tmp_path / "checkpoints").iterdir()}
 
@@ -184,3 +186,51 @@ def test_a_failed_background_save_is_raised_by_the_next_save_or_wait(tmp_path):
   with pytest.raises(OSError, match="No space left"):
     manager.save(3, _tree())
   manager.close()
+
+
+@pytest.mark.parametrize("images,message", [
+    (np.full((2, 8, 8, 3), 200.0, np.float32), r"float images must lie in \[0, 1\], got values in \[200, 200\]; "
+                                                r"give \[0, 255\] images as uint8"),
+    (np.full((2, 8, 8, 3), np.nan, np.float32), "images contain NaN or inf"),
+    (np.zeros((2, 8, 8, 1), np.uint8), r"must be a \(N, H, W, 3\) batch, channels last; got shape \(2, 8, 8, 1\)"),
+    (np.zeros((2, 8, 8, 4), np.uint8), r"must be a \(N, H, W, 3\) batch, channels last; got shape \(2, 8, 8, 4\)"),
+    (np.zeros((2, 3, 8, 8), np.uint8), r"got shape \(2, 3, 8, 8\) \(channels first\? move them last\)"),
+    (np.zeros((2, 8, 8, 3), np.int64), r"images must be uint8 in \[0, 255\] or float in \[0, 1\]; got dtype int64"),
+    (np.zeros((8, 8, 3), np.uint8), r"images must be a \(N, H, W, 3\) batch"),
+])
+def test_an_encoder_names_what_is_wrong_with_its_images(images, message, bundled_dir):
+  from jax_ssl.train import encoder as encoder_lib
+  encoder = encoder_lib.initial_encoder(_smoke(bundled_dir, 1))
+  with pytest.raises(ValueError, match=message) as refused:
+    encoder(images)
+  assert "\n" not in str(refused.value)
+
+
+def test_an_encoder_takes_an_empty_batch_and_both_ranges(bundled_dir):
+  from jax_ssl.train import encoder as encoder_lib
+  encoder = encoder_lib.initial_encoder(_smoke(bundled_dir, 1))
+  assert encoder(np.zeros((0, 8, 8, 3), np.uint8)).shape == (0, encoder.num_features)
+  images = sources.load_numpy("digits", "test", bundled_dir)["image"][:4]
+  np.testing.assert_allclose(encoder(images.astype(np.float64) / 255.0), encoder(images), rtol=1e-5, atol=1e-6)
+
+
+def test_without_config_json_only_checkpoints_that_record_their_config_are_resumed(tmp_path, bundled_dir):
+  from jax_ssl.train import workdir as workdir_lib
+  loop.train(_smoke(bundled_dir, 1), tmp_path)
+  first = json.loads((tmp_path / "config.json").read_text())
+  (tmp_path / "config.json").unlink()
+  wider = _smoke(bundled_dir, 2)
+  wider.model.width = 16
+  with pytest.raises(workdir_lib.ConfigMismatchError, match=r"model.width \(8 -> 16\)"):
+    loop.train(wider, tmp_path)
+  summary = loop.train(_smoke(bundled_dir, 2), tmp_path)
+  assert summary["step"] == 2 and json.loads((tmp_path / "config.json").read_text()) == first
+  assert not (tmp_path / "checkpoints" / "unreadable").exists()
+  # Checkpoints whose record is lost (as ones written before checkpoints carried it): nothing to compare with.
+  (tmp_path / "config.json").unlink()
+  for meta in (tmp_path / "checkpoints").glob("*/meta"):
+    shutil.rmtree(meta)
+  with pytest.raises(workdir_lib.ConfigMismatchError, match="holds checkpoints but no config.json, and none of them "
+                                                            "records the config"):
+    loop.train(_smoke(bundled_dir, 3), tmp_path)
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1", "2"]
