@@ -72,13 +72,15 @@ def exit_on_ctrl_c(message: str) -> None:
 
   Call it again to change the message as the program moves on. The training
   loop installs its own handler while it trains (a first Ctrl-C saves a
-  checkpoint) and restores this one when it returns.
+  checkpoint) and restores this one when it returns. A process started with
+  SIGINT ignored (a background job) keeps ignoring it.
 
   Args:
     message: what the line says: what was stopped, and what was kept.
   """
   _interrupt_message[0] = message
-  signal.signal(signal.SIGINT, _stop_now)
+  if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job started with SIGINT ignored
+    signal.signal(signal.SIGINT, _stop_now)
 
 
 def stop_now(message: str | None = None) -> None:

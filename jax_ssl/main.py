@@ -380,8 +380,10 @@ def main(argv: list[str]) -> None:
       summary = loop.train(config, workdir, on_second_interrupt=functools.partial(
           command.stop_now, f"stopped at once by a second Ctrl-C; the checkpoints in {checkpoints} are kept: rerun "
                             "the same command to resume."))
-    except (workdir_lib.ConfigMismatchError, workdir_lib.WorkdirInUseError) as error:
-      _fail(EXIT_BAD_CONFIG, f"{'config' if isinstance(error, ValueError) else 'workdir'} error: {error}")
+    except workdir_lib.ConfigMismatchError as error:
+      _fail(EXIT_BAD_CONFIG, f"config error: {error}")
+    except (workdir_lib.WorkdirInUseError, workdir_lib.WorkdirError) as error:
+      _fail(EXIT_BAD_CONFIG, f"workdir error: {error}")
     except loop.NonFiniteError as error:
       _fail(EXIT_FAILED, f"training stopped: {error}")
     except Exception as error:

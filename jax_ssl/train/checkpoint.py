@@ -136,9 +136,10 @@ class Checkpointer:
   its Python work over a few hundred leaves takes longer than a small model's
   step (0.15-0.25 s on the 2-core CPU), all while the devices sit idle after
   the sync that checked the state was finite. Here the caller only dispatches
-  a device copy and reads the copy's finiteness check; that blocking part runs
-  on one worker thread, beside the next steps. The price is one extra copy of
-  the train state on the devices until Orbax has moved it to the host.
+  a device copy beside the state's check and reads the check's few numbers;
+  Orbax's blocking part runs on one worker thread, beside the next steps. The
+  price is one extra copy of the train state on the devices until Orbax has
+  moved it to the host.
 
   With several processes the saves stay on the caller's thread: Orbax's
   barriers between processes are device collectives, and issued from a

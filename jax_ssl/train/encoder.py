@@ -164,14 +164,19 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
     method evaluated on it, such as I-JEPA); its `step` is the checkpoint's.
 
   Raises:
-    FileNotFoundError: if `workdir` has no saved config or no checkpoint, or the requested one cannot be read.
+    FileNotFoundError: if `workdir` has neither `config.json` nor a checkpoint that records its config, no
+      checkpoint, or the requested one cannot be read (nor, for the newest, any earlier one).
     ValueError: if `output` is not one of `evaluation.OUTPUTS`, or is "projector" for an MAE or I-JEPA run.
   """
   workdir = pathlib.Path(workdir)
   config_path = workdir / loop.CONFIG_FILE
-  if not config_path.exists():
-    raise FileNotFoundError(f"{workdir} is not a jax_ssl workdir: it has no {loop.CONFIG_FILE}.")
-  config = ml_collections.ConfigDict(config_lib.upgrade_saved_config(json.loads(config_path.read_text())))
+  # Without config.json (deleted), each checkpoint's record of the config that wrote it stands in.
+  saved = (json.loads(config_path.read_text()) if config_path.exists()
+           else checkpoint.saved_config(workdir / loop.CHECKPOINT_DIR))
+  if saved is None:
+    raise FileNotFoundError(f"{workdir} is not a jax_ssl workdir: it has no {loop.CONFIG_FILE} (nor checkpoints "
+                            "that record their config).")
+  config = ml_collections.ConfigDict(config_lib.upgrade_saved_config(saved))
   method, spec, num_classes, mesh, init = _run_arrays(config)
   _check_output(method, output)
   abstract = jax.eval_shape(init)

@@ -125,6 +125,7 @@ class WorkdirLock:
 
     Raises:
       WorkdirInUseError: another process (or another run in this one) holds it; the message names it.
+      WorkdirError: the filesystem does not take locks.
       OSError: the lock file cannot be created.
     """
     self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +137,8 @@ class WorkdirLock:
       holder = lock_file.read().strip()
       lock_file.close()
       if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-        raise
+        raise WorkdirError(f"cannot lock {self.path} ({os.strerror(error.errno)}): its filesystem does not take "
+                           "file locks; give a --workdir on one that does.") from None
       raise WorkdirInUseError(f"{self.path.parent} is in use by another run ({_describe_holder(holder)}); wait for "
                               "it to end, or use another --workdir.") from None
     lock_file.seek(0)

@@ -219,6 +219,7 @@ def test_without_config_json_only_checkpoints_that_record_their_config_are_resum
   loop.train(_smoke(bundled_dir, 1), tmp_path)
   first = json.loads((tmp_path / "config.json").read_text())
   (tmp_path / "config.json").unlink()
+  assert jax_ssl.load_encoder(tmp_path).config.model.width == first["model"]["width"], "read from the checkpoint"
   wider = _smoke(bundled_dir, 2)
   wider.model.width = 16
   with pytest.raises(workdir_lib.ConfigMismatchError, match=r"model.width \(8 -> 16\)"):
