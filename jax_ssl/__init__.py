@@ -8,7 +8,8 @@
   jax_ssl.eval          probes and the label-free structure metrics (arrays in, numbers out)
   jax_ssl.protocols     a checkpoint's evaluation, the two-model generalization protocol
   python -m jax_ssl.main --config configs/<x>.py   pretraining runs
-  python -m jax_ssl.evaluate {structure,checkpoint,generalization} ...   evaluation
+  python -m jax_ssl.evaluate {structure,checkpoint,generalization,dense} ...   evaluation
+  python -m jax_ssl.export --workdir W --to DIR   the backbone for PyTorch (torchvision / timm names)
 """
 
 

@@ -13,6 +13,7 @@ import jax
 import ml_collections
 import numpy as np
 import optax
+from flax import nnx
 
 from jax_ssl import methods
 from jax_ssl.data import catalog
@@ -64,6 +65,15 @@ class Encoder:
     if len(images) == 0:
       return np.zeros((0, self.num_features), np.float32)
     return self._embedder(self._params, self._batch_stats, images)
+
+  def arrays(self) -> tuple[dict, dict]:
+    """The arrays the features come from: the network's parameters and its BatchNorm statistics.
+
+    Returns:
+      `(params, batch_stats)`, nested dicts of numpy arrays keyed by module path (`params["backbone"]`, ...),
+      as `nnx.to_pure_dict` lays them out.
+    """
+    return jax.device_get(nnx.to_pure_dict(self._params)), jax.device_get(nnx.to_pure_dict(self._batch_stats))
 
   def embed_captions(self, tokens) -> np.ndarray:
     """CLIP's text tower on tokenized captions (a CLIP run's encoder): (..., L) tokens -> (..., D) numpy.
