@@ -2,7 +2,7 @@
 
   python experiments/bench/train.py           # writes results/train-<device>.json
   python experiments/bench/train.py --small   # seconds; for a quick check
-  python experiments/bench/train.py --end_to_end --config configs/default.py --output FILE
+  python experiments/bench/train.py --end_to_end --config configs/vicreg.py --output FILE
   python experiments/bench/train.py --conv_backward   # lax's conv backward against jax_ssl.models.conv's
 
 `--end_to_end` times what a user runs: `jax_ssl.main`'s loop on the config
@@ -219,7 +219,7 @@ def main() -> None:
   parser.add_argument("--data_dir", default=None, help="where bundled datasets are (default: prepared afresh)")
   parser.add_argument("--output", type=pathlib.Path, default=None)
   parser.add_argument("--end_to_end", action="store_true", help="time the whole run of --config against its step")
-  parser.add_argument("--config", default="configs/default.py", help="configs/<x>.py[:arg], for --end_to_end")
+  parser.add_argument("--config", default="configs/vicreg.py", help="configs/<x>.py[:arg], for --end_to_end")
   parser.add_argument("--steps", type=int, default=None, help="--end_to_end: override train.num_steps")
   parser.add_argument("--rounds", type=int, default=3, help="--end_to_end: runs, each against its own bare step")
   parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",

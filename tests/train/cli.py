@@ -20,7 +20,7 @@ def environment(devices: int = 1, **extra: str) -> dict[str, str]:
   return env
 
 
-def smoke_args(workdir, data_dir, *overrides: str, config: str = "configs/default.py:smoke") -> list[str]:
+def smoke_args(workdir, data_dir, *overrides: str, config: str = "configs/vicreg.py:smoke") -> list[str]:
   return [sys.executable, "-m", "jax_ssl.main", "--config", config, "--workdir", str(workdir),
           f"--config.data.data_dir={data_dir}", "--config.eval.report=False", *overrides]
 

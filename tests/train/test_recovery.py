@@ -14,7 +14,7 @@ from jax_ssl.train import loop
 
 
 def _smoke(bundled_dir, steps):
-  config = common.smoke(__import__("configs.default", fromlist=["get_config"]).get_config())
+  config = common.smoke(__import__("configs.vicreg", fromlist=["get_config"]).get_config())
   config.data.data_dir = str(bundled_dir)
   config.train.num_steps = steps
   config.eval.report = False
