@@ -47,7 +47,8 @@ def add_output_flags(parser) -> None:
 # so the command that reproduces a result leaves them out (value: takes an argument).
 # A benchmark's `--output` stays: it names which committed file the command rewrites.
 BOOKKEEPING_FLAGS = {"--workdir": True, "--data_dir": True, "--output_dir": True, "--worker": True,
-                     "--num_workers": True, "--collect_only": False, "--keep_published": False}
+                     "--num_workers": True, "--collect_only": False, "--keep_published": False,
+                     "--from_results": False}
 
 
 def command_line(argv: list[str] | None = None) -> str:

@@ -22,12 +22,12 @@ import sys
 import time
 
 import jax
-import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments import _common  # noqa: E402
+from experiments import _pretraining  # noqa: E402
 from jax_ssl import protocols  # noqa: E402
 from jax_ssl.train import config as config_lib  # noqa: E402
 from jax_ssl.train import loop  # noqa: E402
@@ -57,14 +57,15 @@ def run_seed(config_argument: str, seed: int, run_dir: pathlib.Path, data_dir: s
 
 
 def summarise(reports: list[dict]) -> dict:
-  """`{encoder: {probe: {level: {"mean", "std", "values"}}}}` over the seeds' reports."""
+  """`{encoder: {probe: {level: {"mean", "std" (ddof 1), "values"}}}}` over the seeds' reports."""
   summary = {}
   for encoder in ENCODERS:
     for probe, by_level in reports[0]["accuracy"][encoder].items():
       for level in by_level:
         values = [r["accuracy"][encoder][probe][level] for r in reports]
+        spread = _pretraining.mean_std(values)
         summary.setdefault(encoder, {}).setdefault(probe, {})[level] = {
-            "mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+            "mean": spread["mean"], "std": spread["std"], "values": values}
   return summary
 
 
@@ -97,6 +98,8 @@ def main() -> None:
   parser.add_argument("--workdir", type=pathlib.Path, default=None,
                       help="where the runs go (default: workdirs/config_runs-<config>)")
   parser.add_argument("--data_dir", default=None, help="where bundled datasets are (default: the config's)")
+  parser.add_argument("--from_results", action="store_true",
+                      help="summarise the seeds' reports the results JSON already holds, without training")
   args = parser.parse_args()
   started = time.perf_counter()
   config_argument = args.config
@@ -104,9 +107,17 @@ def main() -> None:
     config_argument += ",smoke" if ":" in config_argument else ":smoke"
   name = tag(config_argument)
   workdir = args.workdir or pathlib.Path("workdirs") / f"config_runs-{name}"
-  reports = [run_seed(config_argument, seed, workdir / f"seed{seed}", args.data_dir) for seed in range(args.seeds)]
+  if args.from_results:
+    published = json.loads((args.output_dir / "results" / f"config_runs-{name}.json").read_text())
+    reports = [report for report in published["reports"] if report["seed"] in range(args.seeds)]
+  else:
+    reports = [run_seed(config_argument, seed, workdir / f"seed{seed}", args.data_dir) for seed in range(args.seeds)]
   summary = summarise(reports)
-  result = {"config": config_argument, "seeds": list(range(args.seeds)),
+  provenance = {}
+  if args.from_results:  # when and where the seeds trained, not this summary's
+    provenance = {"trained": published.get("trained") or {key: published[key] for key in ("date", "run_time_s",
+                                                                                           "machine")}}
+  result = {**provenance, "config": config_argument, "seeds": list(range(args.seeds)),
             "method": reports[0]["method"], "dataset": reports[0]["dataset"], "backbone": reports[0]["backbone"],
             "steps": reports[0]["steps"], "accuracy": summary, "reports": reports}
   title = f"{config_argument}: {len(reports)} seeds, {reports[0]['steps']} steps (mean ± std)"

@@ -1,4 +1,4 @@
-"""`python -m jax_ssl.evaluate {structure,checkpoint,generalization,dense} ...`: evaluation from the command line.
+"""`python -m jax_ssl.evaluate {structure,checkpoint,generalization,dense,transfer} ...`: evaluation commands.
 
   structure A.npy B.npy           compare the hierarchies of two sets of the same items
                                   (embeddings, or raw inputs such as images: rows are flattened)
@@ -9,6 +9,9 @@
   dense --workdir DIR             linear segmentation (mean IoU per level) and PCA feature maps
                                   of a trained encoder, on a dataset with masks (shapes) or class
                                   maps (ade20k)
+  transfer --workdir DIR          linear (DINOv2's protocol), kNN and few-shot probes of a trained
+                                  encoder and its controls on transfer and out-of-distribution
+                                  datasets (default: digits, shapes, shapes_ood)
 
 Each writes a JSON file (every number), a Markdown summary where it says so,
 and figures, into --output_dir. Exit codes: 0 done, 2 bad input (one line on
@@ -210,6 +213,88 @@ def run_dense(args) -> dict:
   return result
 
 
+def _transfer_markdown(result: dict) -> str:
+  settings = result["settings"]
+  lines = [f"# Transfer: {result['method']} ({result['backbone']}, {result['output']} features), step {result['step']}",
+           "", "Frozen features of the trained encoder beside its controls, the same network at initialisation and "
+           f"the input pixels ({settings['pixels']}). linear: {settings['linear']['method']}. kNN@k: "
+           f"{settings['knn']['method']}, T = {settings['knn']['temperature']}. n-shot: "
+           f"{settings['few_shot']['method']}, l2 = {settings['few_shot']['l2']:g}, mean ± std over "
+           f"{settings['few_shot']['draws']} draws. At most "
+           f"{settings['max_train']} train and {settings['max_test']} test images per dataset, seed "
+           f"{settings['seed']}.", ""]
+  for name, dataset in result["datasets"].items():
+    fitted = f"; probes fit on {dataset['fit_on']}'s train split" if dataset["fit_on"] != name else ""
+    lines += [f"## {name}", "", f"{dataset['num_train']} train and {dataset['num_test']} test images{fitted}.", "",
+              "| level | probe | pixels | initialisation | trained |", "| --- | --- | --- | --- | --- |"]
+    scores_ = dataset["scores"]
+    for level in dataset["levels"]:
+      cells = {which: scores_[which][level] for which in ("pixels", "initial", "trained")}
+      lines.append(f"| {level} | linear | " + " | ".join(f"{cells[w]['linear']['accuracy']:.3f}" for w in cells) + " |")
+      for k in cells["trained"]["knn"]:
+        lines.append(f"| {level} | kNN@{k} | " + " | ".join(f"{cells[w]['knn'][k]:.3f}" for w in cells) + " |")
+      for shots in cells["trained"]["few_shot"]:
+        lines.append(f"| {level} | {shots}-shot | " + " | ".join(
+            f"{cells[w]['few_shot'][shots]['mean']:.3f} ± {cells[w]['few_shot'][shots]['std']:.3f}" for w in cells)
+            + " |")
+    for key, by_encoder in _groups_by_key(dataset).items():
+      level = dataset["levels"][0]
+      names = list(by_encoder["trained"][level])
+      lines += ["", f"Linear probe at {level} by {key}:", "", "| encoder | " + " | ".join(names) + " |",
+                "| --- |" + " --- |" * len(names)]
+      for which in ("pixels", "initial", "trained"):
+        lines.append(f"| {which} | " + " | ".join(f"{by_encoder[which][level][n]:.3f}" for n in names) + " |")
+    lines.append("")
+  return "\n".join(lines + ["![linear probe per dataset](transfer.png)", ""])
+
+
+def _groups_by_key(dataset: dict) -> dict:
+  """{group key: {encoder: {level: {name: accuracy}}}} from a dataset's "groups" ({encoder: {level: {key: ...}}})."""
+  regrouped = {}
+  for which, by_level in dataset.get("groups", {}).items():
+    for level, by_key in by_level.items():
+      for key, values in by_key.items():
+        regrouped.setdefault(key, {}).setdefault(which, {})[level] = values
+  return regrouped
+
+
+def run_transfer(args) -> dict:
+  """The `transfer` command: the trained encoder and its controls on each dataset, by three protocols.
+
+  Writes `transfer.json`, `transfer.md` and `transfer.png` (linear probe accuracy at each dataset's first
+  level) into the output directory, by default `<workdir>/eval`, and prints the summary.
+
+  Args:
+    args: the parsed command line: `workdir`, `datasets` (comma-separated, or None), `step`, `data_dir`,
+      `max_train`, `max_test`, `c_grid` (or None), `features`, `seed`, `output_dir`.
+
+  Returns:
+    `transfer_suite.evaluate_transfer`'s dict.
+
+  Raises:
+    FileNotFoundError: if the workdir, its checkpoint or a dataset is missing.
+    ValueError: for an unknown dataset or one without labels.
+  """
+  from jax_ssl import transfer_suite
+  output = _output_dir(args, str(pathlib.Path(args.workdir) / "eval"))
+  datasets = [name.strip() for name in args.datasets.split(",") if name.strip()] if args.datasets else None
+  grid = {} if args.c_grid is None else {"c_grid": args.c_grid}
+  result = transfer_suite.evaluate_transfer(args.workdir, datasets, step=args.step, data_dir=args.data_dir,
+                                            max_train=args.max_train, max_test=args.max_test, seed=args.seed,
+                                            output=args.features, **grid)
+  _created(output)
+  first_level = {name: (dataset["levels"][0], dataset["scores"]) for name, dataset in result["datasets"].items()}
+  figures.scores_by_level({which: {name: scores_[which][level]["linear"]["accuracy"]
+                                   for name, (level, scores_) in first_level.items()}
+                           for which in ("pixels", "initial", "trained")}, output / "transfer.png",
+                          title="linear probe, first level")
+  _write_json(output / "transfer.json", result)
+  (output / "transfer.md").write_text(_transfer_markdown(result))
+  print(_transfer_markdown(result).split("\n![")[0])
+  print(f"wrote {output / 'transfer.json'}, {output / 'transfer.md'} and {output / 'transfer.png'}")
+  return result
+
+
 def _generalization_markdown(result: dict) -> str:
   return "\n".join([
       f"# Two-model generalization: {result['method']} on {result['dataset']}", "",
@@ -315,6 +400,17 @@ def _at_least(minimum: int):
 _positive = _at_least(3)  # item counts: the structure scores need three items
 
 
+def _positive_floats(text: str) -> tuple[float, ...]:
+  """An argparse type: comma-separated positive numbers."""
+  try:
+    values = tuple(float(part) for part in text.split(",") if part.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+  if not values or not all(value > 0 and value < float("inf") for value in values):
+    raise argparse.ArgumentTypeError(f"{text!r}: give positive finite numbers, e.g. 0.01,1,100")
+  return values
+
+
 class _OneLineParser(argparse.ArgumentParser):
   """argparse, whose errors are one line on stderr (`prog: message`) and exit code 2, without the usage block."""
 
@@ -331,7 +427,8 @@ def parser() -> argparse.ArgumentParser:
   """
   main = _OneLineParser(prog="python -m jax_ssl.evaluate", description=__doc__.split("\n\n")[0],
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-  commands = main.add_subparsers(dest="command", required=True, metavar="{structure,checkpoint,generalization}")
+  commands = main.add_subparsers(dest="command", required=True,
+                                 metavar="{structure,checkpoint,generalization,dense,transfer}")
 
   structure = commands.add_parser("structure", help="compare the hierarchies of two sets of the same items")
   structure.add_argument("first", help="A.npy: (N, F) embeddings or (N, ...) raw inputs")
@@ -369,10 +466,22 @@ def parser() -> argparse.ArgumentParser:
   dense_probe.add_argument("--epochs", type=_at_least(1), default=30, help="passes of each head over its images")
   dense_probe.set_defaults(run=run_dense)
 
-  for subparser in (checkpoint, generalization):
+  transfer = commands.add_parser("transfer", help="linear, kNN and few-shot probes on transfer and OOD datasets")
+  transfer.add_argument("--workdir", required=True, help="the training run's workdir")
+  transfer.add_argument("--datasets", default=None,
+                        help="comma-separated dataset names; default: the bundled digits, shapes and shapes_ood")
+  transfer.add_argument("--step", type=_at_least(0), default=None, help="default: the newest good checkpoint")
+  transfer.add_argument("--data_dir", default=None, help="where the datasets are prepared")
+  transfer.add_argument("--max_train", type=_at_least(2), default=5000, help="train images per dataset")
+  transfer.add_argument("--max_test", type=_at_least(1), default=2000, help="test images per dataset")
+  transfer.add_argument("--c_grid", type=_positive_floats, default=None,
+                        help="comma-separated C values of the logistic probe's search (default 1e-4, ..., 1e2)")
+  transfer.set_defaults(run=run_transfer)
+
+  for subparser in (checkpoint, generalization, transfer):
     subparser.add_argument("--features", choices=("backbone", "projector"), default="backbone",
                          help="evaluate the backbone's features or the projector's embeddings (the paper's)")
-  for subparser in (structure, checkpoint, generalization, dense_probe):
+  for subparser in (structure, checkpoint, generalization, dense_probe, transfer):
     subparser.add_argument("--output_dir", default=None, help="where the JSON, Markdown and figures go")
     subparser.add_argument("--seed", type=int, default=0, help="seed of subsampling, clustering and probes")
   return main

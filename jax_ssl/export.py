@@ -219,13 +219,13 @@ def export(workdir: str | pathlib.Path, to: str | pathlib.Path, *, step: int | N
   if to.exists() and (not to.is_dir() or any(to.iterdir())):
     raise ValueError(f"--to {to} exists and is not an empty directory: give a new or empty one (nothing is "
                      "overwritten).")
-  encoder = encoder_lib.load_encoder(workdir, step)
-  config = encoder.config
+  config = encoder_lib.run_config(workdir)
   head = methods.from_config(config.method).head
   if with_projector and head != "projector":
     raise ValueError(f"a {config.method.name} run has no MLP projector to export (its head is {head}'s: a decoder, "
                      "predictor or prototype head has no PyTorch form here); export the backbone alone, without "
                      "--with_projector.")
+  encoder = encoder_lib.load_encoder(workdir, step)
   params, stats = encoder.arrays()
   tensors = torch_layout.backbone_tensors(config.model.backbone, params["backbone"], stats.get("backbone", {}),
                                           encoder.step)

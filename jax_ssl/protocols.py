@@ -117,10 +117,11 @@ def evaluate_dense(workdir: str | os.PathLike, dataset: str | None = None, *, st
 
   The frozen feature maps (`load_encoder(output="feature_map")`: ResNet's last
   stage, a ViT's patch tokens) of at most `max_train` train images fit a
-  linear head, scored on the test split by mean IoU. On a dataset with object
-  masks (`shapes`), one head per level of the label hierarchy, whose
-  per-pixel classes are the background (0) and the image's class + 1 on its
-  mask; on one with class maps (`ade20k`), one head over its classes, the
+  linear head, scored on the test split by mean IoU (an out-of-distribution
+  set such as `shapes_ood` is scored with heads fit on its `fit_on` set). On a
+  dataset with object masks (`shapes`), one head per level of the label
+  hierarchy, whose per-pixel classes are the background (0) and the image's
+  class + 1 on its mask; on one with class maps (`ade20k`), one head over its classes, the
   unlabelled class 0 ignored. The same protocol runs on the controls: the
   encoder at initialisation and the input pixels (a linear head on each
   pixel's colour).
@@ -159,7 +160,7 @@ def evaluate_dense(workdir: str | os.PathLike, dataset: str | None = None, *, st
                      f"({dense_sets}).")
   if data_dir is None and spec.name == config.data.name:
     data_dir = config.data.data_dir or None
-  train = sources.load_numpy(spec.name, "train", data_dir)
+  train = sources.load_numpy(spec.fit_on or spec.name, "train", data_dir)  # an OOD set: its in-domain set's
   test = sources.load_numpy(spec.name, "test", data_dir)
   rows = scores.subsample(len(train["image"]), max_train, seed)
   stride = max(1, spec.image_size // label_size)  # nearest-neighbour subsampling of the label maps

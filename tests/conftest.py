@@ -37,6 +37,6 @@ DATA_DIR = os.environ.setdefault("JAX_SSL_TESTS_DATA_DIR", tempfile.mkdtemp(pref
 def bundled_dir():
   """The bundled datasets, prepared once per test session in a temporary directory."""
   directory = pathlib.Path(DATA_DIR)
-  for name in ("digits", "shapes"):
+  for name in ("digits", "shapes", "shapes_ood"):
     sources.prepare(name, directory)
   return directory

@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 from jax_ssl import evaluate
 from jax_ssl import protocols
+from jax_ssl import transfer_suite
 from jax_ssl.data import sources
 from jax_ssl.eval import probes
 from jax_ssl.eval import scores
@@ -290,8 +291,9 @@ def test_dense_probe_on_masks_and_on_ade20k_class_maps(bundled_dir, tmp_path, ca
   # A dataset without masks or class maps: one line, exit code 2.
   assert evaluate.main(["dense", "--workdir", str(run), "--dataset", "digits", "--data_dir",
                         str(bundled_dir)]) == evaluate.EXIT_BAD_INPUT
-  assert "dataset 'digits' has no segmentation masks; the dense probe needs one that has (ade20k, shapes)" in \
-      capsys.readouterr().err
+  error = capsys.readouterr().err
+  assert "dataset 'digits' has no segmentation masks; the dense probe needs one that has (ade20k, shapes, " \
+         "shapes_ood)" in error
 
   # ADE20K loads by name from a prepared tfds data_dir; tfds' mock data stands in for its files.
   with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE), \
@@ -326,3 +328,42 @@ def test_clip_zero_shot_of_the_report_and_of_the_checkpoint_agree(bundled_dir, t
   assert "CLIP's zero-shot accuracy" in (output / "eval.md").read_text()
   with pytest.raises(ValueError, match="dataset 'digits' has no captions"):
     protocols.clip_zero_shot(joint, "digits", bundled_dir)
+
+
+def test_transfer_scores_each_dataset_level_and_control(digits_workdir, bundled_dir, tmp_path, capsys):
+  output = tmp_path / "transfer"
+  assert evaluate.main(["transfer", "--workdir", str(digits_workdir), "--datasets", "digits,shapes_ood",
+                        "--data_dir", str(bundled_dir), "--max_train", "108", "--max_test", "54",
+                        "--c_grid", "0.01,1", "--output_dir", str(output)]) == 0
+  result = json.loads((output / "transfer.json").read_text())
+  assert result["settings"]["knn"]["ks"] == [10, 20, 100, 200] and result["settings"]["few_shot"]["shots"] == [
+      1, 5, 10, 25] and result["settings"]["max_train"] == 108
+  digits, ood = result["datasets"]["digits"], result["datasets"]["shapes_ood"]
+  assert digits["levels"] == ["label"] and ood["levels"] == ["label", "label_coarse", "label_family"]
+  assert ood["fit_on"] == "shapes" and ood["num_train"] == 108 and ood["num_test"] == 54
+  for dataset in (digits, ood):
+    assert set(dataset["scores"]) == {"trained", "initial", "pixels"}
+    for by_level in dataset["scores"].values():
+      for scores_ in by_level.values():
+        assert 0.0 <= scores_["linear"]["accuracy"] <= 1.0 and scores_["linear"]["c"] in (0.01, 1.0)
+        assert set(scores_["knn"]) == {"10", "20", "100", "200"}
+  assert {"1", "5"} <= set(digits["scores"]["trained"]["label"]["few_shot"]) and "25" not in digits["scores"][
+      "trained"]["label"]["few_shot"], "108 images of 10 classes hold no class of 25"
+  shifts = ood["groups"]["trained"]["label"]["shift"]
+  assert list(shifts) == ["colour", "texture", "background", "noise", "blur", "contrast"]
+  markdown = (output / "transfer.md").read_text()
+  assert "## shapes_ood" in markdown and "probes fit on shapes's train split" in markdown and "kNN@200" in markdown
+  assert (output / "transfer.png").stat().st_size > 0
+  capsys.readouterr()
+  assert evaluate.main(["transfer", "--workdir", str(digits_workdir), "--datasets", "ade20k"]) == 2
+  assert "dataset 'ade20k' has no class labels to probe" in capsys.readouterr().err
+
+  # A dataset by its tfds name, from a prepared data_dir: tfds' mock data stands in for its files.
+  with tfds.testing.mock_data(num_examples=60, policy=tfds.testing.MockPolicy.USE_CODE), \
+      mock.patch.object(sources, "check_prepared", lambda *args: None), \
+      mock.patch.object(sources, "SKIP_IMAGE_DECODING", False):
+    mocked = transfer_suite.evaluate_transfer(digits_workdir, ["dtd"], data_dir="/nonexistent-mock-60",
+                                              max_train=40, max_test=20, c_grid=(1.0,))
+  dtd = mocked["datasets"]["dtd"]
+  assert dtd["num_train"] == 40 and dtd["num_test"] == 20 and dtd["levels"] == ["label"]
+  assert 0.0 <= dtd["scores"]["trained"]["label"]["linear"]["accuracy"] <= 1.0

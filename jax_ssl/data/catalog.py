@@ -1,9 +1,12 @@
 """The datasets jax_ssl knows by name, and what each one provides.
 
-Two are bundled and need no network (`digits`, `shapes`: prepared on first use
-into a cache directory). The others are read from a tfds `data_dir` that the
-user prepared once, on a machine with network (and TensorFlow, which tfds
-needs to *write* image datasets, though not to read them).
+Three are bundled and need no network (`digits`, `shapes`, and `shapes_ood`,
+shapes' classes under shifts for out-of-distribution probes: prepared on first
+use into a cache directory). The others are read from a tfds `data_dir` that
+the user prepared once, on a machine with network (and TensorFlow, which tfds
+needs to *write* image datasets, though not to read them): the training sets,
+and the transfer sets of the papers' linear-probe tables that tfds has (dtd,
+oxford_flowers102, oxford_iiit_pet, food101, cars196, caltech101).
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class DatasetSpec:
       the class, 0 unlabelled), for dense probes; its classes are `num_classes["segmentation"]`.
     captions: the fine classes' captions (`data.captions.Captions`) for image-text training (CLIP), or
       None for a dataset without them.
+    fit_on: for an out-of-distribution test set, the dataset whose train split the probes fit on (its
+      classes are this one's); empty otherwise.
+    group_keys: output key -> tfds feature of per-record groups that results are broken down by (the
+      shift and severity of `shapes_ood`), which are not label levels.
   """
 
   name: str
@@ -58,6 +65,8 @@ class DatasetSpec:
   mask_key: str = ""
   segmentation_key: str = ""
   captions: captions_lib.Captions | None = None
+  fit_on: str = ""
+  group_keys: dict[str, str] = dataclasses.field(default_factory=dict)
 
   @property
   def label_levels(self) -> tuple[str, ...]:
@@ -120,6 +129,23 @@ CATALOG: dict[str, DatasetSpec] = {
             captions=captions_lib.shapes_captions(),
         ),
         DatasetSpec(
+            # Only a test split: probes fit on `shapes`' train split and are scored here, per shift.
+            name="shapes_ood",
+            tfds_name="jax_ssl_shapes_ood",
+            splits={"test": "test"},
+            label_keys={"label": "variant", "label_coarse": "shape", "label_family": "family"},
+            num_classes={"label": 36, "label_coarse": 9, "label_family": 3},
+            image_size=32,
+            mean=(0.4828, 0.4753, 0.4821),  # shapes' own: the shifted images are normalised as the clean ones
+            std=(0.1909, 0.1735, 0.1883),
+            bundled=True,
+            prepare="generated automatically",
+            class_names=tuple(f"{shape} {variant}" for shape in shapes.SHAPES for variant in shapes.VARIANTS),
+            mask_key="mask",
+            fit_on="shapes",
+            group_keys={"shift": "shift", "severity": "severity"},
+        ),
+        DatasetSpec(
             name="cifar10",
             tfds_name="cifar10",
             splits={"train": "train", "test": "test"},
@@ -164,6 +190,78 @@ CATALOG: dict[str, DatasetSpec] = {
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
             prepare=_catalog_prepare("imagenet2012", " --manual_dir=DIR_WITH_ILSVRC2012_TARS"),
+        ),
+        DatasetSpec(
+            name="dtd",
+            tfds_name="dtd",
+            splits={"train": "train", "test": "test"},
+            label_keys={"label": "label"},
+            num_classes={"label": 47},
+            image_size=224,
+            variable_size=True,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            prepare=_catalog_prepare("dtd"),
+        ),
+        DatasetSpec(
+            name="oxford_flowers102",
+            tfds_name="oxford_flowers102",
+            splits={"train": "train", "test": "test"},
+            label_keys={"label": "label"},
+            num_classes={"label": 102},
+            image_size=224,
+            variable_size=True,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            prepare=_catalog_prepare("oxford_flowers102"),
+        ),
+        DatasetSpec(
+            name="oxford_iiit_pet",
+            tfds_name="oxford_iiit_pet",
+            splits={"train": "train", "test": "test"},
+            label_keys={"label": "label"},
+            num_classes={"label": 37},
+            image_size=224,
+            variable_size=True,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            prepare=_catalog_prepare("oxford_iiit_pet"),
+        ),
+        DatasetSpec(
+            name="food101",
+            tfds_name="food101",
+            splits={"train": "train", "test": "validation"},
+            label_keys={"label": "label"},
+            num_classes={"label": 101},
+            image_size=224,
+            variable_size=True,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            prepare=_catalog_prepare("food101"),
+        ),
+        DatasetSpec(
+            name="cars196",
+            tfds_name="cars196",
+            splits={"train": "train", "test": "test"},
+            label_keys={"label": "label"},
+            num_classes={"label": 196},
+            image_size=224,
+            variable_size=True,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            prepare=_catalog_prepare("cars196"),
+        ),
+        DatasetSpec(
+            name="caltech101",
+            tfds_name="caltech101",
+            splits={"train": "train", "test": "test"},
+            label_keys={"label": "label"},
+            num_classes={"label": 102},
+            image_size=224,
+            variable_size=True,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            prepare=_catalog_prepare("caltech101"),
         ),
         DatasetSpec(
             name="caltech256",

@@ -57,6 +57,9 @@ def _builder_class(spec: catalog.DatasetSpec):
   if spec.name == "shapes":
     from jax_ssl.data.bundled.builders import JaxSslShapes
     return JaxSslShapes
+  if spec.name == "shapes_ood":
+    from jax_ssl.data.bundled.builders import JaxSslShapesOOD
+    return JaxSslShapesOOD
   if spec.name == "caltech256":
     from jax_ssl.data.caltech256 import JaxSslCaltech256
     return JaxSslCaltech256
@@ -314,7 +317,7 @@ def decode_record(spec: catalog.DatasetSpec, record: dict, image_size: int | Non
     A dict with `image`, uint8 `(image_size, image_size, 3)`, `mask`, uint8 `(image_size, image_size)`
     when the dataset has masks (`spec.mask_key`), `segmentation`, uint8 `(image_size, image_size)`
     classes when it has class maps (`spec.segmentation_key`), and one int32 scalar per key of
-    `spec.label_keys`.
+    `spec.label_keys` and of `spec.group_keys`.
   """
   image_size = image_size or spec.image_size
   image = record["image"]
@@ -332,7 +335,7 @@ def decode_record(spec: catalog.DatasetSpec, record: dict, image_size: int | Non
     example["mask"] = np.asarray(record[spec.mask_key], np.uint8)
   if spec.segmentation_key:
     example["segmentation"] = decode_segmentation(record[spec.segmentation_key], image_size)
-  for key, feature in spec.label_keys.items():
+  for key, feature in {**spec.label_keys, **spec.group_keys}.items():
     example[key] = np.asarray(record[feature], np.int32)
   return example
 

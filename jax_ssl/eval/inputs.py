@@ -218,3 +218,38 @@ def subsample(num_items: int, max_items: int | None, seed: int) -> np.ndarray:
   if max_items is None or num_items <= max_items:
     return np.arange(num_items)
   return np.sort(np.random.default_rng(seed).choice(num_items, max_items, replace=False))
+
+
+def held_out_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Stratified, seeded split of row indices into (fit, held_out).
+
+  Each class keeps `round(fraction * its size)` of its rows, chosen at
+  random, for the held-out part, so class proportions are preserved (a class
+  of one row stays wholly in the fit part at the default fraction).
+
+  Args:
+    labels: (N,) non-negative integer class labels.
+    fraction: the share of each class held out, in (0, 1).
+    seed: seeds the choice.
+
+  Returns:
+    `(fit, held_out)`: sorted row indices of the two parts.
+
+  Raises:
+    ValueError: if either part would be empty.
+  """
+  rng = np.random.default_rng(seed)
+  shuffled = rng.permutation(labels.shape[0])
+  by_class = shuffled[np.argsort(labels[shuffled], kind="stable")]  # classes contiguous, random order within
+  counts = np.bincount(labels)
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  sorted_labels = labels[by_class]
+  rank_in_class = np.arange(labels.shape[0]) - starts[sorted_labels]
+  held_per_class = np.round(fraction * counts).astype(np.int64)
+  is_held = rank_in_class < held_per_class[sorted_labels]
+  fit, held_out = np.sort(by_class[~is_held]), np.sort(by_class[is_held])
+  if held_out.size == 0 or fit.size == 0:
+    raise ValueError(
+        f"held_out_fraction = {fraction} of the {labels.shape[0]} train points (stratified by class) leaves "
+        f"{fit.size} to fit and {held_out.size} to hold out; both must be non-empty.")
+  return fit, held_out

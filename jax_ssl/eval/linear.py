@@ -110,30 +110,6 @@ def _grid_accuracies(params: dict, features: jax.Array, labels: np.ndarray) -> n
   return np.mean(predictions == labels[:, None], axis=0)
 
 
-def _held_out_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """Stratified, seeded split of row indices into (fit, held_out).
-
-  Each class keeps `round(fraction * its size)` of its rows, chosen at
-  random, for the held-out part, so class proportions are preserved (a class
-  of one row stays wholly in the fit part at the default fraction).
-  """
-  rng = np.random.default_rng(seed)
-  shuffled = rng.permutation(labels.shape[0])
-  by_class = shuffled[np.argsort(labels[shuffled], kind="stable")]  # classes contiguous, random order within
-  counts = np.bincount(labels)
-  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-  sorted_labels = labels[by_class]
-  rank_in_class = np.arange(labels.shape[0]) - starts[sorted_labels]
-  held_per_class = np.round(fraction * counts).astype(np.int64)
-  is_held = rank_in_class < held_per_class[sorted_labels]
-  fit, held_out = np.sort(by_class[~is_held]), np.sort(by_class[is_held])
-  if held_out.size == 0 or fit.size == 0:
-    raise ValueError(
-        f"held_out_fraction = {fraction} of the {labels.shape[0]} train points (stratified by class) leaves "
-        f"{fit.size} to fit and {held_out.size} to hold out; both must be non-empty.")
-  return fit, held_out
-
-
 def _fit_and_score(train: np.ndarray, train_labels: np.ndarray, evaluate: Sequence[tuple[np.ndarray, np.ndarray]],
                    learning_rates: np.ndarray, weight_decay: float, key: jax.Array, *, num_classes: int,
                    epochs: int, batch_size: int) -> list[np.ndarray]:
@@ -218,7 +194,7 @@ def linear_probe(
     raise ValueError(f"held_out_fraction must lie strictly between 0 and 1, got {held_out_fraction}.")
 
   select_key, final_key = jax.random.split(jax.random.key(seed))
-  fit, held_out = _held_out_split(train_labels, held_out_fraction, seed)
+  fit, held_out = inputs.held_out_split(train_labels, held_out_fraction, seed)
   (held_out_accuracy,) = _fit_and_score(
       train[fit], train_labels[fit], [(train[held_out], train_labels[held_out])], grid, weight_decay, select_key,
       num_classes=num_classes, epochs=epochs, batch_size=batch_size)

@@ -159,6 +159,30 @@ def _encoder(config, method, spec, num_classes, mesh, step, params, batch_stats,
   return Encoder(step, width, config.views.size, config, embedder, params, batch_stats)
 
 
+def run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+  """The config of the run in `workdir`, as today's code reads it.
+
+  Without `config.json` (deleted), the config the newest checkpoint recorded stands in.
+
+  Args:
+    workdir: a training run's directory.
+
+  Returns:
+    The run's config (`config.upgrade_saved_config` applied).
+
+  Raises:
+    FileNotFoundError: `workdir` has neither `config.json` nor a checkpoint that records its config.
+  """
+  workdir = pathlib.Path(workdir)
+  config_path = workdir / loop.CONFIG_FILE
+  saved = (json.loads(config_path.read_text()) if config_path.exists()
+           else checkpoint.saved_config(workdir / loop.CHECKPOINT_DIR))
+  if saved is None:
+    raise FileNotFoundError(f"{workdir} is not a jax_ssl workdir: it has no {loop.CONFIG_FILE} (nor checkpoints "
+                            "that record their config).")
+  return ml_collections.ConfigDict(config_lib.upgrade_saved_config(saved))
+
+
 def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: str = "backbone") -> Encoder:
   """The encoder saved in `workdir` at `step` (default: the newest readable checkpoint).
 
@@ -179,14 +203,7 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
     ValueError: if `output` is not one of `evaluation.OUTPUTS`, or is "projector" for an MAE or I-JEPA run.
   """
   workdir = pathlib.Path(workdir)
-  config_path = workdir / loop.CONFIG_FILE
-  # Without config.json (deleted), each checkpoint's record of the config that wrote it stands in.
-  saved = (json.loads(config_path.read_text()) if config_path.exists()
-           else checkpoint.saved_config(workdir / loop.CHECKPOINT_DIR))
-  if saved is None:
-    raise FileNotFoundError(f"{workdir} is not a jax_ssl workdir: it has no {loop.CONFIG_FILE} (nor checkpoints "
-                            "that record their config).")
-  config = ml_collections.ConfigDict(config_lib.upgrade_saved_config(saved))
+  config = run_config(workdir)
   method, spec, num_classes, mesh, init = _run_arrays(config)
   _check_output(method, output)
   abstract = jax.eval_shape(init)

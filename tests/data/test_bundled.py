@@ -98,3 +98,38 @@ def test_shapes_masks_cover_each_drawn_shape(bundled_dir):
   order = {bytes(image): index for index, image in enumerate(generated["image"])}
   rows = [order[bytes(image)] for image in data["image"]]
   np.testing.assert_array_equal(generated["mask"][rows], masks)
+
+
+def test_shapes_ood_shifts_only_what_they_name(bundled_dir):
+  data = sources.load_numpy("shapes_ood", "test", bundled_dir)
+  assert data["image"].shape == (36 * 10 * 6 * 3, 32, 32, 3)
+  for shift in range(len(shapes.SHIFTS)):
+    for severity in shapes.SEVERITIES:
+      chosen = (data["shift"] == shift) & (data["severity"] == severity)
+      np.testing.assert_array_equal(np.bincount(data["label"][chosen], minlength=36), 10)
+  np.testing.assert_array_equal(data["label_coarse"], data["label"] // 4)  # the hierarchy is shapes'
+  # A shift redraws only its own parameters: the geometry (the masks) is what the same seed draws unshifted.
+  labels = np.arange(36)
+  plain_images, plain_masks = shapes._render(labels, np.random.default_rng(9))
+  for shift in shapes.SHIFTS:
+    images, masks = shapes._render(labels, np.random.default_rng(9), shift, 2)
+    np.testing.assert_array_equal(masks, plain_masks, err_msg=shift)
+    assert np.abs(images.astype(int) - plain_images).mean() > 1.0, f"{shift} changes the images"
+  again = shapes.generate_ood(1, seed=3)
+  np.testing.assert_array_equal(again["image"], shapes.generate_ood(1, seed=3)["image"])
+
+
+def test_shapes_ood_is_a_test_set_only(bundled_dir):
+  with pytest.raises(ValueError, match="unknown split 'train' of shapes_ood; splits: test"):
+    sources.open_source("shapes_ood", "train", bundled_dir)
+  assert catalog.get_spec("shapes_ood").fit_on == "shapes"
+
+
+@pytest.mark.parametrize("name", ["dtd", "oxford_flowers102", "oxford_iiit_pet", "food101", "cars196", "caltech101"])
+def test_the_transfer_sets_match_their_tfds_builders(name, tmp_path):
+  import tensorflow_datasets as tfds
+  spec = catalog.get_spec(name)
+  features = tfds.builder(spec.tfds_name, data_dir=str(tmp_path)).info.features
+  assert features["label"].num_classes == spec.num_classes["label"] and spec.variable_size
+  with pytest.raises(sources.DatasetNotFoundError, match=f"dataset '{name}' .* is not prepared in {tmp_path}"):
+    sources.open_source(name, "test", tmp_path)

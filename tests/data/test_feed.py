@@ -102,7 +102,7 @@ def test_parse_classes():
 
 
 @pytest.mark.parametrize("change,message", [
-    (dict(name="mnist"), "data.name 'mnist' is unknown; datasets: ade20k, caltech256, cifar10"),
+    (dict(name="mnist"), "data.name 'mnist' is unknown; datasets: ade20k, caltech101, caltech256, cars196, cifar10"),
     (dict(classes="30-36"), r"data.classes '30-36' must lie in 0..35 for shapes"),
     (dict(name="digits", classes="10"), r"data.classes '10' must lie in 0..9 for digits"),
     (dict(on_device="yes"), "data.on_device must be one of auto, true, false; got 'yes'"),

@@ -7,7 +7,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
 import jax_ssl.eval as ssl_eval
-from jax_ssl.eval import linear
+from jax_ssl.eval import inputs
 
 # A short grid and few epochs keep each probe around a second on two CPU cores.
 _FAST_PROBE = dict(learning_rates=(1e-3, 1e-2, 1e-1), epochs=30, batch_size=128)
@@ -331,11 +331,11 @@ def test_per_level_bad_labels_name_the_level(fn, hierarchy):
 def test_held_out_split_is_stratified_disjoint_and_seeded():
   labels = np.repeat(np.arange(4), [100, 50, 30, 1])
   labels = labels[np.random.default_rng(21).permutation(len(labels))]
-  fit, held_out = linear._held_out_split(labels, 0.1, seed=3)
+  fit, held_out = inputs.held_out_split(labels, 0.1, seed=3)
   np.testing.assert_array_equal(np.sort(np.concatenate([fit, held_out])), np.arange(len(labels)))
   np.testing.assert_array_equal(np.bincount(labels[held_out], minlength=4), [10, 5, 3, 0])
-  again, _ = linear._held_out_split(labels, 0.1, seed=3)
-  other, _ = linear._held_out_split(labels, 0.1, seed=4)
+  again, _ = inputs.held_out_split(labels, 0.1, seed=3)
+  other, _ = inputs.held_out_split(labels, 0.1, seed=4)
   np.testing.assert_array_equal(again, fit)
   assert not np.array_equal(other, fit)
 

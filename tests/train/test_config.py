@@ -42,7 +42,7 @@ def test_base_config_validates():
                 c.method.dino.__setattr__("num_prototypes", 0)), "method.dino.num_prototypes must be positive"),
     (lambda c: c.method.__setattr__("name", "tregs+tregs"), "unknown method 'tregs\\+tregs'"),
     (lambda c: c.model.__setattr__("backbone", "resnet152"), "model.backbone 'resnet152' is unknown"),
-    (lambda c: c.data.__setattr__("name", "mnist"), "data.name 'mnist' is unknown; datasets: ade20k, caltech256"),
+    (lambda c: c.data.__setattr__("name", "mnist"), "data.name 'mnist' is unknown; datasets: ade20k, caltech101"),
     (lambda c: c.train.__setattr__("global_batch_size", 12), "train.global_batch_size = 12 does not divide over the 8"),
     (lambda c: c.train.__setattr__("global_batch_size", 0), "train.global_batch_size must be positive"),
     (lambda c: c.optim.__setattr__("name", "sgd"), "optim.name must be one of lars, adamw"),

@@ -71,3 +71,35 @@ class JaxSslShapes(tfds.core.GeneratorBasedBuilder):
     data = shapes.generate(per_class, seed)
     for index in range(len(data["variant"])):
       yield index, {key: value[index] for key, value in data.items()}
+
+
+class JaxSslShapesOOD(tfds.core.GeneratorBasedBuilder):
+  """`shapes`' classes under six shifts at three severities: an out-of-distribution test set."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "10 test images per variant, shift and severity (6480), seed 2."}
+  PER_CLASS, SEED = 10, 2
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(32, 32, 3), dtype=np.uint8),
+            "mask": tfds.features.Tensor(shape=(32, 32), dtype=np.uint8),
+            "variant": _LABEL,
+            "shape": _LABEL,
+            "family": _LABEL,
+            "shift": _LABEL,
+            "severity": _LABEL,
+        }),
+        supervised_keys=("image", "variant"),
+        description=shapes.__doc__,
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {"test": self._generate_examples()}
+
+  def _generate_examples(self):
+    data = shapes.generate_ood(self.PER_CLASS, self.SEED)
+    for index in range(len(data["variant"])):
+      yield index, {key: value[index] for key, value in data.items()}

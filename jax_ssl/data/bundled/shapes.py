@@ -14,16 +14,26 @@ apart at the fine scale. Each image comes with its shape's mask, for dense
 probes (a per-pixel label at every level: background, or the shape's class).
 The data are a pure function of the seed: the same seed gives the same bytes
 on every machine.
+
+`generate_ood` draws the same classes under shifts the training images never
+show, each at three severities, for out-of-distribution probes (`shapes_ood`):
+new colours (warm and cool hues beyond the training ranges), new textures
+(wider stripes), textured backgrounds, stronger noise, blur and lower contrast.
+None changes what a class is: a warm striped star stays a warm striped star.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 FAMILIES = ("curved", "polygon", "spiky")
 SHAPES = ("circle", "ring", "half_disc", "triangle", "square", "hexagon", "star", "cross", "tri_star")
 VARIANTS = ("warm_solid", "warm_striped", "cool_solid", "cool_striped")
 SHAPE_FAMILY = np.repeat(np.arange(len(FAMILIES)), 3)  # shape index -> family index
+
+SHIFTS = ("colour", "texture", "background", "noise", "blur", "contrast")
+SEVERITIES = (1, 2, 3)
 
 IMAGE_SIZE = 32
 _SUPERSAMPLE = 2  # anti-aliasing: rasterise at 2x and average 2x2 blocks
@@ -112,10 +122,13 @@ def _hsv_to_rgb(h, s, v):
   return table[sector, np.arange(len(sector))]
 
 
-def _render(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _render(labels: np.ndarray, rng: np.random.Generator, shift: str | None = None,
+            severity: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """Images (N, 32, 32, 3) uint8 for the variant labels, drawing all randomness from `rng`, and their masks.
 
-  A pixel belongs to the shape's mask (1, else 0) when the shape covers more than half of it.
+  A pixel belongs to the shape's mask (1, else 0) when the shape covers more than half of it. With a
+  `shift` (one of `SHIFTS`) at `severity` (1-3), the parameters it changes are drawn again after every
+  draw of the unshifted images, so the rest of each image is what the same seed gives without it.
   """
   n = len(labels)
   shapes, variants = labels // len(VARIANTS), labels % len(VARIANTS)
@@ -130,6 +143,19 @@ def _render(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, n
   stripe_angle = rng.uniform(0.0, np.pi, n)
   stripe_period = rng.uniform(4.0, 6.0, n)
   noise = rng.normal(0.0, 0.03, (n, IMAGE_SIZE, IMAGE_SIZE, 3))
+  if shift == "colour":  # hues beyond the training ranges, on the warm and on the cool side
+    hue = np.where(warm, rng.uniform(0.15, 0.15 + 0.04 * severity, n), rng.uniform(0.70, 0.70 + 0.04 * severity, n))
+    foreground = _hsv_to_rgb(hue, rng.uniform(0.5, 0.9, n), rng.uniform(0.5, 0.9, n))
+  elif shift == "texture":  # stripes wider than any in training (4-6 px)
+    stripe_period = rng.uniform(6.0 + 3 * severity, 8.0 + 3 * severity, n)
+  elif shift == "noise":
+    noise = noise + rng.normal(0.0, 0.05 * severity, noise.shape)
+  if shift == "background":  # a coloured checkerboard instead of a flat grey
+    cell = rng.integers(3, 7, n)[:, None, None]
+    pixel = np.arange(IMAGE_SIZE)
+    checker = ((pixel[None, :, None] // cell + pixel[None, None, :] // cell) % 2) * 2.0 - 1.0
+    tint = rng.uniform(-1.0, 1.0, (n, 1, 1, 3))
+    background = background + 0.08 * severity * checker[..., None] * tint
 
   fine = IMAGE_SIZE * _SUPERSAMPLE
   grid = (np.arange(fine) + 0.5) / _SUPERSAMPLE  # pixel-centre coordinates of the fine grid
@@ -158,6 +184,11 @@ def _render(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, n
   ink = foreground[:, None, None, :] * shade
   alpha = coverage[..., None]
   image = background * (1 - alpha) + ink * alpha + noise
+  if shift == "blur":
+    image = ndimage.gaussian_filter(image, sigma=(0, 0.5 * severity, 0.5 * severity, 0), mode="nearest")
+  elif shift == "contrast":
+    mean = image.mean(axis=(1, 2, 3), keepdims=True)
+    image = mean + (image - mean) * (1.0 - 0.25 * severity)
   return np.clip(np.round(image * 255), 0, 255).astype(np.uint8), (coverage > 0.5).astype(np.uint8)
 
 
@@ -177,3 +208,30 @@ def generate(num_per_class: int, seed: int) -> dict[str, np.ndarray]:
   images, masks = _render(labels, rng)
   return {"image": images, "mask": masks, "variant": labels.astype(np.int64),
           "shape": shape_of(labels).astype(np.int64), "family": family_of(labels).astype(np.int64)}
+
+
+def generate_ood(num_per_class: int, seed: int) -> dict[str, np.ndarray]:
+  """Shifted test images: `num_per_class` of each variant for every shift of `SHIFTS` at every severity.
+
+  Each (shift, severity) set is drawn from its own seed (`seed`, the shift's index, the severity), so adding
+  a shift leaves the others' images as they are.
+
+  Args:
+    num_per_class: images per variant in each (shift, severity) set.
+    seed: seed of all the randomness.
+
+  Returns:
+    dict with `image` (N, 32, 32, 3) uint8, `mask` (N, 32, 32) uint8, int64 `variant`, `shape`, `family`, and
+    int64 `shift` (index into `SHIFTS`) and `severity` (1-3); N = 36 * num_per_class * 6 * 3.
+  """
+  parts = []
+  for shift_index, shift in enumerate(SHIFTS):
+    for severity in SEVERITIES:
+      rng = np.random.default_rng([seed, shift_index, severity])
+      labels = rng.permutation(np.repeat(np.arange(num_classes()), num_per_class))
+      images, masks = _render(labels, rng, shift, severity)
+      parts.append({"image": images, "mask": masks, "variant": labels.astype(np.int64),
+                    "shape": shape_of(labels).astype(np.int64), "family": family_of(labels).astype(np.int64),
+                    "shift": np.full(len(labels), shift_index, np.int64),
+                    "severity": np.full(len(labels), severity, np.int64)})
+  return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
