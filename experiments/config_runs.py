@@ -90,14 +90,20 @@ def figure(summary: dict, title: str):
   return fig
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_seed_flags(parser: argparse.ArgumentParser, script: str) -> None:
+  """The flags of a script that trains a config with several seeds: `--config`, `--seeds`, `--workdir`,
+  `--data_dir`, and `--small`/`--output_dir` (`_common.add_output_flags`)."""
   _common.add_output_flags(parser)
   parser.add_argument("--config", required=True, help="configs/<x>.py[:arg], as for jax_ssl.main")
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--workdir", type=pathlib.Path, default=None,
-                      help="where the runs go (default: workdirs/config_runs-<config>)")
+                      help=f"where the runs go (default: workdirs/{script}-<config>)")
   parser.add_argument("--data_dir", default=None, help="where bundled datasets are (default: the config's)")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_seed_flags(parser, "config_runs")
   parser.add_argument("--from_results", action="store_true",
                       help="summarise the seeds' reports the results JSON already holds, without training")
   args = parser.parse_args()

@@ -90,14 +90,9 @@ def figure(summary: dict, title: str):
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  _common.add_output_flags(parser)
-  parser.add_argument("--config", required=True, help="configs/<x>.py[:arg], as for jax_ssl.main")
-  parser.add_argument("--seeds", type=int, default=3)
+  config_runs.add_seed_flags(parser, "transfer_runs")
   parser.add_argument("--max_train", type=int, default=2000)
   parser.add_argument("--max_test", type=int, default=1000)
-  parser.add_argument("--workdir", type=pathlib.Path, default=None,
-                      help="where the runs go (default: workdirs/transfer_runs-<config>)")
-  parser.add_argument("--data_dir", default=None, help="where the bundled datasets are (default: the config's)")
   args = parser.parse_args()
   started = time.perf_counter()
   config_argument, c_grid = args.config, None

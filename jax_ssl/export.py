@@ -41,7 +41,7 @@ CIFAR_STEM_LINES = ("model.conv1 = torch.nn.Conv2d(3, {width}, kernel_size=3, st
                     "model.maxpool = torch.nn.Identity()")
 
 
-def _vit_config(config, num_features: int) -> tuple[str, dict, str]:
+def _vit_config(config) -> tuple[str, dict, str]:
   from jax_ssl.models import vit
   size = config.model.backbone.removeprefix("vit_")
   width, depth, heads = vit.VIT_SIZES[size]
@@ -49,18 +49,20 @@ def _vit_config(config, num_features: int) -> tuple[str, dict, str]:
   # Ours normalises every token, then pools: timm does so with fc_norm off (its default for "avg" is on).
   model_args = {"img_size": config.views.size, "patch_size": config.model.patch_size, "embed_dim": width,
                 "depth": depth, "num_heads": heads, "mlp_ratio": 4.0, "qkv_bias": True, "class_token": True,
-                "global_pool": pool, "fc_norm": False, "num_classes": 0}
+                "global_pool": pool, "fc_norm": False}
   named = size if size in TIMM_VIT_SIZES else "tiny"
   return f"vit_{named}_patch16_224", model_args, pool
 
 
 def _resnet_config(config) -> tuple[str, dict, str]:
   # timm's ResNet names are torchvision's; neither builds a stem narrower than 64 channels, which the card rebuilds.
-  return config.model.backbone, {"num_classes": 0}, "avg"
+  return config.model.backbone, {}, "avg"
 
 
 def timm_config(config, num_features: int, step: int) -> dict:
   """config.json in timm's form for the backbone of `config`, with a `jax_ssl` section saying where it comes from.
+
+  `timm.create_model(architecture, num_classes=0, **model_args)` builds a ViT of the export's shape.
 
   Args:
     config: the run's config.
@@ -76,7 +78,7 @@ def timm_config(config, num_features: int, step: int) -> dict:
   spec = catalog.get_spec(config.data.name)
   backbone = config.model.backbone
   if backbone.startswith("vit"):
-    architecture, model_args, pool = _vit_config(config, num_features)
+    architecture, model_args, pool = _vit_config(config)
   elif backbone.startswith("resnet"):
     architecture, model_args, pool = _resnet_config(config)
   else:
@@ -105,7 +107,7 @@ def _loading_lines(config, exported: dict) -> list[str]:
   if backbone.startswith("vit"):
     args = ", ".join(f"{key}={value!r}" for key, value in exported["model_args"].items())
     return ["import safetensors.torch", "import timm", "", load,
-            f"model = timm.create_model('{exported['architecture']}', {args})",
+            f"model = timm.create_model('{exported['architecture']}', num_classes=0, {args})",
             "model.load_state_dict(state, strict=True)",
             "# or: timm.create_model('local-dir:THIS_DIR', pretrained=True)"]
   if backbone.startswith("resnet"):

@@ -43,8 +43,6 @@ from jax_ssl.command import EXIT_INTERRUPTED
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file: configs/<x>.py[:arg].", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the report go.")
 
-_fail = command.fail
-_one_line = command.one_line
 
 
 def _config_file_error(text: str) -> str | None:
@@ -90,33 +88,34 @@ def parse_flags(argv: list[str]) -> list[str]:
     except ModuleNotFoundError as error:
       _module_error(error)
     except Exception as error:  # noqa: BLE001 - a config file that fails to load or to apply overrides
-      _fail(EXIT_BAD_CONFIG, f"cannot load the config: {type(error).__name__}: {_one_line(error)}")
+      command.fail(EXIT_BAD_CONFIG, f"cannot load the config: {type(error).__name__}: {command.one_line(error)}")
 
 
 def _flag_error(argv: list[str], error: flags.Error) -> None:
   config_error = _config_file_error(str(error))
   if config_error:
-    _fail(EXIT_BAD_CONFIG, f"config error in --config {_config_argument(argv)}: {config_error}")
-  _fail(EXIT_BAD_CONFIG, f"bad flag: {_one_line(error)}")
+    command.fail(EXIT_BAD_CONFIG, f"config error in --config {_config_argument(argv)}: {config_error}")
+  command.fail(EXIT_BAD_CONFIG, f"bad flag: {command.one_line(error)}")
 
 
 def _key_error(argv: list[str], error: BaseException) -> None:
   if "get_config" in str(error):  # ml_collections' loader found no get_config in the file
-    _fail(EXIT_BAD_CONFIG, f"the config file {_config_argument(argv).partition(':')[0]} defines no "
-                           "get_config(arg=None); a config file returns its config from that function.")
+    command.fail(EXIT_BAD_CONFIG, f"the config file {_config_argument(argv).partition(':')[0]} defines no "
+                                  "get_config(arg=None); a config file returns its config from that function.")
   # ml_collections raises these for `--config.<key>=...` naming a key the config lacks.
-  message = _one_line(error)
+  message = command.one_line(error)
   key = next((a.split("=")[0].removeprefix("--config.") for a in argv[1:] if a.startswith("--config.")
               and a.split("=")[0].removeprefix("--config.").split(".")[-1] in message), None)
-  _fail(EXIT_BAD_CONFIG, f"unknown config key {key or '?'!r} on the command line: {message}")
+  command.fail(EXIT_BAD_CONFIG, f"unknown config key {key or '?'!r} on the command line: {message}")
 
 
 def _module_error(error: ModuleNotFoundError) -> None:
   if (error.name or "").split(".")[0] != "configs":
-    _fail(EXIT_BAD_CONFIG, f"cannot load the config: ModuleNotFoundError: {_one_line(error)}")
+    command.fail(EXIT_BAD_CONFIG, f"cannot load the config: ModuleNotFoundError: {command.one_line(error)}")
   # The repository's config files share configs/common.py, importable from the repository root.
-  _fail(EXIT_BAD_CONFIG, f"the config file imports {error.name}, which is not importable from here: run from the "
-                         "repository root (the folder that holds configs/) or put that folder on PYTHONPATH.")
+  command.fail(EXIT_BAD_CONFIG, f"the config file imports {error.name}, which is not importable from here: run "
+                                "from the repository root (the folder that holds configs/) or put that folder on "
+                                "PYTHONPATH.")
 
 
 def _refuse_non_config_dict(argv: list[str]) -> None:
@@ -136,23 +135,23 @@ def _refuse_non_config_dict(argv: list[str]) -> None:
     except Exception:  # noqa: BLE001 - the original error explains a file that does not load
       return
   if loaded is not None and not isinstance(loaded, ml_collections.ConfigDict):
-    _fail(EXIT_BAD_CONFIG, f"get_config in {path} returned a "
-                           f"{type(loaded).__name__}, not an ml_collections.ConfigDict: start it from "
-                           "jax_ssl.train.config.base_config() (or configs/common.py's bundled_base).")
+    command.fail(EXIT_BAD_CONFIG, f"get_config in {path} returned a "
+                                  f"{type(loaded).__name__}, not an ml_collections.ConfigDict: start it from "
+                                  "jax_ssl.train.config.base_config() (or configs/common.py's bundled_base).")
 
 
 def _load_config():
   if not flags.FLAGS["config"].present:
-    _fail(EXIT_BAD_CONFIG, "--config is required, e.g. --config configs/default.py")
+    command.fail(EXIT_BAD_CONFIG, "--config is required, e.g. --config configs/default.py")
   try:
     config = _CONFIG.value
   except Exception as error:  # noqa: BLE001
-    _fail(EXIT_BAD_CONFIG, f"cannot load the config {flags.FLAGS['config'].config_filename!r}: "
-                           f"{type(error).__name__}: {_one_line(error)}")
+    command.fail(EXIT_BAD_CONFIG, f"cannot load the config {flags.FLAGS['config'].config_filename!r}: "
+                                  f"{type(error).__name__}: {command.one_line(error)}")
   if not isinstance(config, ml_collections.ConfigDict):
-    _fail(EXIT_BAD_CONFIG, f"get_config in {flags.FLAGS['config'].config_filename} returned a "
-                           f"{type(config).__name__}, not an ml_collections.ConfigDict: start it from "
-                           "jax_ssl.train.config.base_config() (or configs/common.py's bundled_base).")
+    command.fail(EXIT_BAD_CONFIG, f"get_config in {flags.FLAGS['config'].config_filename} returned a "
+                                  f"{type(config).__name__}, not an ml_collections.ConfigDict: start it from "
+                                  "jax_ssl.train.config.base_config() (or configs/common.py's bundled_base).")
   return config
 
 
@@ -339,13 +338,13 @@ def main(argv: list[str]) -> None:
       or state or a full disk; 130 when stopped by Ctrl-C.
   """
   if len(argv) > 1:
-    _fail(EXIT_BAD_CONFIG, f"unexpected arguments {argv[1:]}; flags only (see --helpshort).")
+    command.fail(EXIT_BAD_CONFIG, f"unexpected arguments {argv[1:]}; flags only (see --helpshort).")
   logging.set_verbosity(logging.WARNING)
   config = _load_config()
   try:
     initialize_distributed(config.train.peer_timeout_seconds, distributed_from_environment())
   except DistributedSettingsError as error:
-    _fail(EXIT_BAD_CONFIG, f"environment error: {error}")
+    command.fail(EXIT_BAD_CONFIG, f"environment error: {error}")
   import jax
 
   from jax_ssl.data import sources
@@ -363,13 +362,13 @@ def main(argv: list[str]) -> None:
     # The dataset exists (and bundled ones are prepared), and holds a batch, before compiling.
     loop.check_training_source(config, loop.open_training_source(config))
   except config_lib.ConfigError as error:
-    _fail(EXIT_BAD_CONFIG, f"config error: {error}")
+    command.fail(EXIT_BAD_CONFIG, f"config error: {error}")
   except (sources.DatasetNotFoundError, ValueError) as error:
-    _fail(EXIT_BAD_CONFIG, f"data error: {_one_line(error)}")
+    command.fail(EXIT_BAD_CONFIG, f"data error: {command.one_line(error)}")
   try:
     workdir_lib.check_writable(workdir)
   except workdir_lib.WorkdirError as error:
-    _fail(EXIT_BAD_CONFIG, f"workdir error: {error}")
+    command.fail(EXIT_BAD_CONFIG, f"workdir error: {error}")
   peers = None
   finished = False
   if jax.process_count() > 1:
@@ -381,11 +380,11 @@ def main(argv: list[str]) -> None:
           command.stop_now, f"stopped at once by a second Ctrl-C; the checkpoints in {checkpoints} are kept: rerun "
                             "the same command to resume."))
     except workdir_lib.ConfigMismatchError as error:
-      _fail(EXIT_BAD_CONFIG, f"config error: {error}")
+      command.fail(EXIT_BAD_CONFIG, f"config error: {error}")
     except (workdir_lib.WorkdirInUseError, workdir_lib.WorkdirError) as error:
-      _fail(EXIT_BAD_CONFIG, f"workdir error: {error}")
+      command.fail(EXIT_BAD_CONFIG, f"workdir error: {error}")
     except loop.NonFiniteError as error:
-      _fail(EXIT_FAILED, f"training stopped: {error}")
+      command.fail(EXIT_FAILED, f"training stopped: {error}")
     except Exception as error:
       if peers is not None:
         peers.wait_for_stopped_peer()  # a dead peer fails collectives at once: name it, exit
@@ -399,9 +398,10 @@ def main(argv: list[str]) -> None:
       complete = sorted(int(p.name) for p in checkpoints.glob("*") if p.name.isdigit())
       kept = (f"the last complete checkpoint, step {complete[-1]}, is intact" if complete
               else "no checkpoint was complete")
-      _fail(EXIT_FAILED, f"the disk is full: a write under {workdir} failed ({full.strerror or 'no space left'}); "
-                         f"{kept} in {checkpoints}: free space and rerun the same command to resume"
-                         + (f" (details in {log_path})." if log_path else "."))
+      reason = full.strerror or "no space left"
+      command.fail(EXIT_FAILED, f"the disk is full: a write under {workdir} failed ({reason}); {kept} in "
+                                f"{checkpoints}: free space and rerun the same command to resume"
+                                + (f" (details in {log_path})." if log_path else "."))
     finished = True
   finally:
     if peers is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -246,3 +247,48 @@ def knn_accuracy_by_level(
     labelled[level] = (train_labels, test_labels, level_classes)
   return _knn_accuracies(train, test, labelled, k=k, temperature=temperature, weighted=weighted,
                          chunk_size=chunk_size)
+
+
+def knn_accuracy_by_k(
+    train_features,
+    train_labels,
+    test_features,
+    test_labels,
+    *,
+    ks: Sequence[int] = (10, 20, 100, 200),
+    temperature: float = 0.07,
+    weighted: bool = True,
+    num_classes: int | None = None,
+    chunk_size: int = 1024,
+) -> dict[int, float]:
+  """`knn_accuracy` at several k, from one neighbour search (the largest k; each vote reads its nearest k).
+
+  Args:
+    train_features: (N, D) embeddings of the train split.
+    train_labels: (N,) non-negative integer labels.
+    test_features: (M, D) embeddings to classify.
+    test_labels: (M,) non-negative integer labels.
+    ks: neighbour counts, each in [1, N].
+    temperature: T > 0 of the weighted vote (ignored when `weighted=False`).
+    weighted: `exp(s / T)` votes if True, equal votes if False.
+    num_classes: number of classes; defaults to max(train_labels) + 1.
+    chunk_size: test rows per step (memory O(chunk_size * N)).
+
+  Returns:
+    {k: accuracy} for each k of `ks`.
+
+  Raises:
+    ValueError: as `knn_accuracy`, for the largest k.
+  """
+  largest = max(ks)
+  train, test = _knn_features(train_features, test_features, largest, temperature, chunk_size)
+  train_labels = inputs.check_labels("train_labels", train_labels, train.shape[0], "train_features")
+  test_labels = inputs.check_labels("test_labels", test_labels, test.shape[0], "test_features")
+  classes = inputs.resolve_num_classes(num_classes, train_labels)
+  similarities, indices = _nearest_neighbours(train, test, largest, chunk_size)  # nearest first
+  accuracies = {}
+  for k in ks:
+    predictions = _vote_in_chunks(similarities[:, :k], train_labels[indices[:, :k]], temperature=temperature,
+                                  weighted=weighted, num_classes=classes, chunk_size=chunk_size)
+    accuracies[int(k)] = float(np.mean(predictions == test_labels))
+  return accuracies

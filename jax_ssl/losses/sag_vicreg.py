@@ -8,8 +8,8 @@ on a locally scaled kNN graph, and the invariance term is weighted by the
 edge's affinity. The graph needs the whole batch: under a sharded `jit` the
 (N, D) embeddings are gathered, which is cheap next to the backbone.
 
-The paper leaves three choices open, and each is an option here (DESIGN.md
-section 3): which graph the walk runs on (`GRAPHS`), over which distances the
+The paper leaves three choices open, and each is an option here
+(docs/readings.md states each exactly): which graph the walk runs on (`GRAPHS`), over which distances the
 kernel's local scale is a percentile (`SCALES_OVER`: App. I says the k
 neighbours', App. C "the distance matrix"), and whether VICReg's variance and
 covariance see the walked batch or the two views (`REGULARIZE`: Sec. 4.3 says

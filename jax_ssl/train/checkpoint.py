@@ -319,10 +319,6 @@ class Checkpointer:
         return meta["config"]
     return None
 
-  def steps(self) -> list[int]:
-    """The steps of the checkpoints in the directory, oldest first (readable or not)."""
-    return sorted(self._manager.all_steps())
-
   def restore_latest(self, abstract_state: TrainState) -> TrainState | None:
     """The newest checkpoint's state that reads back and verifies, or None; moves the newer ones aside.
 

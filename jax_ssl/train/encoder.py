@@ -61,7 +61,7 @@ class Encoder:
       ValueError: one line naming what is wrong and the accepted form: not (N, H, W, 3), another dtype, a
         float outside [0, 1] (e.g. [0, 255] values in a float array), or a NaN or inf.
     """
-    images = check_images(images, len(self._embedder.mean) if len(self._embedder.mean) > 1 else 3)
+    images = check_images(images)
     if len(images) == 0:
       return np.zeros((0, self.num_features), np.float32)
     return self._embedder(self._params, self._batch_stats, images)
@@ -97,7 +97,7 @@ def check_images(images, channels: int = 3) -> np.ndarray:
 
   Args:
     images: array-like batch.
-    channels: C, the number of channels the encoder was trained on.
+    channels: C; every dataset of the catalog is RGB, and the backbones are built for 3 channels.
 
   Returns:
     The batch as a numpy array (not copied if it already is one).

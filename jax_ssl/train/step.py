@@ -8,7 +8,7 @@ Per step, for a global batch of uint8 images sharded over the `data` axis:
      i.e. synchronised, since the arrays are global); CLIP embeds each image's
      one view and, with its text tower, a caption drawn for the image's label;
   3. gather the (V, N, D) embeddings onto every device and evaluate the
-     method's objective on the global batch (DESIGN.md section 4); random
+     method's objective on the global batch (docs/distributed.md); random
      slices are split over the devices inside `shard_map`;
   4. train an online linear probe on stop-gradient backbone features;
   5. apply the optimizer, move an EMA target network (BYOL, DINO, I-JEPA) toward the

@@ -419,3 +419,15 @@ def test_knn_accuracy_rejects_bad_input(overrides, message):
 def test_linear_probe_rejects_bad_input(overrides, message):
   with pytest.raises(ValueError, match=message):
     _call(ssl_eval.linear_probe, overrides)
+
+
+def test_knn_at_several_k_equals_one_search_per_k():
+  rng = np.random.default_rng(11)
+  train, test = rng.normal(size=(80, 6)), rng.normal(size=(30, 6))
+  train_labels, test_labels = rng.integers(0, 4, 80), rng.integers(0, 4, 30)
+  from jax_ssl.eval import knn
+  by_k = knn.knn_accuracy_by_k(train, train_labels, test, test_labels, ks=(1, 7, 20, 80))
+  for k, accuracy in by_k.items():
+    assert accuracy == knn.knn_accuracy(train, train_labels, test, test_labels, k=k), k
+  with pytest.raises(ValueError, match="k must be in"):
+    knn.knn_accuracy_by_k(train, train_labels, test, test_labels, ks=(10, 81))

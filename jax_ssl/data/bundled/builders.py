@@ -41,6 +41,15 @@ class JaxSslDigits(tfds.core.GeneratorBasedBuilder):
       yield index, {"image": data["image"][index], "label": data["label"][index]}
 
 
+def _shapes_features(*group_keys: str) -> tfds.features.FeaturesDict:
+  """`shapes`' features (image, mask, the three label levels), plus integer `group_keys` (`shapes_ood`)."""
+  return tfds.features.FeaturesDict({
+      "image": tfds.features.Tensor(shape=(32, 32, 3), dtype=np.uint8),
+      "mask": tfds.features.Tensor(shape=(32, 32), dtype=np.uint8),
+      **{key: _LABEL for key in ("variant", "shape", "family", *group_keys)},
+  })
+
+
 class JaxSslShapes(tfds.core.GeneratorBasedBuilder):
   """Procedural 32x32 shapes with a family -> shape -> variant hierarchy."""
 
@@ -51,13 +60,7 @@ class JaxSslShapes(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(32, 32, 3), dtype=np.uint8),
-            "mask": tfds.features.Tensor(shape=(32, 32), dtype=np.uint8),
-            "variant": _LABEL,
-            "shape": _LABEL,
-            "family": _LABEL,
-        }),
+        features=_shapes_features(),
         supervised_keys=("image", "variant"),
         description=shapes.__doc__,
     )
@@ -82,15 +85,7 @@ class JaxSslShapesOOD(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(32, 32, 3), dtype=np.uint8),
-            "mask": tfds.features.Tensor(shape=(32, 32), dtype=np.uint8),
-            "variant": _LABEL,
-            "shape": _LABEL,
-            "family": _LABEL,
-            "shift": _LABEL,
-            "severity": _LABEL,
-        }),
+        features=_shapes_features("shift", "severity"),
         supervised_keys=("image", "variant"),
         description=shapes.__doc__,
     )
