@@ -98,33 +98,6 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
-def _typed(config: ml_collections.ConfigDict, key: str, text: str):
-  """`text` parsed as the type of the config field `key` (a dotted path); ConfigError if either is wrong."""
-  node = config
-  *sections, field = key.split(".")
-  try:
-    for section in sections:
-      node = node[section]
-    current = node[field]
-  except (KeyError, TypeError):
-    raise config_lib.ConfigError(f"unknown config key {key!r} in the config argument {key}={text}.") from None
-  if isinstance(current, ml_collections.ConfigDict):
-    raise config_lib.ConfigError(f"{key} is a section, not a field; set one of its fields ({key}.<field>=...).")
-  try:
-    if isinstance(current, bool):
-      if text.lower() not in ("true", "false"):
-        raise ValueError
-      value = text.lower() == "true"
-    elif isinstance(current, (int, float, str)):
-      value = type(current)(text)
-    else:
-      raise config_lib.ConfigError(f"{key} holds a {type(current).__name__}; set it with --config.{key} instead.")
-  except ValueError:
-    raise config_lib.ConfigError(f"{key}={text}: {text!r} does not parse as {type(current).__name__}, "
-                                 f"the type of {key} (now {current!r}).") from None
-  return node, field, value
-
-
 def apply_arg(config: ml_collections.ConfigDict, arg: str | None,
               variants: dict | None = None) -> ml_collections.ConfigDict:
   """Apply a config file's `:arg` (see the module docstring) and return the config.
@@ -147,7 +120,7 @@ def apply_arg(config: ml_collections.ConfigDict, arg: str | None,
     config = smoke(config)
   for item in items:
     if "=" in item:
-      node, field, value = _typed(config, *(part.strip() for part in item.split("=", 1)))
+      node, field, value = config_lib.typed_override(config, *(part.strip() for part in item.split("=", 1)))
       node[field] = value
   for item in items:
     if item in HALVES:

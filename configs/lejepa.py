@@ -5,11 +5,14 @@ Prediction + SIGReg over 2 global + 4 local views; lambda 0.02 as in VISReg's co
   python -m jax_ssl.main --config configs/lejepa.py --workdir workdirs/lejepa
 
 A few minutes on 2 CPU cores; report.md compares the trained encoder with its
-initialisation. Arguments: `:smoke`, `:first_half` / `:second_half`.
+initialisation. `:shapes` is the same method at the CPU scale on the bundled
+`shapes` (`configs/common.py:shapes_scale`, the scale of `configs/default.py`).
+Arguments: `:shapes`, `:smoke`, `:first_half` / `:second_half`.
 """
 
 from configs.common import apply_arg
 from configs.common import bundled_base
+from configs.common import shapes_scale
 
 
 def get_config(arg=None):
@@ -18,4 +21,4 @@ def get_config(arg=None):
   config.views.update(recipe="multicrop", size=16, local_size=8, num_global=2, num_local=4)
   config.model.projector = "512-512-128"
   config.optim.update(name="adamw", base_lr=2e-3, weight_decay=0.05, scale_lr_by_batch=False)
-  return apply_arg(config, arg)
+  return apply_arg(config, arg, {"shapes": shapes_scale})

@@ -11,6 +11,7 @@ swallows it.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -92,3 +93,37 @@ def stop_now(message: str | None = None) -> None:
   if message is not None:
     _interrupt_message[0] = message
   _stop_now(signal.SIGINT, None)
+
+
+class OneLineParser(argparse.ArgumentParser):
+  """argparse, whose errors are one line on stderr (`prog: message`) and exit code 2, without the usage block."""
+
+  def error(self, message: str):
+    """Print `prog: message (see --help)` on stderr and exit 2.
+
+    Args:
+      message: argparse's description of the mistake.
+    """
+    fail(EXIT_BAD_INPUT, f"{message} (see --help)", prefix=self.prog)
+
+
+def at_least(minimum: int):
+  """An argparse type: an integer of at least `minimum`.
+
+  Args:
+    minimum: the smallest value accepted.
+
+  Returns:
+    A function of the argument's text returning the int, or raising `argparse.ArgumentTypeError` (which
+    argparse reports with the type's name, "integer >= minimum").
+  """
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    return value
+  parse.__name__ = f"integer >= {minimum}"  # how argparse names the type in its messages
+  return parse

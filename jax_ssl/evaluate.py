@@ -383,21 +383,7 @@ def _created(output: pathlib.Path) -> pathlib.Path:
   return output
 
 
-def _at_least(minimum: int):
-  """An argparse type: an integer of at least `minimum`."""
-  def parse(text: str) -> int:
-    try:
-      value = int(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < minimum:
-      raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-    return value
-  parse.__name__ = f"integer >= {minimum}"  # how argparse names the type in its messages
-  return parse
-
-
-_positive = _at_least(3)  # item counts: the structure scores need three items
+_positive = command.at_least(3)  # item counts: the structure scores need three items
 
 
 def _positive_floats(text: str) -> tuple[float, ...]:
@@ -411,13 +397,6 @@ def _positive_floats(text: str) -> tuple[float, ...]:
   return values
 
 
-class _OneLineParser(argparse.ArgumentParser):
-  """argparse, whose errors are one line on stderr (`prog: message`) and exit code 2, without the usage block."""
-
-  def error(self, message: str):
-    command.fail(EXIT_BAD_INPUT, f"{message} (see --help)", prefix=self.prog)
-
-
 def parser() -> argparse.ArgumentParser:
   """The command-line parser: subcommands `structure`, `checkpoint`, `generalization` and `dense`.
 
@@ -425,7 +404,7 @@ def parser() -> argparse.ArgumentParser:
     An `argparse.ArgumentParser` whose parsed namespace holds `command` and `run`, the function of the chosen
     subcommand.
   """
-  main = _OneLineParser(prog="python -m jax_ssl.evaluate", description=__doc__.split("\n\n")[0],
+  main = command.OneLineParser(prog="python -m jax_ssl.evaluate", description=__doc__.split("\n\n")[0],
                         formatter_class=argparse.RawDescriptionHelpFormatter)
   commands = main.add_subparsers(dest="command", required=True,
                                  metavar="{structure,checkpoint,generalization,dense,transfer}")
@@ -439,13 +418,15 @@ def parser() -> argparse.ArgumentParser:
   checkpoint = commands.add_parser("checkpoint", help="evaluate a trained encoder per level of the label hierarchy")
   checkpoint.add_argument("--workdir", required=True, help="the training run's workdir")
   checkpoint.add_argument("--dataset", default=None, help="default: the dataset the run trained on")
-  checkpoint.add_argument("--step", type=_at_least(0), default=None, help="default: the newest readable checkpoint")
+  checkpoint.add_argument("--step", type=command.at_least(0), default=None,
+                          help="default: the newest readable checkpoint")
   checkpoint.add_argument("--data_dir", default=None)
   checkpoint.add_argument("--split", default="test")
   checkpoint.add_argument("--hierarchy", default=None, help="JSON file of extra levels (see jax_ssl.eval.hierarchy)")
-  checkpoint.add_argument("--max_train", type=_at_least(1), default=10_000, help="train images that fit the probes")
+  checkpoint.add_argument("--max_train", type=command.at_least(1), default=10_000,
+                          help="train images that fit the probes")
   checkpoint.add_argument("--max_items", type=_positive, default=2000, help="items for the Rand index and structure")
-  checkpoint.add_argument("--probe_epochs", type=_at_least(0), default=100, help="0 skips the linear probe")
+  checkpoint.add_argument("--probe_epochs", type=command.at_least(0), default=100, help="0 skips the linear probe")
   checkpoint.set_defaults(run=run_checkpoint)
 
   generalization = commands.add_parser("generalization", help="the two-model protocol of SAG-VICReg")
@@ -459,21 +440,22 @@ def parser() -> argparse.ArgumentParser:
   dense_probe.add_argument("--workdir", required=True, help="the training run's workdir (a dataset with masks)")
   dense_probe.add_argument("--dataset", default=None, help="default: the run's (one with masks or class maps: "
                            "shapes, ade20k)")
-  dense_probe.add_argument("--step", type=_at_least(0), default=None,
+  dense_probe.add_argument("--step", type=command.at_least(0), default=None,
                            help="default: the newest readable checkpoint")
   dense_probe.add_argument("--data_dir", default=None)
-  dense_probe.add_argument("--max_train", type=_at_least(1), default=2000, help="train images that fit each head")
-  dense_probe.add_argument("--epochs", type=_at_least(1), default=30, help="passes of each head over its images")
+  dense_probe.add_argument("--max_train", type=command.at_least(1), default=2000,
+                           help="train images that fit each head")
+  dense_probe.add_argument("--epochs", type=command.at_least(1), default=30, help="passes of each head over its images")
   dense_probe.set_defaults(run=run_dense)
 
   transfer = commands.add_parser("transfer", help="linear, kNN and few-shot probes on transfer and OOD datasets")
   transfer.add_argument("--workdir", required=True, help="the training run's workdir")
   transfer.add_argument("--datasets", default=None,
                         help="comma-separated dataset names; default: the bundled digits, shapes and shapes_ood")
-  transfer.add_argument("--step", type=_at_least(0), default=None, help="default: the newest good checkpoint")
+  transfer.add_argument("--step", type=command.at_least(0), default=None, help="default: the newest good checkpoint")
   transfer.add_argument("--data_dir", default=None, help="where the datasets are prepared")
-  transfer.add_argument("--max_train", type=_at_least(2), default=5000, help="train images per dataset")
-  transfer.add_argument("--max_test", type=_at_least(1), default=2000, help="test images per dataset")
+  transfer.add_argument("--max_train", type=command.at_least(2), default=5000, help="train images per dataset")
+  transfer.add_argument("--max_test", type=command.at_least(1), default=2000, help="test images per dataset")
   transfer.add_argument("--c_grid", type=_positive_floats, default=None,
                         help="comma-separated C values of the logistic probe's search (default 1e-4, ..., 1e2)")
   transfer.set_defaults(run=run_transfer)

@@ -85,18 +85,6 @@ def _scores(train: np.ndarray, test: np.ndarray, train_labels, test_labels, sett
                                                    draws=settings["few_shot"]["draws"], seed=seed)}
 
 
-def _group_accuracies(spec: catalog.DatasetSpec, test: dict, predictions: np.ndarray, labels: np.ndarray) -> dict:
-  """{group key: {group value name: accuracy}}, e.g. the linear probe's accuracy per shift of shapes_ood."""
-  from jax_ssl.data.bundled import shapes
-  names = {"shift": shapes.SHIFTS}
-  groups = {}
-  for key in spec.group_keys:
-    values = test[key]
-    groups[key] = {(names[key][value] if key in names else str(value)): float(np.mean(
-        predictions[values == value] == labels[values == value])) for value in np.unique(values)}
-  return groups
-
-
 def evaluate_transfer(workdir: str | os.PathLike, datasets: list[str] | None = None, *, step: int | None = None,
                       data_dir: str | os.PathLike | None = None, max_train: int | None = 5000,
                       max_test: int | None = 2000, seed: int = 0, output: str = "backbone", **settings) -> dict:
@@ -133,24 +121,33 @@ def evaluate_transfer(workdir: str | os.PathLike, datasets: list[str] | None = N
   config = encoder.config
   encoders = {"trained": encoder, "initial": initial_encoder(config, output), "pixels": _pixel_rows}
   settings = protocol(max_train=max_train, max_test=max_test, seed=seed, **settings)
-  results = {}
+  results, embedded = {}, {}
+
+  def sample_and_embed(name: str, split: str, sample_seed: int, max_images: int | None) -> tuple[dict, dict]:
+    """The sample and its features for each encoder, once per (dataset, split): `shapes` and `shapes_ood`
+    share `shapes`' train split."""
+    if (name, split) not in embedded:
+      where = data_dir
+      if where is None and config.data.name == name:
+        where = config.data.data_dir or None
+      sample = _sample(name, split, where, max_images, sample_seed, encoder.image_size)
+      embedded[name, split] = sample, {which: embed(sample["image"]) for which, embed in encoders.items()}
+    return embedded[name, split]
+
   for name in chosen:
     spec = catalog.get_spec(name)
     fit_spec = catalog.get_spec(spec.fit_on or name)
-    where = data_dir
-    if where is None and config.data.name in (name, fit_spec.name):
-      where = config.data.data_dir or None
-    train = _sample(fit_spec.name, "train", where, max_train, seed, encoder.image_size)
-    test = _sample(name, "test", where, max_test, seed + 1, encoder.image_size)
+    train, train_features = sample_and_embed(fit_spec.name, "train", seed, max_train)
+    test, test_features = sample_and_embed(name, "test", seed + 1, max_test)
     levels = [level for level in spec.label_levels if level in fit_spec.label_keys]
-    features = {which: (embed(train["image"]), embed(test["image"])) for which, embed in encoders.items()}
+    features = {which: (train_features[which], test_features[which]) for which in encoders}
     scores_, groups = {}, {}
     for which, (train_features, test_features) in features.items():
       scores_[which] = {level: _scores(train_features, test_features, train[level], test[level], settings, seed)
                         for level in levels}
       if spec.group_keys:
-        groups[which] = {level: _group_accuracies(spec, test, scores_[which][level]["linear"]["predictions"],
-                                                  test[level]) for level in levels}
+        groups[which] = {level: transfer.group_accuracies(
+            spec, test, scores_[which][level]["linear"]["predictions"], test[level]) for level in levels}
     for by_level in scores_.values():
       for level_scores in by_level.values():
         level_scores["linear"].pop("predictions")

@@ -48,6 +48,8 @@ class DatasetSpec:
       classes are this one's); empty otherwise.
     group_keys: output key -> tfds feature of per-record groups that results are broken down by (the
       shift and severity of `shapes_ood`), which are not label levels.
+    group_names: group key -> the names of its values, in index order, where they have names (else the
+      values are shown as numbers).
   """
 
   name: str
@@ -67,6 +69,7 @@ class DatasetSpec:
   captions: captions_lib.Captions | None = None
   fit_on: str = ""
   group_keys: dict[str, str] = dataclasses.field(default_factory=dict)
+  group_names: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
   @property
   def label_levels(self) -> tuple[str, ...]:
@@ -80,6 +83,18 @@ _TFDS_BUILD = ("pip install tensorflow && tfds build {tfds} --data_dir=DATA_DIR 
 
 def _catalog_prepare(tfds_name: str, manual: str = "") -> str:
   return _TFDS_BUILD.format(tfds=tfds_name, manual=manual)
+
+
+# The transfer sets of the papers' linear-probe tables that tfds builds: (name, its test split, classes).
+TRANSFER_SETS = (("dtd", "test", 47), ("oxford_flowers102", "test", 102), ("oxford_iiit_pet", "test", 37),
+                 ("food101", "validation", 101), ("cars196", "test", 196), ("caltech101", "test", 102))
+
+
+def _transfer_set(name: str, test_split: str, num_classes: int) -> DatasetSpec:
+  """A tfds image-classification set of assorted image sizes, read for the transfer probes only."""
+  return DatasetSpec(name=name, tfds_name=name, splits={"train": "train", "test": test_split},
+                     label_keys={"label": "label"}, num_classes={"label": num_classes}, image_size=224,
+                     variable_size=True, mean=IMAGENET_MEAN, std=IMAGENET_STD, prepare=_catalog_prepare(name))
 
 
 CATALOG: dict[str, DatasetSpec] = {
@@ -144,6 +159,7 @@ CATALOG: dict[str, DatasetSpec] = {
             mask_key="mask",
             fit_on="shapes",
             group_keys={"shift": "shift", "severity": "severity"},
+            group_names={"shift": shapes.SHIFTS},
         ),
         DatasetSpec(
             name="cifar10",
@@ -191,78 +207,7 @@ CATALOG: dict[str, DatasetSpec] = {
             std=IMAGENET_STD,
             prepare=_catalog_prepare("imagenet2012", " --manual_dir=DIR_WITH_ILSVRC2012_TARS"),
         ),
-        DatasetSpec(
-            name="dtd",
-            tfds_name="dtd",
-            splits={"train": "train", "test": "test"},
-            label_keys={"label": "label"},
-            num_classes={"label": 47},
-            image_size=224,
-            variable_size=True,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            prepare=_catalog_prepare("dtd"),
-        ),
-        DatasetSpec(
-            name="oxford_flowers102",
-            tfds_name="oxford_flowers102",
-            splits={"train": "train", "test": "test"},
-            label_keys={"label": "label"},
-            num_classes={"label": 102},
-            image_size=224,
-            variable_size=True,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            prepare=_catalog_prepare("oxford_flowers102"),
-        ),
-        DatasetSpec(
-            name="oxford_iiit_pet",
-            tfds_name="oxford_iiit_pet",
-            splits={"train": "train", "test": "test"},
-            label_keys={"label": "label"},
-            num_classes={"label": 37},
-            image_size=224,
-            variable_size=True,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            prepare=_catalog_prepare("oxford_iiit_pet"),
-        ),
-        DatasetSpec(
-            name="food101",
-            tfds_name="food101",
-            splits={"train": "train", "test": "validation"},
-            label_keys={"label": "label"},
-            num_classes={"label": 101},
-            image_size=224,
-            variable_size=True,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            prepare=_catalog_prepare("food101"),
-        ),
-        DatasetSpec(
-            name="cars196",
-            tfds_name="cars196",
-            splits={"train": "train", "test": "test"},
-            label_keys={"label": "label"},
-            num_classes={"label": 196},
-            image_size=224,
-            variable_size=True,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            prepare=_catalog_prepare("cars196"),
-        ),
-        DatasetSpec(
-            name="caltech101",
-            tfds_name="caltech101",
-            splits={"train": "train", "test": "test"},
-            label_keys={"label": "label"},
-            num_classes={"label": 102},
-            image_size=224,
-            variable_size=True,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            prepare=_catalog_prepare("caltech101"),
-        ),
+        *(_transfer_set(name, test_split, classes) for name, test_split, classes in TRANSFER_SETS),
         DatasetSpec(
             name="caltech256",
             tfds_name="jax_ssl_caltech256",
@@ -296,6 +241,18 @@ def get_spec(name: str) -> DatasetSpec:
     return CATALOG[name]
   except KeyError:
     raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(CATALOG))}.") from None
+
+
+def shifted_sets(name: str) -> tuple[str, ...]:
+  """The out-of-distribution sets of dataset `name`: those whose `fit_on` it is (`shapes` -> `shapes_ood`).
+
+  Args:
+    name: a dataset name.
+
+  Returns:
+    Their names, in catalog order; () when there are none.
+  """
+  return tuple(other for other, spec in CATALOG.items() if spec.fit_on == name)
 
 
 def parse_classes(spec: str) -> list[int] | None:

@@ -40,6 +40,8 @@ ON_DEVICE_CHOICES = ("auto", "true", "false")
 ON_DEVICE_MEMORY_FRACTION = 0.25
 # Batches the host feed keeps in flight on the devices.
 PREFETCH_DEPTH = 2
+# What a pretraining batch holds: the images, and the fine labels for the online probe.
+BATCH_KEYS = ("image", "label")
 
 
 def check_config(data_config: Any) -> None:
@@ -170,11 +172,12 @@ def batch_indices(seed: int, step: jax.Array, num_records: int, batch_size: int)
 class DeviceData:
   """A split held on the devices: `arrays` (replicated) and the gather that makes a step's batch."""
 
-  def __init__(self, source: sources.Source, *, mesh, global_batch_size: int, seed: int):
+  def __init__(self, source: sources.Source, *, mesh, global_batch_size: int, seed: int,
+               keys: tuple[str, ...] = BATCH_KEYS):
     if len(source) < global_batch_size:
       raise ValueError(f"{source} has {len(source)} records, fewer than one global batch of {global_batch_size}.")
     records = [source[i] for i in range(len(source))]
-    local = {key: np.stack([record[key] for record in records]) for key in ("image", "label")}
+    local = {key: np.stack([record[key] for record in records]) for key in keys}
     replicated = NamedSharding(mesh, P())
     # Every process holds the whole split: each passes all of it as its "local" part of a replicated array.
     self.arrays = {key: jax.make_array_from_process_local_data(replicated, value) for key, value in local.items()}
@@ -203,11 +206,12 @@ class HostFeed:
   """Batches from step `start` on, already on the devices: a background thread stays `depth` batches ahead."""
 
   def __init__(self, source: sources.Source, *, global_batch_size: int, seed: int, start: int, sharding,
-               worker_count: int = 0, depth: int = PREFETCH_DEPTH):
+               worker_count: int = 0, depth: int = PREFETCH_DEPTH, keys: tuple[str, ...] = BATCH_KEYS):
     dataset = pipeline.train_dataset(source, global_batch_size=global_batch_size, seed=seed, start=start,
                                      worker_count=worker_count)
     self._iterator = iter(dataset)
     self._sharding = sharding
+    self._keys = keys
     self._queue: queue.Queue = queue.Queue(maxsize=depth)
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._fill, name="jax_ssl_host_feed", daemon=True)
@@ -227,7 +231,7 @@ class HostFeed:
       while not self._stop.is_set():
         local = next(self._iterator)
         batch = {key: jax.make_array_from_process_local_data(self._sharding, local[key])
-                 for key in ("image", "label")}
+                 for key in self._keys}
         if not self._put(batch):
           return
     except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
@@ -245,7 +249,8 @@ class HostFeed:
 
 
 def feed_for(on_device: bool, source: sources.Source, *, mesh, global_batch_size: int, seed: int,
-             worker_count: int) -> tuple[DeviceData | None, Callable[[int], HostFeed] | None]:
+             worker_count: int, keys: tuple[str, ...] = BATCH_KEYS,
+             ) -> tuple[DeviceData | None, Callable[[int], HostFeed] | None]:
   """(DeviceData, None) on the devices, or (None, start -> HostFeed) on the host.
 
   Args:
@@ -255,6 +260,8 @@ def feed_for(on_device: bool, source: sources.Source, *, mesh, global_batch_size
     global_batch_size: images per step over all processes.
     seed: the run's data seed.
     worker_count: grain worker processes for the host feed (0: none).
+    keys: the record fields each batch holds (pretraining reads `image` and the fine `label`; fine-tuning
+      every label level).
 
   Returns:
     `(DeviceData, None)` when `on_device`, else `(None, host_feed)` where `host_feed(start)` makes a
@@ -264,11 +271,11 @@ def feed_for(on_device: bool, source: sources.Source, *, mesh, global_batch_size
     ValueError: if `on_device` and `source` has fewer records than one global batch.
   """
   if on_device:
-    return DeviceData(source, mesh=mesh, global_batch_size=global_batch_size, seed=seed), None
+    return DeviceData(source, mesh=mesh, global_batch_size=global_batch_size, seed=seed, keys=keys), None
   sharding = NamedSharding(mesh, P(mesh.axis_names[0]))
 
   def host_feed(start: int) -> HostFeed:
     return HostFeed(source, global_batch_size=global_batch_size, seed=seed, start=start, sharding=sharding,
-                    worker_count=worker_count)
+                    worker_count=worker_count, keys=keys)
 
   return None, host_feed

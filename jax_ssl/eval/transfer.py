@@ -146,8 +146,10 @@ def knn_accuracies(train_features, train_labels, test_features, test_labels, *, 
   """
   train, train_labels, test, test_labels = _checked(train_features, train_labels, test_features, test_labels)
   num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-  return {int(k): knn.knn_accuracy(train, train_labels, test, test_labels, k=min(int(k), len(train)),
-                                   temperature=temperature, num_classes=num_classes) for k in ks}
+  capped = {int(k): min(int(k), len(train)) for k in ks}
+  accuracies = knn.knn_accuracy_by_k(train, train_labels, test, test_labels, ks=sorted(set(capped.values())),
+                                     temperature=temperature, num_classes=num_classes)
+  return {k: accuracies[used] for k, used in capped.items()}
 
 
 def few_shot_indices(labels, shots: int, draw: int, seed: int = 0) -> np.ndarray:
@@ -259,3 +261,23 @@ def few_shot_accuracies(train_features, train_labels, test_features, test_labels
     results[int(count)] = {"mean": float(np.mean(values)),
                            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "values": values}
   return results
+
+
+def group_accuracies(spec, records: dict, predictions: np.ndarray, labels: np.ndarray) -> dict:
+  """Accuracy per group of a dataset with groups, e.g. per shift of `shapes_ood`.
+
+  Args:
+    spec: the dataset's `catalog.DatasetSpec`; its `group_keys` name the groups, `group_names` their values.
+    records: the scored records' arrays, holding each group key (N,).
+    predictions: (N,) predicted labels.
+    labels: (N,) true labels.
+
+  Returns:
+    {group key: {value name (or the value as a string): accuracy}}; {} for a dataset without groups.
+  """
+  groups = {}
+  for key in spec.group_keys:
+    values, names = np.asarray(records[key]), spec.group_names.get(key)
+    groups[key] = {(names[value] if names else str(value)): float(np.mean(
+        predictions[values == value] == labels[values == value])) for value in np.unique(values)}
+  return groups

@@ -325,6 +325,48 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
                       f"use a multiple of {num_devices}.")
 
 
+def typed_override(config: ml_collections.ConfigDict, key: str,
+                   text: str) -> tuple[ml_collections.ConfigDict, str, Any]:
+  """`text` parsed as the type of the config field `key`, for a `key=value` setting typed on a command line.
+
+  Args:
+    config: the config the setting applies to.
+    key: a dotted field path (`optim.base_lr`).
+    text: the value as typed; booleans are `true` / `false`.
+
+  Returns:
+    `(node, field, value)`: the section holding the field, its name, and the parsed value (assign
+    `node[field] = value` to apply it).
+
+  Raises:
+    ConfigError: `key` names no field of `config` (or a section), the field holds something other than a
+      bool, int, float or str, or `text` does not parse as the field's type.
+  """
+  node = config
+  *sections, field = key.split(".")
+  try:
+    for section in sections:
+      node = node[section]
+    current = node[field]
+  except (KeyError, TypeError):
+    raise ConfigError(f"unknown config key {key!r} in the setting {key}={text}.") from None
+  if isinstance(current, ml_collections.ConfigDict):
+    raise ConfigError(f"{key} is a section, not a field; set one of its fields ({key}.<field>=...).")
+  try:
+    if isinstance(current, bool):
+      if text.lower() not in ("true", "false"):
+        raise ValueError
+      value = text.lower() == "true"
+    elif isinstance(current, (int, float, str)):
+      value = type(current)(text)
+    else:
+      raise ConfigError(f"{key} holds a {type(current).__name__}; set it with --config.{key} instead.")
+  except ValueError:
+    raise ConfigError(f"{key}={text}: {text!r} does not parse as {type(current).__name__}, "
+                      f"the type of {key} (now {current!r}).") from None
+  return node, field, value
+
+
 def restrict_to_half(config: ml_collections.ConfigDict, which: int) -> None:
   """Train on the first (`which=0`) or second (1) half of the fine classes of the config's dataset.
 

@@ -526,3 +526,34 @@ def test_sag_vicreg_pairing_tracks_each_reading_over_training(bundled_dir, tmp_p
   unshared = subprocess.run([sys.executable, "experiments/sag_vicreg_pairing.py", "--small", "--num_workers", "2"],
                             capture_output=True, text=True, env=env, timeout=300)
   assert unshared.returncode == 2 and "needs a --workdir that the workers share" in unshared.stderr
+
+
+def test_finetune_runs_summarises_methods_with_their_controls_and_per_seed_verdicts():
+  from experiments import finetune_runs
+
+  def transfer(trained, initial, pixels):
+    def scores(value):
+      return {"label": {"linear": {"accuracy": value}, "knn": {"20": value / 2},
+                        "few_shot": {"10": {"mean": value / 4}}}}
+    return {name: {"scores": {"trained": scores(trained), "initial": scores(initial), "pixels": scores(pixels)}}
+            for name in finetune_runs.DATASETS}
+
+  runs = [{"method": "vicreg", "seed": seed, "transfer": transfer(0.3 + 0.1 * seed, 0.2, 0.25),
+           "finetune": {"shapes": 0.5 + 0.1 * seed, "shapes_ood": 0.4}} for seed in range(3)]
+  runs += [{"method": "dino", "seed": seed, "transfer": transfer(0.22, 0.2, 0.25),
+            "finetune": {"shapes": 0.45, "shapes_ood": 0.35 if seed else 0.2}} for seed in range(3)]
+  controls = [{"seed": seed, "shapes": 0.4, "shapes_ood": 0.3} for seed in range(3)]
+  summary = finetune_runs.summarise(runs, controls)
+  assert list(summary) == ["vicreg", "dino", "untrained", "pixels"]
+  assert summary["vicreg"]["shapes linear"]["values"] == pytest.approx([0.3, 0.4, 0.5])
+  assert summary["vicreg"]["shapes fine-tuned"]["std"] == pytest.approx(np.std([0.5, 0.6, 0.7], ddof=1))
+  assert summary["vicreg"]["shapes_ood knn@20"]["mean"] == pytest.approx(0.2)
+  assert summary["untrained"]["shapes fine-tuned"]["mean"] == pytest.approx(0.4)
+  assert summary["pixels"]["shapes linear"]["mean"] == pytest.approx(0.25) and "shapes fine-tuned" not in summary[
+      "pixels"]
+  verdicts = finetune_runs.verdicts(runs, controls)
+  assert verdicts["vicreg"]["shapes"] == {"fine-tuned above untrained in every seed": True,
+                                          "linear above both controls in every seed": True}
+  # dino: frozen below the pixels, and its seed-0 OOD fine-tuning below the untrained network's.
+  assert verdicts["dino"]["shapes_ood"] == {"fine-tuned above untrained in every seed": False,
+                                            "linear above both controls in every seed": False}

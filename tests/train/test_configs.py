@@ -11,7 +11,8 @@ from jax_ssl.train import config as config_lib
 from jax_ssl.train import loop
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
-CONFIG_FILES = sorted(p for p in CONFIG_DIR.rglob("*.py") if p.name not in ("__init__.py", "common.py"))
+# Pretraining configs; configs/finetune.py is the fine-tuning command's (tests/test_finetune.py).
+CONFIG_FILES = sorted(p for p in CONFIG_DIR.rglob("*.py") if p.name not in ("__init__.py", "common.py", "finetune.py"))
 
 
 def _module(path):
