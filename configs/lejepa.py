@@ -6,7 +6,8 @@ Prediction + SIGReg over 2 global + 4 local views; lambda 0.02 as in VISReg's co
 
 A few minutes on 2 CPU cores; report.md compares the trained encoder with its
 initialisation. `:shapes` is the same method at the CPU scale on the bundled
-`shapes` (`configs/common.py:shapes_scale`, the scale of `configs/default.py`).
+`shapes` (`configs/common.py:shapes_scale`: small CNN, 16 px views, 3000 steps;
+`configs/default.py` is SAG-VICReg at this scale, shortened to 1500 steps).
 Arguments: `:shapes`, `:smoke`, `:first_half` / `:second_half`.
 """
 

@@ -152,9 +152,10 @@ def test_each_initialisation_starts_from_its_backbone(smoke_run):
     assert not np.any(got["heads"]["label"]["kernel"])  # zero heads: uniform predictions at step 0
 
 
-def test_a_stopped_run_resumes_to_the_uninterrupted_result(smoke_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("on_device", ["true", "false"])
+def test_a_stopped_run_resumes_to_the_uninterrupted_result(smoke_run, tmp_path, monkeypatch, on_device):
   config = _small(steps=4)
-  config.data.name = "shapes"
+  config.data.update(name="shapes", on_device=on_device)
   straight = finetune.finetune(config, smoke_run, tmp_path / "straight", init="pretrained")
   assert straight["status"] == "completed" and set(straight["top1"]) == {"label", "label_coarse", "label_family"}
   assert set(straight["shifted"]) == {"shapes_ood"} and set(straight["shifted"]["shapes_ood"]["groups"]) == {
@@ -185,7 +186,8 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_result(smoke_run, tmp_path, 
     finetune.finetune(config, smoke_run, tmp_path / "resumed", init="pretrained")
 
 
-def test_the_command_fine_tunes_both_initialisations_and_refuses_bad_input(smoke_run, tmp_path, capsys):
+def test_the_command_fine_tunes_both_initialisations_and_refuses_bad_input(smoke_run, bundled_dir, tmp_path,
+                                                                           capsys):
   out = tmp_path / "out"
   arguments = ["--workdir", str(smoke_run), "--out", str(out), "--config.train.num_steps=2",
                "--config.train.global_batch_size=16", "--config.train.log_every=1"]
@@ -197,6 +199,14 @@ def test_the_command_fine_tunes_both_initialisations_and_refuses_bad_input(smoke
   table = (out / finetune_cli.RESULTS_MD).read_text()
   top1 = result["runs"]["untrained"]["shifted"]["shapes_ood"]["top1"]["label"]
   assert f"| shapes_ood (6480) | untrained | 0 | 2 | {top1:.3f} |" in table and "per shift" in table
+  # Another dataset than the run's: its own levels and sizes (digits' 8 px images, resized to the 16 px views).
+  assert finetune_cli.main(["--workdir", str(smoke_run), "--dataset", "digits", "--data_dir", str(bundled_dir),
+                            "--init", "pretrained", "--config.train.num_steps=1",
+                            "--config.train.global_batch_size=16"]) == 0
+  digits = json.loads((smoke_run / "finetune" / "digits" / finetune_cli.RESULTS_JSON).read_text())
+  assert digits["dataset"] == "digits" and list(digits["runs"]) == ["pretrained"]
+  assert set(digits["runs"]["pretrained"]["top1"]) == set(digits["levels"]) and digits["runs"]["pretrained"][
+      "num_test"] == 360 and digits["runs"]["pretrained"]["shifted"] == {}
   capsys.readouterr()
 
   refused = {"no run": (["--workdir", str(tmp_path / "nothing")], "is not a jax_ssl workdir"),

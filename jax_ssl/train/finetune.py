@@ -441,7 +441,9 @@ def _train(run: Setup, run_dir: pathlib.Path, train_source, backbone_params, bac
              "stopped_by": stop.received}
   if status == "completed":
     summary.update(evaluate_on(run, state, config.data.name, config.data.data_dir or None))
-    summary["shifted"] = {name: evaluate_on(run, state, name, None) for name in catalog.shifted_sets(config.data.name)}
+    # A dataset's shifted sets are prepared beside it (the bundled ones prepare themselves there).
+    summary["shifted"] = {name: evaluate_on(run, state, name, config.data.data_dir or None)
+                          for name in catalog.shifted_sets(config.data.name)}
     if jax.process_index() == 0:
       (run_dir / RESULT_FILE).write_text(json.dumps(summary, indent=2) + "\n")
   return summary
