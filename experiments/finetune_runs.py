@@ -1,7 +1,7 @@
 """Five methods on `shapes`, each with several seeds: frozen transfer, then fine-tuning, in-domain and OOD.
 
   python experiments/finetune_runs.py --seeds 3 --finetune_steps 600
-  python experiments/finetune_runs.py --small              # seconds; for the tests
+  python experiments/finetune_runs.py --small --seeds 1 --lr_sweep 2   # seconds
 
 VICReg, SAG-VICReg, VISReg, LeJEPA and DINO pretrain a small CNN on the
 bundled `shapes` at the scale of `configs/default.py` (1500 steps of batch
@@ -57,12 +57,15 @@ LEVEL = "label"  # the finest level: 36 classes
 FROZEN = {"linear": lambda scores: scores["linear"]["accuracy"], "knn@20": lambda scores: scores["knn"]["20"],
           "10-shot": lambda scores: scores["few_shot"]["10"]["mean"]}
 FINETUNE_DIR = "finetune_shapes"
+# Chosen by the sweep on seed 0 of VICReg, both initialisations (`learning_rate_sweep`, in the results JSON).
+FINETUNE_BASE_LR = 2.0
 
 
 def finetune_config(steps: int, small: bool):
   """The convnet recipe (`jax_ssl.train.finetune`) on `shapes`, for `steps` steps."""
   config = finetune_recipe.default_config("convnet")
   config.data.name = "shapes"
+  config.optim.base_lr = FINETUNE_BASE_LR
   config.train.update(num_steps=steps, log_every=max(1, steps // 10), checkpoint_every=max(1, steps // 2))
   if small:
     config.train.global_batch_size = 16
@@ -103,6 +106,17 @@ def untrained_control(seed: int, run_dirs: list[pathlib.Path], steps: int, small
   tuned = finetune.finetune(finetune_config(steps, small), run_dirs[0], run_dirs[0] / FINETUNE_DIR / "untrained",
                             init="untrained")
   return _finetune_scores(tuned)
+
+
+def learning_rate_sweep(run_dir: pathlib.Path, rates: list[float], steps: int, small: bool) -> dict:
+  """Fine-tuning top-1 on `shapes` per base learning rate, from the run's network and from its initialisation."""
+  sweep = {}
+  for rate in rates:
+    config = finetune_config(steps, small)
+    config.optim.base_lr = rate
+    sweep[str(rate)] = {init: finetune.finetune(config, run_dir, run_dir / "finetune_lr_sweep" / f"{rate:g}" / init,
+                                                init=init)["top1"][LEVEL] for init in finetune.INITS}
+  return sweep
 
 
 def summarise(runs: list[dict], controls: list[dict]) -> dict:
@@ -173,6 +187,8 @@ def main() -> None:
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ", ".join(METHODS))
   parser.add_argument("--finetune_steps", type=int, default=600)
+  parser.add_argument("--lr_sweep", type=lambda text: [float(v) for v in text.split(",")], default=[0.1, 0.5, 2.0, 4.0],
+                      help="base learning rates fine-tuned on the first method's seed 0")
   parser.add_argument("--max_train", type=int, default=2000)
   parser.add_argument("--max_test", type=int, default=1000)
   parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("workdirs/finetune_runs"))
@@ -200,12 +216,15 @@ def main() -> None:
                            max_test=args.max_test, steps=steps, small=args.small))
       run_dirs.append(run_dir)
     controls.append({"seed": seed, **untrained_control(seed, run_dirs, steps, args.small)})
+  # The base learning rate, chosen on the first method's seed 0 (both initialisations) over this grid.
+  sweep = learning_rate_sweep(args.workdir / methods[0] / "seed0", args.lr_sweep, steps, args.small)
   summary = summarise(runs, controls)
   config = finetune_config(steps, args.small)
   result = {"methods": {method: METHODS[method] for method in methods}, "seeds": list(range(args.seeds)),
             "level": LEVEL, "finetune_config": json.loads(config.to_json()),
             "transfer_settings": runs[0]["transfer_settings"],
-            "summary": summary, "verdicts": verdicts(runs, controls), "runs": runs, "untrained_finetune": controls}
+            "learning_rate_sweep": {"run": f"{methods[0]} seed 0", "top1": sweep}, "summary": summary,
+            "verdicts": verdicts(runs, controls), "runs": runs, "untrained_finetune": controls}
   title = (f"{len(methods)} methods x {args.seeds} seeds on shapes; frozen linear probe and {steps}-step fine-tuning "
            "(mean ± std)")
   _common.write_results("finetune_runs-shapes", args.output_dir, result, figure(summary, title), small=args.small,
