@@ -92,6 +92,7 @@ def run_seed(method: str, config_argument: str, seed: int, run_dir: pathlib.Path
 
 def _finetune_scores(result: dict) -> dict:
   return {"shapes": result["top1"][LEVEL], "shapes_ood": result["shifted"]["shapes_ood"]["top1"][LEVEL],
+          "train_top1": result["train_top1"][LEVEL],  # on the last step's augmented batch
           "shapes_ood_by_shift": result["shifted"]["shapes_ood"]["groups"]["shift"], "steps": result["step"],
           "pretrained_step": result["pretrained_step"]}
 
