@@ -1,7 +1,7 @@
 """Five methods on `shapes`, each with several seeds: frozen transfer, then fine-tuning, in-domain and OOD.
 
   python experiments/finetune_runs.py --seeds 3 --finetune_steps 600
-  python experiments/finetune_runs.py --small --seeds 1 --lr_sweep 2   # seconds
+  python experiments/finetune_runs.py --small --seeds 1 --lr_sweep 2   # smoke-sized: a few minutes
 
 VICReg, SAG-VICReg, VISReg, LeJEPA and DINO pretrain a small CNN on the
 bundled `shapes` at the scale of `configs/default.py` (1500 steps of batch
@@ -120,6 +120,18 @@ def learning_rate_sweep(run_dir: pathlib.Path, rates: list[float], steps: int, s
   return sweep
 
 
+def _frozen_cells(runs: list[dict], encoder: str, cell) -> dict:
+  """{"<dataset> <probe>": cell} of the frozen protocols, for the probes every run has (few-shot needs the shots)."""
+  cells = {}
+  for name in DATASETS:
+    for probe, read in FROZEN.items():
+      try:
+        cells[f"{name} {probe}"] = cell([read(run["transfer"][name]["scores"][encoder][LEVEL]) for run in runs])
+      except KeyError:
+        continue
+  return cells
+
+
 def summarise(runs: list[dict], controls: list[dict]) -> dict:
   """{row: {column: mean_std with values}}: one row per method and per control, in a fixed column order."""
   def cell(values):
@@ -130,14 +142,12 @@ def summarise(runs: list[dict], controls: list[dict]) -> dict:
     seeds = [run for run in runs if run["method"] == method]
     if not seeds:
       continue
-    row = {f"{name} {probe}": cell([read(run["transfer"][name]["scores"]["trained"][LEVEL]) for run in seeds])
-           for name in DATASETS for probe, read in FROZEN.items()}
+    row = _frozen_cells(seeds, "trained", cell)
     row.update({f"{name} fine-tuned": cell([run["finetune"][name] for run in seeds]) for name in DATASETS})
     rows[method] = row
   for encoder, label in (("initial", "untrained"), ("pixels", "pixels")):
     firsts = [next(run for run in runs if run["seed"] == seed) for seed in sorted({run["seed"] for run in runs})]
-    row = {f"{name} {probe}": cell([read(run["transfer"][name]["scores"][encoder][LEVEL]) for run in firsts])
-           for name in DATASETS for probe, read in FROZEN.items()}
+    row = _frozen_cells(firsts, encoder, cell)
     if label == "untrained":
       row.update({f"{name} fine-tuned": cell([control[name] for control in controls]) for name in DATASETS})
     rows[label] = row
@@ -204,14 +214,15 @@ def main() -> None:
     parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
   steps = args.finetune_steps
   if args.small:
-    args.max_train, args.max_test, steps = min(args.max_train, 108), min(args.max_test, 54), min(steps, 2)
+    # Enough train images for 10 shots of each of the 36 classes.
+    args.max_train, args.max_test, steps = min(args.max_train, 400), min(args.max_test, 54), min(steps, 2)
   runs, controls = [], []
   for seed in range(args.seeds):
     run_dirs = []
     for method in methods:
       config_argument = METHODS[method]
-      if args.small:
-        config_argument += ",smoke" if ":" in config_argument else ":smoke"
+      if args.small:  # smoke's two steps, after the file's own train.num_steps
+        config_argument += (",smoke" if ":" in config_argument else ":smoke") + ",train.num_steps=2"
       run_dir = args.workdir / method / f"seed{seed}"
       runs.append(run_seed(method, config_argument, seed, run_dir, args.data_dir, max_train=args.max_train,
                            max_test=args.max_test, steps=steps, small=args.small))
