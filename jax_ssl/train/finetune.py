@@ -29,6 +29,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 from typing import Any
@@ -120,6 +121,11 @@ class Setup:
   optimizer: optax.GradientTransformation
   schedule: optax.Schedule
   mesh: Any
+
+  @functools.cached_property
+  def embedder(self) -> evaluation.Embedder:
+    """The eval-mode backbone as an `Embedder`, compiled once for every test set scored."""
+    return evaluation.Embedder(self.eval_graph, self.view.size, self.spec.mean, self.spec.std, self.mesh)
 
 
 def _flip_prob(config: ml_collections.ConfigDict, pretraining: ml_collections.ConfigDict) -> float:
@@ -249,8 +255,7 @@ def predict(run: Setup, state: FinetuneState, images: np.ndarray) -> dict[str, n
   Returns:
     level -> (N,) int predictions: the argmax of the level's head on the backbone's features.
   """
-  embedder = evaluation.Embedder(run.eval_graph, run.view.size, run.spec.mean, run.spec.std, run.mesh)
-  features = embedder(state.params, state.batch_stats, images).astype(np.float64)
+  features = run.embedder(state.params, state.batch_stats, images).astype(np.float64)
   heads = jax.device_get(nnx.to_pure_dict(state.params))["heads"]
   return {level: np.argmax(features @ np.asarray(heads[level]["kernel"], np.float64)
                            + np.asarray(heads[level]["bias"], np.float64), -1) for level in run.levels}
