@@ -1,11 +1,13 @@
 """Helpers shared by the paper-reproduction scripts in experiments/.
 
-Each script writes `<output_dir>/results/<name>.json` and
+Each script runs from the repository root as `python -m experiments.<name>`
+and writes `<output_dir>/results/<name>.json` and
 `<output_dir>/figures/<name>.png`; `output_dir` defaults to this folder, so a
-plain `python experiments/<name>.py` refreshes the committed results. Every
+plain `python -m experiments.<name>` refreshes the committed results. Every
 JSON carries the command that reproduces it (`command`, without the flags that
-only say where files go), the command line as typed (`invoked_as`) and a
-description of the machine.
+only say where files go), the command line as typed (`invoked_as`), the git
+commit of the code that wrote it (`commit`, and `commit_dirty` when tracked
+files differed from it) and a description of the machine.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import pathlib
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from typing import Any
@@ -51,15 +54,26 @@ BOOKKEEPING_FLAGS = {"--workdir": True, "--data_dir": True, "--output_dir": True
                      "--from_results": False}
 
 
-def command_line(argv: list[str] | None = None) -> str:
-  """The command as typed from the repository root (`python experiments/<name>.py ...`)."""
-  argv = sys.argv if argv is None else argv
-  script = pathlib.Path(argv[0]).resolve()
+def _program(script: str) -> list[str]:
+  """How to run `script` from the repository root: `-m experiments.<name>` for a module of the repository.
+
+  Under `python -m`, `sys.argv[0]` is the module's file; a script path given the
+  old way names the same module. A file outside the repository keeps its path.
+  """
+  path = pathlib.Path(script).resolve()
   try:
-    script_text = str(script.relative_to(REPO_ROOT))
+    relative = path.relative_to(REPO_ROOT)
   except ValueError:
-    script_text = str(script)
-  return " ".join(["python", script_text, *(shlex.quote(arg) for arg in argv[1:])])
+    return [str(path)]
+  if relative.suffix != ".py":
+    return [str(relative)]
+  return ["-m", ".".join(relative.with_suffix("").parts)]
+
+
+def command_line(argv: list[str] | None = None) -> str:
+  """The command as typed from the repository root (`python -m experiments.<name> ...`)."""
+  argv = sys.argv if argv is None else argv
+  return " ".join(["python", *_program(argv[0]), *(shlex.quote(arg) for arg in argv[1:])])
 
 
 def reproducing_command(argv: list[str] | None = None) -> str:
@@ -81,6 +95,48 @@ def reproducing_command(argv: list[str] | None = None) -> str:
       continue
     kept.append(arg)
   return command_line(kept)
+
+
+def git_commit() -> dict[str, Any]:
+  """`{"commit": HEAD's hash, "commit_dirty": whether tracked files differ from it}`; both None outside git."""
+  def git(*args) -> str:
+    return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+  try:
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+  except (OSError, subprocess.CalledProcessError):
+    return {"commit": None, "commit_dirty": None}
+  return {"commit": commit, "commit_dirty": dirty}
+
+
+def sag_vicreg_reading(config=None) -> dict[str, str] | None:
+  """SAG-VICReg's reading (`graph`, `scale_over`, `regularize`) that a run trains with; None for another method.
+
+  `config` is a training config (its `method.sag_vicreg` section is read when
+  `method.name` is SAG-VICReg); without one, the loss's defaults
+  (`jax_ssl.losses.sag_vicreg`), what a direct call of `sag_vicreg_loss` uses.
+  """
+  if config is None:
+    from jax_ssl.losses import sag_vicreg
+    return {"graph": sag_vicreg.DEFAULT_GRAPH, "scale_over": sag_vicreg.DEFAULT_SCALE_OVER,
+            "regularize": sag_vicreg.DEFAULT_REGULARIZE}
+  if config.method.name != "sag_vicreg":
+    return None
+  section = config.method.sag_vicreg
+  return {key: section[key] for key in ("graph", "scale_over", "regularize")}
+
+
+def mean_std(values) -> dict[str, Any]:
+  """{mean, std, n} of `values`; std is the sample std (ddof = 1; 0 for one value), as every script reports it."""
+  values = np.asarray(values, float)
+  return {"mean": float(values.mean()), "std": sample_std(values), "n": int(len(values))}
+
+
+def sample_std(values) -> float:
+  """The sample standard deviation (ddof = 1) of `values`, 0 for a single value: the spread every script reports."""
+  values = np.asarray(values, float)
+  return float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
 def _cores() -> int:
@@ -145,7 +201,7 @@ def save_png(fig, path: pathlib.Path, dpi: int = 100) -> None:
 
 def write_results(name: str, output_dir: pathlib.Path, result: dict[str, Any], fig, *, small: bool,
                   started: float) -> tuple[pathlib.Path, pathlib.Path]:
-  """Writes the JSON (with command, machine, date, run time) and the PNG; returns their paths."""
+  """Writes the JSON (with command, commit, machine, date, run time) and the PNG; returns their paths."""
   output_dir = pathlib.Path(output_dir)
   json_path = output_dir / "results" / f"{name}.json"
   png_path = output_dir / "figures" / f"{name}.png"
@@ -156,6 +212,7 @@ def write_results(name: str, output_dir: pathlib.Path, result: dict[str, Any], f
       "experiment": name,
       "command": reproducing_command(),
       "invoked_as": command_line(),
+      **git_commit(),
       "small": small,
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
       "run_time_s": time.perf_counter() - started,

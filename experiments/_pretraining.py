@@ -20,7 +20,8 @@ A workdir is machine-local; the results JSON is what lands. With
 `--keep_published` a run that a published results JSON already holds, under the
 same declaration (config file, overrides, scale, features, two-model protocol),
 is taken from it instead of being trained again, so that a grid of many hours can
-be finished over several sessions. Each run records the commit it trained on.
+be finished over several sessions. Each run records the commit it trained on,
+the results JSON the commit that wrote it, and each SAG-VICReg variant its reading.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import json
 import math
 import os
 import pathlib
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -195,21 +195,14 @@ def run_controls(reference: Variant, dataset: str, seed: int, scale: dict, data_
 
 
 def _commit() -> str | None:
-  """The repository's commit, with "+changes" when the work tree differs from it; None outside git."""
-  try:
-    def git(*args):
-      return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout.strip()
-    return git("rev-parse", "--short=12", "HEAD") + ("+changes" if git("status", "--porcelain", "--untracked-files=no")
-                                                     else "")
-  except (OSError, subprocess.CalledProcessError):
+  """The repository's commit (12 digits), with "+changes" when tracked files differ from it; None outside git."""
+  found = _common.git_commit()
+  if found["commit"] is None:
     return None
+  return found["commit"][:12] + ("+changes" if found["commit_dirty"] else "")
 
 
-def mean_std(values) -> dict:
-  """{mean, std (ddof = 1; 0 for one value), n} of `values`: how every summary of these scripts reads."""
-  values = np.asarray(values, float)
-  return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-          "n": int(len(values))}
+mean_std = _common.mean_std  # {mean, std (ddof = 1; 0 for one value), n}: how every summary of these scripts reads
 
 
 def summarise(entries: list[dict]) -> dict:
@@ -456,7 +449,7 @@ def write_results(experiment: Experiment, final: bool) -> None:
   results = experiment.collect()
   data = {
       "experiment": experiment.name, "command": _common.reproducing_command(),
-      "invoked_as": _common.command_line(),
+      "invoked_as": _common.command_line(), **_common.git_commit(),
       "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": _common.machine_info(),
       "scale_name": experiment.scale_name, "scale": experiment.scale, "seeds": experiment.seeds,
       "features": list(experiment.features), "two_model": experiment.two_model, "complete": experiment.complete(),
@@ -464,7 +457,7 @@ def write_results(experiment: Experiment, final: bool) -> None:
                   "against the pixels" + ("; two-model protocol on the two halves of the classes (model B from "
                                           "seed + 1)" if experiment.two_model else "") +
                   ". Controls: the first variant's architecture at initialisation, and the input pixels.",
-      "variants": {v.name: {"config_file": v.config_file, "overrides": dict(v.overrides)} for v in experiment.variants},
+      "variants": {v.name: _declaration(experiment, v) for v in experiment.variants},
       "results": results,
   }
   write_json(experiment.results_path, data)
@@ -472,6 +465,14 @@ def write_results(experiment: Experiment, final: bool) -> None:
     for output in experiment.features:
       figure(results, output, experiment.output_dir / "figures" / f"{experiment.results_name}-{output}.png")
       print(markdown_tables(results, output))
+
+
+def _declaration(experiment: Experiment, variant: Variant) -> dict:
+  """A variant as the results JSON declares it: config file and overrides, and its SAG-VICReg reading if it has one."""
+  declared = {"config_file": variant.config_file, "overrides": dict(variant.overrides)}
+  config = variant_config(variant, experiment.datasets[0], 0, experiment.scale, experiment.data_dir)
+  reading = _common.sag_vicreg_reading(config)
+  return declared if reading is None else {**declared, "sag_vicreg_reading": reading}
 
 
 def write_json(path: pathlib.Path, data: dict) -> None:
@@ -568,8 +569,3 @@ def figure(results: dict, output: str, path: pathlib.Path) -> None:
   fig.tight_layout(rect=(0, 0, 0.88, 1))
   path.parent.mkdir(parents=True, exist_ok=True)
   _common.save_png(fig, path, dpi=90)
-
-
-def ensure_repo_on_path() -> None:
-  if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))

@@ -1,7 +1,7 @@
 """BYOL+T-REGS at CPU scale: the soft sphere's radius against BYOL's normalised loss, and T-REG's weights.
 
-  python experiments/byol_tregs_scale.py             # digits and shapes, 3 seeds, 3000 steps per run (compare_methods')
-  python experiments/byol_tregs_scale.py --small     # seconds; for the tests
+  python -m experiments.byol_tregs_scale             # digits and shapes, 3 seeds, 3000 steps per run (compare_methods')
+  python -m experiments.byol_tregs_scale --small     # seconds; for the tests
 
 BYOL+T-REGS as configs/byol_tregs.py first had it (BYOL's regression loss
 with weight 1, plus T-REG with the slides' gamma = 0.2, lambda = 8e-4 on each
@@ -26,12 +26,9 @@ experiments/results/byol_tregs_scale[-<scale>].json.
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from experiments import _pretraining  # noqa: E402
-from experiments._pretraining import Variant  # noqa: E402
+from experiments import _pretraining
+from experiments._pretraining import Variant
 
 
 def _t_reg(gamma: float, lam: float) -> tuple[tuple[str, float], ...]:

@@ -1,7 +1,7 @@
 """VISReg Figure 2: how much gradient each regularizer gives as the embeddings collapse.
 
-  python experiments/collapse_gradients.py            # full size (seconds)
-  python experiments/collapse_gradients.py --small    # tiny, for tests
+  python -m experiments.collapse_gradients            # full size (seconds)
+  python -m experiments.collapse_gradients --small    # tiny, for tests
 
 Fixed embeddings z0 (N x D standard normal) are shrunk to z = r * z0 with r on a
 log grid from 1e-4 (collapsed) to 10. For each regularizer L we record
@@ -27,19 +27,15 @@ from __future__ import annotations
 
 import argparse
 import functools
-import pathlib
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from experiments import _common  # noqa: E402
-from jax_ssl import losses  # noqa: E402
+from experiments import _common
+from jax_ssl import losses
 
 NAME = "collapse_gradients"
 

@@ -1,7 +1,7 @@
 """Recovery from collapse during training: does the embedding spread come back, and how fast?
 
-  python experiments/collapse_recovery.py            # digits, 3 seeds, 500 steps per run (CPU scale)
-  python experiments/collapse_recovery.py --small    # seconds; for the tests
+  python -m experiments.collapse_recovery            # digits, 3 seeds, 500 steps per run (CPU scale)
+  python -m experiments.collapse_recovery --small    # seconds; for the tests
 
 Claim (VISReg, Sec. 3 and Fig. 2): VISReg keeps a useful gradient under
 collapse, so a collapsed network recovers; SIGReg's gradient vanishes with
@@ -27,23 +27,20 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import matplotlib.pyplot as plt
 
-import jax  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-
-from experiments import _common  # noqa: E402
-from experiments import _pretraining  # noqa: E402
-from experiments._pretraining import Variant  # noqa: E402
-from jax_ssl.data import sources  # noqa: E402
-from jax_ssl.eval import probes  # noqa: E402
-from jax_ssl.train import config as config_lib  # noqa: E402
-from jax_ssl.train import evaluation  # noqa: E402
-from jax_ssl.train import loop  # noqa: E402
+from experiments import _common
+from experiments import _pretraining
+from experiments._pretraining import Variant
+from jax_ssl.data import sources
+from jax_ssl.eval import probes
+from jax_ssl.train import config as config_lib
+from jax_ssl.train import evaluation
+from jax_ssl.train import loop
 
 NAME = "collapse_recovery"
 COLLAPSE_FACTOR = 1e-3

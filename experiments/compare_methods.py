@@ -1,10 +1,10 @@
 """The methods side by side on the bundled hierarchical data, with the untrained encoder and the pixels as controls.
 
-  python experiments/compare_methods.py                  # digits and shapes, 3 seeds, 3000 steps per run
-  python experiments/compare_methods.py --worker 0 --num_workers 2 &    # two processes share the runs
-  python experiments/compare_methods.py --worker 1 --num_workers 2
-  python experiments/compare_methods.py --scale gpu      # ResNet-18 on 32 px views, longer training
-  python experiments/compare_methods.py --small          # seconds; for the tests
+  python -m experiments.compare_methods                  # digits and shapes, 3 seeds, 3000 steps per run
+  python -m experiments.compare_methods --worker 0 --num_workers 2 &    # two processes share the runs
+  python -m experiments.compare_methods --worker 1 --num_workers 2
+  python -m experiments.compare_methods --scale gpu      # ResNet-18 on 32 px views, longer training
+  python -m experiments.compare_methods --small          # seconds; for the tests
 
 For each dataset, method and seed: pretrain on all classes and evaluate
 (kNN and linear probe per level of the label hierarchy, hierarchical Rand
@@ -26,14 +26,11 @@ numbers, their mean and standard deviation) and a figure per feature output.
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from experiments import _pretraining  # noqa: E402
-from experiments._pretraining import Variant  # noqa: E402
-from experiments.sag_vicreg_readings import reading  # noqa: E402
-from jax_ssl.losses import sag_vicreg  # noqa: E402
+from experiments import _pretraining
+from experiments._pretraining import Variant
+from experiments.sag_vicreg_readings import reading
+from jax_ssl.losses import sag_vicreg
 
 # VICReg first: its architecture is the controls'.
 VARIANTS = (

@@ -1,7 +1,7 @@
 """A config file's launch command, run with several seeds: what its report.md shows, with mean and spread.
 
-  python experiments/config_runs.py --config configs/sag_vicreg.py:shapes --seeds 3 --data_dir DIR
-  python experiments/config_runs.py --config configs/vicreg.py --small          # seconds; for the tests
+  python -m experiments.config_runs --config configs/sag_vicreg.py:shapes --seeds 3 --data_dir DIR
+  python -m experiments.config_runs --config configs/vicreg.py --small          # seconds; for the tests
 
 Each seed trains `python -m jax_ssl.main --config <config> --config.seed=<seed>`
 into `<workdir>/seed<seed>` (resumed if it stopped, skipped if its report
@@ -18,20 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
 
 import jax
+import matplotlib.pyplot as plt
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import matplotlib.pyplot as plt  # noqa: E402
-
-from experiments import _common  # noqa: E402
-from experiments import _pretraining  # noqa: E402
-from jax_ssl import protocols  # noqa: E402
-from jax_ssl.train import config as config_lib  # noqa: E402
-from jax_ssl.train import loop  # noqa: E402
-from jax_ssl.train import report  # noqa: E402
+from experiments import _common
+from experiments import _pretraining
+from jax_ssl import protocols
+from jax_ssl.train import config as config_lib
+from jax_ssl.train import loop
+from jax_ssl.train import report
 
 ENCODERS = ("pixels", "initial", "trained")
 
@@ -54,6 +51,11 @@ def run_seed(config_argument: str, seed: int, run_dir: pathlib.Path, data_dir: s
     config_lib.validate(config, num_devices=jax.device_count())
     loop.require_completed(loop.train(config, run_dir))
   return json.loads(numbers.read_text())
+
+
+def sag_vicreg_reading(config_argument: str) -> dict | None:
+  """The SAG-VICReg reading (graph, scale_over, regularize) the config trains with; None for another method."""
+  return _common.sag_vicreg_reading(protocols.load_config_file(config_argument))
 
 
 def summarise(reports: list[dict]) -> dict:
@@ -120,11 +122,14 @@ def main() -> None:
     reports = [run_seed(config_argument, seed, workdir / f"seed{seed}", args.data_dir) for seed in range(args.seeds)]
   summary = summarise(reports)
   provenance = {}
-  if args.from_results:  # when and where the seeds trained, not this summary's
-    provenance = {"trained": published.get("trained") or {key: published[key] for key in ("date", "run_time_s",
-                                                                                           "machine")}}
+  if args.from_results:  # when, where and from which commit the seeds trained, not this summary's
+    provenance = {"trained": published.get("trained") or {
+        key: published[key] for key in ("date", "run_time_s", "machine", "commit", "commit_dirty",
+                                        "commit_of_results") if key in published}}
+  reading = sag_vicreg_reading(config_argument)
   result = {**provenance, "config": config_argument, "seeds": list(range(args.seeds)),
-            "method": reports[0]["method"], "dataset": reports[0]["dataset"], "backbone": reports[0]["backbone"],
+            "method": reports[0]["method"], **({} if reading is None else {"sag_vicreg_reading": reading}),
+            "dataset": reports[0]["dataset"], "backbone": reports[0]["backbone"],
             "steps": reports[0]["steps"], "accuracy": summary, "reports": reports}
   title = f"{config_argument}: {len(reports)} seeds, {reports[0]['steps']} steps (mean ± std)"
   _common.write_results(f"config_runs-{name}", args.output_dir, result, figure(summary, title), small=args.small,

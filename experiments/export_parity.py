@@ -1,6 +1,6 @@
 """An exported encoder in the real torchvision and timm: the largest feature difference from load_encoder.
 
-  python experiments/export_parity.py [--data_dir DIR]   # needs torch, torchvision and timm beside jax_ssl
+  python -m experiments.export_parity [--data_dir DIR]   # needs torch, torchvision and timm beside jax_ssl
 
 For each backbone below, a one-step `:smoke` run of VICReg on the bundled
 `digits` (its BatchNorm statistics moved once from their initial values) is
@@ -22,14 +22,12 @@ import datetime
 import json
 import pathlib
 import re
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from experiments import _common  # noqa: E402
+from experiments import _common
 
 # (name, model overrides, view size): every stem, block and pool the export maps, at sizes a CPU trains in seconds.
 CASES = (
@@ -116,7 +114,8 @@ def main() -> None:
   worst = max(value["relative_to_largest_feature"] for case in cases.values() for value in case.values()
               if isinstance(value, dict) and "relative_to_largest_feature" in value)
   result = {"experiment": "export_parity", "command": _common.reproducing_command(),
-            "invoked_as": _common.command_line(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "invoked_as": _common.command_line(), **_common.git_commit(),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "run_time_s": time.perf_counter() - started, "machine": _common.machine_info(),
             "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__},
             "protocol": "one-step :smoke VICReg run on digits per backbone; the export's card code run as written "

@@ -1,7 +1,7 @@
 """Five methods on `shapes`, each with several seeds: frozen transfer, then fine-tuning, in-domain and OOD.
 
-  python experiments/finetune_runs.py --seeds 3 --finetune_steps 600
-  python experiments/finetune_runs.py --small --seeds 1 --lr_sweep 2   # smoke-sized: a few minutes
+  python -m experiments.finetune_runs --seeds 3 --finetune_steps 600
+  python -m experiments.finetune_runs --small --seeds 1 --lr_sweep 2   # smoke-sized: a few minutes
 
 VICReg, SAG-VICReg, VISReg, LeJEPA and DINO pretrain a small CNN on the
 bundled `shapes` at the scale of `configs/default.py` (1500 steps of batch
@@ -29,20 +29,18 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import jax  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import matplotlib.pyplot as plt
+import numpy as np
 
-from experiments import _common  # noqa: E402
-from experiments import _pretraining  # noqa: E402
-from experiments import config_runs  # noqa: E402
-from jax_ssl import transfer_suite  # noqa: E402
-from jax_ssl.train import finetune  # noqa: E402
-from jax_ssl.train import finetune_recipe  # noqa: E402
+from experiments import _common
+from experiments import _pretraining
+from experiments import config_runs
+from jax_ssl import transfer_suite
+from jax_ssl.train import finetune
+from jax_ssl.train import finetune_recipe
 
 PRETRAINING_STEPS = 1500  # configs/default.py's
 METHODS = {
@@ -232,7 +230,9 @@ def main() -> None:
   sweep = learning_rate_sweep(args.workdir / methods[0] / "seed0", args.lr_sweep, steps, args.small)
   summary = summarise(runs, controls)
   config = finetune_config(steps, args.small)
-  result = {"methods": {method: METHODS[method] for method in methods}, "seeds": list(range(args.seeds)),
+  readings = {method: reading for method in methods if (reading := config_runs.sag_vicreg_reading(METHODS[method]))}
+  result = {"methods": {method: METHODS[method] for method in methods}, "sag_vicreg_readings": readings,
+            "seeds": list(range(args.seeds)),
             "level": LEVEL, "finetune_config": json.loads(config.to_json()),
             "transfer_settings": runs[0]["transfer_settings"],
             "learning_rate_sweep": {"run": f"{methods[0]} seed 0", "top1": sweep}, "summary": summary,

@@ -1,8 +1,8 @@
 """Step-time overhead of SAG-VICReg's pairing over VICReg, and of T-REGS over L_MSE, backbone included.
 
-  python experiments/overhead.py                 # the papers' batch size (256), ResNet-18 CIFAR, on this machine
-  python experiments/overhead.py --setup imagenet  # ResNet-50, 224 px, 8192-d projector (GPU-sized)
-  python experiments/overhead.py --small         # seconds; for the tests
+  python -m experiments.overhead                 # the papers' batch size (256), ResNet-18 CIFAR, on this machine
+  python -m experiments.overhead --setup imagenet  # ResNet-50, 224 px, 8192-d projector (GPU-sized)
+  python -m experiments.overhead --small         # seconds; for the tests
 
 The claims. SAG-VICReg (Appendix J): an ImageNet epoch takes 3600 s against
 VICReg's 2800 s on an L40, +28.5%. T-REGS: the MST costs O(B^2 D) per batch,
@@ -22,20 +22,18 @@ import dataclasses
 import datetime
 import json
 import pathlib
-import sys
 import tempfile
 from typing import ClassVar
 
 import jax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from experiments import _common  # noqa: E402
-from experiments.bench.losses import device_description  # noqa: E402
-from experiments.bench.losses import device_name  # noqa: E402
-from experiments.bench.train import step_time  # noqa: E402
-from jax_ssl import losses  # noqa: E402
-from jax_ssl.methods import registry  # noqa: E402
-from jax_ssl.train import config as config_lib  # noqa: E402
+from experiments import _common
+from experiments.bench.losses import device_description
+from experiments.bench.losses import device_name
+from experiments.bench.train import step_time
+from jax_ssl import losses
+from jax_ssl.methods import registry
+from jax_ssl.train import config as config_lib
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent
 PAIRS = (("sag_vicreg", "vicreg", 0.285), ("tregs", "mse", None))  # (method, baseline, paper's overhead)
@@ -130,8 +128,10 @@ def main() -> None:
       "jax_version": jax.__version__, "date": datetime.date.today().isoformat(), "setup_name": setup_name,
       "setup": setup, "repeats": args.repeats, "step_s": times, "rows": rows,
       "timing": "median of repeated trainer steps on one fixed batch, after a warm-up step",
-      "command": _common.reproducing_command(), "invoked_as": _common.command_line(),
+      "command": _common.reproducing_command(), "invoked_as": _common.command_line(), **_common.git_commit(),
   }
+  if "sag_vicreg" in times:
+    result["sag_vicreg_reading"] = _common.sag_vicreg_reading(method_config("sag_vicreg", setup, data_dir))
   results_dir = (args.output_dir or EXPERIMENTS) / "results"
   figures_dir = (args.output_dir or EXPERIMENTS) / "figures"
   results_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """T-REG alone on a free point cloud: a regular simplex when n <= d + 1, uniform on the sphere when n > d + 1.
 
-  python experiments/point_cloud.py            # full size (about a minute)
-  python experiments/point_cloud.py --small    # tiny, for tests
+  python -m experiments.point_cloud            # full size (about a minute)
+  python -m experiments.point_cloud --small    # tiny, for tests
 
 The T-REG slides state two behaviours of `gamma * L_E + lam * L_S` (L_E = minus
 the MST length over n, L_S = mean (||z_i|| - 1)^2) when it optimises the
@@ -39,22 +39,18 @@ over 20 draws):
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
+from scipy import stats
+from scipy.spatial import cKDTree
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from scipy import stats  # noqa: E402
-from scipy.spatial import cKDTree  # noqa: E402
-
-from experiments import _common  # noqa: E402
-from jax_ssl import losses  # noqa: E402
+from experiments import _common
+from jax_ssl import losses
 
 NAME = "point_cloud"
 GAMMA = 0.2
@@ -109,6 +105,7 @@ def simplex_stats(z):
   target = -1.0 / (n - 1)
   cos = pairwise_cosines(z)
   norms = np.linalg.norm(z, axis=1)
+  # The stds here describe this one cloud (all its points and pairs), not a spread over draws: ddof 0.
   return {
       "target_cosine": target,
       "cosine_mean": cos.mean(), "cosine_std": cos.std(), "cosine_min": cos.min(), "cosine_max": cos.max(),
@@ -162,8 +159,7 @@ def case_b(n, dim, steps, seed):
   rng = np.random.default_rng(seed)
   probes = random_unit(rng, NUM_PROBES, dim)
   iid = [uniformity_stats(random_unit(rng, n, dim), probes) for _ in range(NUM_UNIFORM_DRAWS)]
-  reference = {key: {"mean": float(np.mean([s[key] for s in iid])), "std": float(np.std([s[key] for s in iid]))}
-               for key in iid[0]}
+  reference = {key: _common.mean_std([s[key] for s in iid]) for key in iid[0]}  # std over the draws: ddof 1
   after = uniformity_stats(z, probes)
   # Lower is more uniform for every statistic; z-score against i.i.d. uniform draws.
   z_scores = {key: (after[key] - reference[key]["mean"]) / max(reference[key]["std"], 1e-12)

@@ -1,7 +1,7 @@
 """Whom does SAG-VICReg's walk pair each image with, and is it the same class? Tracked over training.
 
-  python experiments/sag_vicreg_pairing.py           # digits, 3 seeds, 3000 steps per reading and seed
-  python experiments/sag_vicreg_pairing.py --small    # seconds; for the tests
+  python -m experiments.sag_vicreg_pairing           # digits, 3 seeds, 3000 steps per reading and seed
+  python -m experiments.sag_vicreg_pairing --small    # seconds; for the tests
 
 Each finished run (a reading and a seed) is kept as a JSON in `--workdir`, and a
 rerun skips it. Workers (`--worker i --num_workers n`) sharing a workdir each
@@ -42,27 +42,24 @@ import argparse
 import json
 import pathlib
 import shutil
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+from flax import nnx
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-
-from experiments import _common  # noqa: E402
-from experiments import _pretraining  # noqa: E402
-from experiments import sag_vicreg_readings  # noqa: E402
-from jax_ssl import ops  # noqa: E402
-from jax_ssl.data import sources  # noqa: E402
-from jax_ssl.data import views as views_lib  # noqa: E402
-from jax_ssl.losses import sag_vicreg  # noqa: E402
-from jax_ssl.train import config as config_lib  # noqa: E402
-from jax_ssl.train import loop  # noqa: E402
+from experiments import _common
+from experiments import _pretraining
+from experiments import sag_vicreg_readings
+from jax_ssl import ops
+from jax_ssl.data import sources
+from jax_ssl.data import views as views_lib
+from jax_ssl.losses import sag_vicreg
+from jax_ssl.train import config as config_lib
+from jax_ssl.train import loop
 
 NAME = "sag_vicreg_pairing"
 READINGS = {variant.name: variant for variant in sag_vicreg_readings.VARIANTS if variant.name != "vicreg"}
@@ -294,8 +291,9 @@ def main() -> None:
   for name in chosen:
     runs = [finished[name, seed] for seed in range(args.seeds)]
     variant = READINGS[name]
+    reading = _common.sag_vicreg_reading(_pretraining.variant_config(variant, args.dataset, 0, scale, data_dir))
     results[name] = {"config_file": variant.config_file, "overrides": dict(variant.overrides),
-                     "summary": summarise(runs), "runs": runs}
+                     "sag_vicreg_reading": reading, "summary": summarise(runs), "runs": runs}
   result = {
       "question": "cross_view_own+row ends below its initialisation and same_view+row learns, with the same "
                   "own-pair rate and pair weight: are the cross-view graph's other partners of another class "

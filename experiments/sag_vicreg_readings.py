@@ -1,9 +1,9 @@
 """Which reading of SAG-VICReg trains as the paper reports? Every reading against VICReg, with controls.
 
-  python experiments/sag_vicreg_readings.py                      # digits and shapes, 3 seeds, 3000 steps
-  python experiments/sag_vicreg_readings.py --worker 0 --num_workers 2 &   # two processes share the runs
-  python experiments/sag_vicreg_readings.py --worker 1 --num_workers 2
-  python experiments/sag_vicreg_readings.py --small              # seconds; for the tests
+  python -m experiments.sag_vicreg_readings                      # digits and shapes, 3 seeds, 3000 steps
+  python -m experiments.sag_vicreg_readings --worker 0 --num_workers 2 &   # two processes share the runs
+  python -m experiments.sag_vicreg_readings --worker 1 --num_workers 2
+  python -m experiments.sag_vicreg_readings --small              # seconds; for the tests
 
 The paper leaves three choices open (jax_ssl.losses.sag_vicreg): the graph
 of the walk (`cross_view`: kNN from the first view to the second;
@@ -28,12 +28,9 @@ figure per feature output.
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from experiments import _pretraining  # noqa: E402
-from experiments._pretraining import Variant  # noqa: E402
+from experiments import _pretraining
+from experiments._pretraining import Variant
 
 
 def reading(graph: str, scale_over: str = "neighbours", regularize: str = "paired", name: str | None = None) -> Variant:

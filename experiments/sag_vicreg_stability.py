@@ -1,7 +1,7 @@
 """SAG-VICReg across its graph's k and the batch size (App. C: "stable across different hyperparameter configurations").
 
-  python experiments/sag_vicreg_stability.py           # digits and shapes, 3 seeds, 1000 steps per run
-  python experiments/sag_vicreg_stability.py --small   # seconds; for the tests
+  python -m experiments.sag_vicreg_stability           # digits and shapes, 3 seeds, 1000 steps per run
+  python -m experiments.sag_vicreg_stability --small   # seconds; for the tests
 
 configs/sag_vicreg.py with the library's default reading, k in {3, 5, 10, 20}
 at batch 128, and batch in {64, 256} at k = 5, beside VICReg at batch 128.
@@ -15,13 +15,10 @@ feature output.
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from experiments import _pretraining  # noqa: E402
-from experiments._pretraining import Variant  # noqa: E402
-from jax_ssl.losses import sag_vicreg  # noqa: E402
+from experiments import _pretraining
+from experiments._pretraining import Variant
+from jax_ssl.losses import sag_vicreg
 
 STEPS = 1000
 # The default reading, spelled out: a run stays tied to the reading it trained with.

@@ -1,7 +1,7 @@
 """VISReg Figure 3 and its complexity claim: O(NDK) for VISReg against O(ND^2) for VICReg.
 
-  python experiments/scaling_cost.py            # full sweeps (a few minutes on 2 cores)
-  python experiments/scaling_cost.py --small    # tiny, for tests
+  python -m experiments.scaling_cost            # full sweeps (a few minutes on 2 cores)
+  python -m experiments.scaling_cost --small    # tiny, for tests
 
 Each regularizer's forward + gradient (`jax.jit(jax.value_and_grad(L))`) is
 timed on random embeddings as the batch size N grows (D fixed) and as the
@@ -37,19 +37,15 @@ from __future__ import annotations
 
 import argparse
 import functools
-import pathlib
 import statistics
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-
-from experiments import _common  # noqa: E402
-from jax_ssl import losses  # noqa: E402
+from experiments import _common
+from jax_ssl import losses
 
 NAME = "scaling_cost"
 SKETCHING = ("sigreg", "swd", "visreg")

@@ -1,7 +1,7 @@
 """SAG-VICReg Figure 1: how VICReg and SAG-VICReg embed a cluster never seen in training.
 
-  python experiments/spectral_demo.py            # full size (about two minutes on 2 cores)
-  python experiments/spectral_demo.py --small    # tiny, for tests
+  python -m experiments.spectral_demo            # full size (about two minutes on 2 cores)
+  python -m experiments.spectral_demo --small    # tiny, for tests
 
 Data: 2-D Gaussian blobs (std 0.5) at three training centres (the corners of
 an equilateral triangle of side 4) and a fourth, unseen centre outside the
@@ -35,20 +35,16 @@ from __future__ import annotations
 
 import argparse
 import functools
-import pathlib
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-from experiments import _common  # noqa: E402
-from jax_ssl import losses  # noqa: E402
+from experiments import _common
+from jax_ssl import losses
 
 NAME = "spectral_demo"
 SIDE = 4.0
@@ -206,7 +202,7 @@ def summarise(method_runs):
   for key in ("relative_spread_unseen", "seen_spread_over_separation", "unseen_spread_over_separation",
               "knn_cluster_accuracy"):
     values = np.array([run["stats"][key] for run in method_runs])
-    summary[key] = {"mean": values.mean(), "std": values.std(), "min": values.min(), "max": values.max(),
+    summary[key] = {"mean": values.mean(), "std": _common.sample_std(values), "min": values.min(), "max": values.max(),
                     "per_seed": values}
   return summary
 
@@ -251,7 +247,7 @@ def main(argv=None) -> dict:
     sag_abs = runs[dim]["sag_vicreg"]["summary"]["unseen_spread_over_separation"]["per_seed"]
     runs[dim]["seeds_where_sag_unseen_spread_over_separation_is_lower"] = int(np.sum(sag_abs < vicreg_abs))
     print(f"width {dim}: relative spread of the unseen cluster: vicreg {vicreg_rel.mean():.3f} +- "
-          f"{vicreg_rel.std():.3f}, sag_vicreg {sag_rel.mean():.3f} +- {sag_rel.std():.3f} "
+          f"{_common.sample_std(vicreg_rel):.3f}, sag_vicreg {sag_rel.mean():.3f} +- {_common.sample_std(sag_rel):.3f} "
           f"(input space {input_stats['relative_spread_unseen']:.3f})")
 
   result = {
@@ -265,6 +261,7 @@ def main(argv=None) -> dict:
           "model": f"MLP 2 -> {HIDDEN} -> {HIDDEN} -> width, ReLU, He-normal init; widths {list(EMBED_DIMS)}",
           "optimizer": f"optax.adam({LR})", "steps": steps, "batch": batch, "seeds": seeds,
           "losses": f"vicreg_loss(z1, z2) and sag_vicreg_loss(key, z1, z2, k={K_NEIGHBOURS}), both with (25, 25, 1)",
+          "sag_vicreg_reading": _common.sag_vicreg_reading(),  # the loss's defaults
           "spread": "s_c = sqrt(mean_{i in c} ||e_i - m_c||^2) on held-out test points, in the full embedding space",
           "relative_spread_unseen": "s_unseen / mean_{c seen} s_c",
           "spread_over_separation": "s_c / mean pairwise distance between the three seen centroids "

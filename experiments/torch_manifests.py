@@ -1,6 +1,6 @@
 """Writes the key names and shapes of torchvision's and timm's reference backbones, for tests/test_export.py.
 
-  python experiments/torch_manifests.py   # needs torch, torchvision and timm; run once
+  python -m experiments.torch_manifests   # needs torch, torchvision and timm; run once
 
 The export (`python -m jax_ssl.export`) promises state dicts that these models
 load with `strict=True`: torchvision's `resnet18` and `resnet50` with their
@@ -44,7 +44,7 @@ def main() -> None:
   models["timm.vit_small_patch16_224"] = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0)
   manifest = {"versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                            "timm": timm.__version__},
-              "command": "python experiments/torch_manifests.py",
+              "command": "python -m experiments.torch_manifests",
               "models": {name: {key: list(value.shape) for key, value in model.state_dict().items()}
                          for name, model in models.items()}}
   pathlib.Path(args.output).write_text(_one_array_a_line(manifest))

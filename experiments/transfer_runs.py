@@ -1,7 +1,7 @@
 """A config trained with several seeds, then the transfer and OOD suite on each: mean and spread per protocol.
 
-  python experiments/transfer_runs.py --config configs/default.py --seeds 3 --max_train 2000 --max_test 1000
-  python experiments/transfer_runs.py --config configs/vicreg.py --small     # seconds; for the tests
+  python -m experiments.transfer_runs --config configs/default.py --seeds 3 --max_train 2000 --max_test 1000
+  python -m experiments.transfer_runs --config configs/vicreg.py --small     # seconds; for the tests
 
 Each seed is trained as `experiments/config_runs.py` trains it (into
 `<workdir>/seed<seed>`, resumed or skipped when done), then scored by
@@ -18,16 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from experiments import _common  # noqa: E402
-from experiments import _pretraining  # noqa: E402
-from experiments import config_runs  # noqa: E402
-from jax_ssl import transfer_suite  # noqa: E402
+from experiments import _common
+from experiments import _pretraining
+from experiments import config_runs
+from jax_ssl import transfer_suite
 
 ENCODERS = ("pixels", "initial", "trained")
 
@@ -104,8 +102,10 @@ def main() -> None:
   results = [run_seed(config_argument, seed, workdir / f"seed{seed}", args.data_dir, max_train=args.max_train,
                       max_test=args.max_test, c_grid=c_grid) for seed in range(args.seeds)]
   summary = summarise(results)
+  reading = config_runs.sag_vicreg_reading(config_argument)
   result = {"config": config_argument, "seeds": list(range(args.seeds)), "method": results[0]["method"],
-            "backbone": results[0]["backbone"], "settings": results[0]["settings"], "summary": summary,
+            **({} if reading is None else {"sag_vicreg_reading": reading}), "backbone": results[0]["backbone"],
+            "settings": results[0]["settings"], "summary": summary,
             "runs": [{key: value for key, value in run.items() if key != "workdir"} for run in results]}
   title = f"{config_argument}: {len(results)} seeds, linear probe (mean ± std)"
   _common.write_results(f"transfer_runs-{name}", args.output_dir, result, figure(summary, title), small=args.small,

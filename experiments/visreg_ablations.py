@@ -1,7 +1,7 @@
 """VISReg's ablations and the K-D relation, at CPU scale: each term off, the stop-gradient off, K against D.
 
-  python experiments/visreg_ablations.py             # digits and shapes, 3 seeds, 1000 steps per run
-  python experiments/visreg_ablations.py --small     # seconds; for the tests
+  python -m experiments.visreg_ablations             # digits and shapes, 3 seeds, 1000 steps per run
+  python -m experiments.visreg_ablations --small     # seconds; for the tests
 
 Claims (VISReg, Wu et al., arXiv 2606.02572): every term of the regularizer
 is needed (Table 8: without scale, shape or center, or without the gradient
@@ -21,12 +21,9 @@ output.
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from experiments import _pretraining  # noqa: E402
-from experiments._pretraining import Variant  # noqa: E402
+from experiments import _pretraining
+from experiments._pretraining import Variant
 
 STEPS = 1000
 # configs/visreg.py's projector ends at D = 128; slices are capped at 256 by the harness, so K is set here.

@@ -1,8 +1,8 @@
 """Benchmark of the input pipeline and on-device augmentation.
 
-  python experiments/bench/data.py           # writes results/data-<device>.json
-  python experiments/bench/data.py --small   # seconds; for a quick check
-  python experiments/bench/data.py --jpeg --workers 1,2   # the host path on ImageNet-shaped JPEGs
+  python -m experiments.bench.data           # writes results/data-<device>.json
+  python -m experiments.bench.data --small   # seconds; for a quick check
+  python -m experiments.bench.data --jpeg --workers 1,2   # the host path on ImageNet-shaped JPEGs
 
 Measured on the bundled `shapes` dataset (32x32 RGB), in one run:
   * load: grain batches (shuffle, read, decode) per second, no augmentation;
@@ -28,7 +28,6 @@ import datetime
 import io
 import json
 import pathlib
-import sys
 import tempfile
 import time
 
@@ -39,18 +38,17 @@ import optax
 from flax import nnx
 from PIL import Image
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from experiments import _common  # noqa: E402
-from experiments.bench import jpeg_dataset  # noqa: E402
-from experiments.bench.losses import device_description  # noqa: E402
-from experiments.bench.losses import device_name  # noqa: E402
-from experiments.bench.losses import time_call  # noqa: E402
-from jax_ssl import losses  # noqa: E402
-from jax_ssl import models  # noqa: E402
-from jax_ssl.data import catalog  # noqa: E402
-from jax_ssl.data import pipeline  # noqa: E402
-from jax_ssl.data import sources  # noqa: E402
-from jax_ssl.data import views  # noqa: E402
+from experiments import _common
+from experiments.bench import jpeg_dataset
+from experiments.bench.losses import device_description
+from experiments.bench.losses import device_name
+from experiments.bench.losses import time_call
+from jax_ssl import losses
+from jax_ssl import models
+from jax_ssl.data import catalog
+from jax_ssl.data import pipeline
+from jax_ssl.data import sources
+from jax_ssl.data import views
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -156,7 +154,7 @@ def bench_jpeg(args) -> dict:
   return {
       "benchmark": "data_jpeg", "device": device_name(), "device_description": device_description(),
       "jax_version": jax.__version__, "date": datetime.date.today().isoformat(),
-      "command": _common.reproducing_command(), "invoked_as": _common.command_line(),
+      "command": _common.reproducing_command(), "invoked_as": _common.command_line(), **_common.git_commit(),
       "dataset": f"synthetic: {args.num_jpegs} JPEGs of 300-500 px (quality 90), tfds array_record",
       "image_size": args.image_size, "batch_size": args.jpeg_batch, "batches_timed": args.jpeg_batches,
       "decode_one_core_images_per_s": decode_rates,
@@ -212,6 +210,9 @@ def main() -> None:
       "device_description": device_description(),
       "jax_version": jax.__version__,
       "date": datetime.date.today().isoformat(),
+      "command": _common.reproducing_command(),
+      "invoked_as": _common.command_line(),
+      **_common.git_commit(),
       "small": args.small,
       "dataset": "shapes (32x32 RGB, bundled)",
       "batch_size": batch_size,

@@ -1,7 +1,7 @@
 """Benchmark of the label-free structure metrics against the plain scipy composition.
 
-  python experiments/bench/eval.py           # n = 2,000, 5,000, 10,000; writes results/eval-<device>.json
-  python experiments/bench/eval.py --small   # n = 300, 600; seconds, for a quick check
+  python -m experiments.bench.eval           # n = 2,000, 5,000, 10,000; writes results/eval-<device>.json
+  python -m experiments.bench.eval --small   # n = 300, 600; seconds, for a quick check
 
 What is timed, for two 64-d embeddings of the same n items that share a
 cluster structure (x2 = x1 + noise):
@@ -43,7 +43,6 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 GOALS = {"n": 10_000, "max_time_s": 15.0, "max_peak_gb": 6.0, "min_speedup": 3.0}
 TOLERANCE = 1e-9
@@ -166,7 +165,7 @@ def worker(kind: str, n: int, dim: int) -> None:
 
 
 def measure(kind: str, n: int, dim: int) -> dict:
-  command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", kind, "--n", str(n), "--dim", str(dim)]
+  command = [sys.executable, "-m", "experiments.bench.eval", "--worker", kind, "--n", str(n), "--dim", str(dim)]
   completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
   if completed.returncode != 0:
     raise RuntimeError(f"{kind} n={n} failed:\n{completed.stderr[-3000:]}")
@@ -274,7 +273,7 @@ def main() -> None:
       "device": args.device,
       "device_description": cpu_description(),
       "date": datetime.date.today().isoformat(),
-      "command": _common.reproducing_command(), "invoked_as": _common.command_line(),
+      "command": _common.reproducing_command(), "invoked_as": _common.command_line(), **_common.git_commit(),
       "small": args.small,
       "repeats": args.repeats,
       "data": f"x1: {args.dim}-d float32, 30 Gaussian clusters (centres 2 N(0, I), unit noise); x2 = x1 + 0.7 N(0, I)",

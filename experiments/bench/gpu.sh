@@ -31,7 +31,6 @@
 #   6. the two-model protocol for VICReg and SAG-VICReg's readings on `shapes` at 32 px (one seed).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # The GPU machine has no network: jax with CUDA and the requirements must already be there (or travel as wheels).
 python_bin=${PYTHON:-python3}
 device=$("$python_bin" -c "from experiments.bench.losses import device_name; print(device_name())")
@@ -69,7 +68,7 @@ run() {
 }
 
 resnet_end_to_end() {  # dtype, global batch
-  run experiments/bench/train.py --end_to_end --config configs/vicreg.py --data_dir "$data" \
+  run -m experiments.bench.train --end_to_end --config configs/vicreg.py --data_dir "$data" \
     --steps "$steps" --set data.name=shapes --set views.size=32 --set model.width=64 \
     --set model.projector=2048-2048-2048 --set train.global_batch_size="$2" --set train.log_every="$log_every" \
     --set model.dtype="$1" --output "$results/train-end-to-end-resnet18-$1-b$2-$device.json"
@@ -79,10 +78,10 @@ resnet_end_to_end() {  # dtype, global batch
 # then the T-REGS overhead, the kernels, the ViT recipe, the other batch sizes, the host path, the readings.
 first_batch=${batches%% *}
 for dtype in float32 bfloat16; do resnet_end_to_end "$dtype" "$first_batch"; done
-run experiments/bench/train.py $bench --data_dir "$data" --methods vicreg,tregs,sag_vicreg,visreg,lejepa \
+run -m experiments.bench.train $bench --data_dir "$data" --methods vicreg,tregs,sag_vicreg,visreg,lejepa \
   --output "$results/train-$device.json"
-run experiments/bench/losses.py $bench --output "$results/losses-$device.json"
-run experiments/bench/train.py --end_to_end --config configs/visreg.py --data_dir "$data" --steps "$steps" \
+run -m experiments.bench.losses $bench --output "$results/losses-$device.json"
+run -m experiments.bench.train --end_to_end --config configs/visreg.py --data_dir "$data" --steps "$steps" \
   --set data.name=shapes --set views.size=32 --set views.local_size=16 --set views.num_local=6 \
   --set model.backbone=vit_small --set model.patch_size=4 --set model.dtype=bfloat16 \
   --set train.global_batch_size="$vit_batch" --set train.log_every="$log_every" \
@@ -90,8 +89,8 @@ run experiments/bench/train.py --end_to_end --config configs/visreg.py --data_di
 for batch in ${batches#"$first_batch"}; do
   for dtype in bfloat16 float32; do resnet_end_to_end "$dtype" "$batch"; done
 done
-LIMIT=120 run experiments/bench/data.py --jpeg $jpegs --output "$results/data-jpeg-$device.json"
-LIMIT=200 run experiments/sag_vicreg_readings.py $readings --datasets shapes --seeds 1 \
+LIMIT=120 run -m experiments.bench.data --jpeg $jpegs --output "$results/data-jpeg-$device.json"
+LIMIT=200 run -m experiments.sag_vicreg_readings $readings --datasets shapes --seeds 1 \
   --variants vicreg,cross_view,cross_view_own,same_view --features projector --data_dir "$data" \
   --output_dir "$outputs" --workdir "$(mktemp -d)"
 pack

@@ -1,7 +1,7 @@
 """Where the training step's time goes: XLA's own per-op timings, grouped by what each op computes.
 
-  python experiments/bench/step_profile.py          # ResNet-18 CIFAR step, batch 64: results/step-profile-<device>.json
-  python experiments/bench/step_profile.py --small  # seconds; for a quick check
+  python -m experiments.bench.step_profile          # ResNet-18 CIFAR step, batch 64: results/step-profile-<device>.json
+  python -m experiments.bench.step_profile --small  # seconds; for a quick check
 
 Issue 11 asks why the CPU step (ResNet-18 with the CIFAR stem, a
 2048-2048-2048 projector, VICReg, two 32 px views, batch 64) is slower than
@@ -27,7 +27,6 @@ import datetime
 import json
 import pathlib
 import re
-import sys
 import tempfile
 import time
 
@@ -38,16 +37,15 @@ from jax import lax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from experiments import _common  # noqa: E402
-from experiments.bench.losses import device_description  # noqa: E402
-from experiments.bench.losses import device_name  # noqa: E402
-from experiments.bench.losses import time_call  # noqa: E402
-from experiments.bench.train import method_config  # noqa: E402
-from jax_ssl.models import conv  # noqa: E402
-from jax_ssl.train import loop  # noqa: E402
-from jax_ssl.train import step as step_lib  # noqa: E402
-from jax_ssl.train.state import DATA_AXIS  # noqa: E402
+from experiments import _common
+from experiments.bench.losses import device_description
+from experiments.bench.losses import device_name
+from experiments.bench.losses import time_call
+from experiments.bench.train import method_config
+from jax_ssl.models import conv
+from jax_ssl.train import loop
+from jax_ssl.train import step as step_lib
+from jax_ssl.train.state import DATA_AXIS
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 KINDS = ("convolution", "matmul", "reduction", "elementwise", "layout", "other")
@@ -289,7 +287,7 @@ def main() -> None:
   result = {
       "benchmark": "step_profile", "device": device_name(), "device_description": device_description(),
       "jax_version": jax.__version__, "date": datetime.date.today().isoformat(),
-      "command": _common.reproducing_command(), "invoked_as": _common.command_line(),
+      "command": _common.reproducing_command(), "invoked_as": _common.command_line(), **_common.git_commit(),
       "setup": f"{backbone} (width {width}) + projector {projector}, VICReg, 2 views of 32 px, batch {batch}",
       **profile,
       "weight_gradient_forms": forms,

@@ -1,9 +1,9 @@
 """Benchmark of the training step, and of the whole run against its step.
 
-  python experiments/bench/train.py           # writes results/train-<device>.json
-  python experiments/bench/train.py --small   # seconds; for a quick check
-  python experiments/bench/train.py --end_to_end --config configs/vicreg.py --output FILE
-  python experiments/bench/train.py --conv_backward   # lax's conv backward against jax_ssl.models.conv's
+  python -m experiments.bench.train           # writes results/train-<device>.json
+  python -m experiments.bench.train --small   # seconds; for a quick check
+  python -m experiments.bench.train --end_to_end --config configs/vicreg.py --output FILE
+  python -m experiments.bench.train --conv_backward   # lax's conv backward against jax_ssl.models.conv's
 
 `--end_to_end` times what a user runs: `jax_ssl.main`'s loop on the config
 (data, augmentation, logging and checkpoints as configured; no final report),
@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import pathlib
-import sys
 import tempfile
 import time
 
@@ -35,17 +34,16 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from experiments import _common  # noqa: E402
-from experiments.bench.losses import device_description  # noqa: E402
-from experiments.bench.losses import device_name  # noqa: E402
-from experiments.bench.losses import time_call  # noqa: E402
-from jax_ssl import protocols  # noqa: E402
-from jax_ssl.train import config as config_lib  # noqa: E402
-from jax_ssl.train import loop  # noqa: E402
-from jax_ssl.train import monitor  # noqa: E402
-from jax_ssl.train import step as step_lib  # noqa: E402
-from jax_ssl.train.state import DATA_AXIS  # noqa: E402
+from experiments import _common
+from experiments.bench.losses import device_description
+from experiments.bench.losses import device_name
+from experiments.bench.losses import time_call
+from jax_ssl import protocols
+from jax_ssl.train import config as config_lib
+from jax_ssl.train import loop
+from jax_ssl.train import monitor
+from jax_ssl.train import step as step_lib
+from jax_ssl.train.state import DATA_AXIS
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 METHODS = ("vicreg", "sag_vicreg", "visreg", "lejepa", "tregs")
@@ -62,6 +60,12 @@ def method_config(method: str, batch: int, backbone: str, width: int, projector:
   config.model.update(backbone=backbone, stem="cifar", width=width, projector=projector)
   config.train.update(global_batch_size=batch, num_steps=1000, log_every=1000)
   return config
+
+
+def _reading_field(config) -> dict:
+  """`{"sag_vicreg_reading": ...}` when the config trains SAG-VICReg (its graph, scale_over, regularize), else {}."""
+  reading = _common.sag_vicreg_reading(config)
+  return {} if reading is None else {"sag_vicreg_reading": reading}
 
 
 def bare_step_time(run: loop.Run, repeats: int, steps_per_repeat: int = 10) -> float:
@@ -150,8 +154,8 @@ def end_to_end(args) -> None:
   result = {
       "benchmark": "train_end_to_end", "device": device_name(), "device_description": device_description(),
       "jax_version": jax.__version__, "date": datetime.date.today().isoformat(),
-      "command": _common.reproducing_command(), "invoked_as": _common.command_line(), "config": args.config,
-      "overrides": args.set, "dtype": config.model.dtype,
+      "command": _common.reproducing_command(), "invoked_as": _common.command_line(), **_common.git_commit(),
+      "config": args.config, **_reading_field(config), "overrides": args.set, "dtype": config.model.dtype,
       "on_device": run.on_device, "global_batch_size": config.train.global_batch_size,
       "log_every": config.train.log_every, "checkpoint_every": config.train.checkpoint_every,
       "total_steps": run.total_steps, "steady_state_steps": steady_steps, "wall_s": wall,
@@ -198,7 +202,7 @@ def conv_backward(args) -> None:
   result = {
       "benchmark": "conv_backward", "device": device_name(), "device_description": device_description(),
       "jax_version": jax.__version__, "date": datetime.date.today().isoformat(),
-      "command": _common.reproducing_command(), "invoked_as": _common.command_line(),
+      "command": _common.reproducing_command(), "invoked_as": _common.command_line(), **_common.git_commit(),
       "setup": f"resnet18 (CIFAR stem, width 64) + projector 2048-2048-2048, VICReg, 2 views of 32 px, batch {batch}",
       "step_s": seconds, "speedup": seconds["lax"] / seconds["jax_ssl"],
       "torch_step_s_reported": {"value": 2.47, "source": "issue 11: torch 2.14 on 2 threads, same model and batch"},
@@ -244,9 +248,10 @@ def main() -> None:
   methods = args.methods.split(",")
   if methods[0] != "vicreg" or not set(methods) <= set(METHODS):
     parser.error(f"--methods must start with vicreg and name some of {', '.join(METHODS)}")
-  times = {}
+  times, readings = {}, {}
   for method in methods:
     config = method_config(method, batch, backbone, width, projector, data_dir)
+    readings.update(_reading_field(config))
     times[method] = step_time(config, workdirs / method, repeats)
     print(f"{method:12s} {times[method]:8.3f} s/step", flush=True)
   rows = []
@@ -261,7 +266,11 @@ def main() -> None:
       "device_description": device_description(),
       "jax_version": jax.__version__,
       "date": datetime.date.today().isoformat(),
+      "command": _common.reproducing_command(),
+      "invoked_as": _common.command_line(),
+      **_common.git_commit(),
       "small": args.small,
+      **readings,
       "setup": f"{backbone} (width {width}) + projector {projector}, 2 views of 32 px, global batch {batch}, "
                "LARS; bundled shapes images as CIFAR stand-ins",
       "vicreg_images_per_s": batch / times["vicreg"],

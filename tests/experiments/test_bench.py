@@ -1,23 +1,24 @@
 """The benchmark scripts run end to end at tiny sizes and write the results they promise."""
 
 import json
-import os
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
-def _run(script, output, *extra):
-  env = {**os.environ, "PYTHONPATH": os.getcwd()}
-  result = subprocess.run([sys.executable, script, "--small", "--output", str(output), *extra], capture_output=True,
-                          text=True, env=env, timeout=600)
+
+def _run(module, output, *extra):
+  result = subprocess.run([sys.executable, "-m", module, "--small", "--output", str(output), *extra],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(output.read_text())
 
 
 def test_losses_benchmark(tmp_path):
-  result = _run("experiments/bench/losses.py", tmp_path / "losses.json")
+  result = _run("experiments.bench.losses", tmp_path / "losses.json")
   names = [row["name"] for row in result["rows"]]
   assert any(name.startswith("mst_length") for name in names)
   assert "visreg_regularizer fwd+grad" in names and "sigreg fwd+grad" in names
@@ -29,7 +30,7 @@ def test_losses_benchmark(tmp_path):
 
 @pytest.mark.filterwarnings("ignore")
 def test_data_benchmark(tmp_path, bundled_dir):
-  result = _run("experiments/bench/data.py", tmp_path / "data.json", f"--data_dir={bundled_dir}")
+  result = _run("experiments.bench.data", tmp_path / "data.json", f"--data_dir={bundled_dir}")
   for key in ("load_images_per_s", "augment_images_per_s", "pipeline_images_per_s"):
     assert result[key] > 0
   step = result["train_step"]
@@ -39,7 +40,7 @@ def test_data_benchmark(tmp_path, bundled_dir):
 @pytest.mark.filterwarnings("ignore")
 def test_train_benchmark(tmp_path, bundled_dir):
   # One method: each further one is another step to compile, on the same code path.
-  result = _run("experiments/bench/train.py", tmp_path / "train.json", f"--data_dir={bundled_dir}", "--methods=vicreg")
+  result = _run("experiments.bench.train", tmp_path / "train.json", f"--data_dir={bundled_dir}", "--methods=vicreg")
   assert [row["method"] for row in result["rows"]] == ["vicreg"]
   assert result["vicreg_images_per_s"] > 0
   for row in result["rows"]:
@@ -50,7 +51,7 @@ def test_train_benchmark(tmp_path, bundled_dir):
 @pytest.mark.filterwarnings("ignore")
 def test_train_benchmark_end_to_end_times_the_real_loop_against_its_step(tmp_path, bundled_dir):
   # The smoke config logs and checkpoints every step: 6 steps leave 5 logged intervals after the compiling one.
-  result = _run("experiments/bench/train.py", tmp_path / "e2e.json", f"--data_dir={bundled_dir}", "--end_to_end",
+  result = _run("experiments.bench.train", tmp_path / "e2e.json", f"--data_dir={bundled_dir}", "--end_to_end",
                 "--config=configs/default.py:smoke", "--steps=6", "--rounds=1")
   assert result["benchmark"] == "train_end_to_end" and result["on_device"] is True
   assert (result["total_steps"], result["steady_state_steps"], result["log_every"]) == (6, 5, 1)
@@ -59,13 +60,16 @@ def test_train_benchmark_end_to_end_times_the_real_loop_against_its_step(tmp_pat
   assert result["ratio"] == pytest.approx(result["end_to_end_images_per_s"] / result["step_images_per_s"])
   assert only_round["ratio"] == result["ratio"]
   # The recorded command reproduces this file: where the data was prepared is left out, the output kept.
-  assert result["command"].startswith("python experiments/bench/train.py --small --output ")
+  assert result["command"].startswith("python -m experiments.bench.train --small --output ")
   assert "--data_dir" not in result["command"] and f"--data_dir={bundled_dir}" in result["invoked_as"]
+  # configs/default.py trains SAG-VICReg: the JSON says which reading, and from which commit.
+  assert set(result["sag_vicreg_reading"]) == {"graph", "scale_over", "regularize"}
+  assert result["commit"] is None or len(result["commit"]) == 40
 
 
 @pytest.mark.filterwarnings("ignore")
 def test_step_profile_accounts_for_the_step_by_kind_and_phase(tmp_path, bundled_dir):
-  result = _run("experiments/bench/step_profile.py", tmp_path / "profile.json", f"--data_dir={bundled_dir}",
+  result = _run("experiments.bench.step_profile", tmp_path / "profile.json", f"--data_dir={bundled_dir}",
                 "--repeats=1")
   assert result["benchmark"] == "step_profile" and result["op_s_per_step"] > 0
   assert sum(result["share_by_kind"].values()) == pytest.approx(1.0)

@@ -1,15 +1,16 @@
 """The paper-reproduction scripts run end to end at tiny sizes and write what they promise.
 
-Each script runs as a subprocess (`--small --output_dir tmp_path`), as a user
-would run it from the repository root. No test asserts a paper's claim: only
-that the JSON holds the promised keys with finite, well-shaped values and that
-the figure is a PNG.
+Each script runs as a subprocess (`python -m experiments.<name> --small
+--output_dir tmp_path`), as a user would run it from the repository root. No
+test asserts a paper's claim: only that the JSON holds the promised keys with
+finite, well-shaped values and that the figure is a PNG.
 """
 
 import argparse
 import json
 import math
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -19,18 +20,19 @@ import numpy as np
 import pytest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+REPO = pathlib.Path(__file__).resolve().parents[2]  # where `python -m experiments.<name>` runs
 
 
 def _run(name, tmp_path):
-  env = {**os.environ, "PYTHONPATH": os.getcwd()}
-  result = subprocess.run([sys.executable, f"experiments/{name}.py", "--small", "--output_dir", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=300)
+  result = subprocess.run([sys.executable, "-m", f"experiments.{name}", "--small", "--output_dir", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   figure = tmp_path / "figures" / f"{name}.png"
   assert figure.read_bytes()[:8] == PNG_SIGNATURE
   data = json.loads((tmp_path / "results" / f"{name}.json").read_text())
   assert data["experiment"] == name and data["small"] is True
-  assert data["command"].startswith(f"python experiments/{name}.py") and "--small" in data["command"]
+  assert data["command"].startswith(f"python -m experiments.{name} ") and "--small" in data["command"]
+  assert data["commit"] is None or len(data["commit"]) == 40  # the code that wrote it, where git knows
   assert "--output_dir" not in data["command"] and str(tmp_path) in data["invoked_as"]
   assert data["machine"]["platform"] == "cpu" and data["machine"]["cpu_cores"] >= 1
   assert data["figure"] == f"figures/{name}.png"
@@ -109,9 +111,8 @@ def test_spectral_demo(tmp_path):
 
 
 def _run_training_experiment(tmp_path, script, *extra):
-  env = {**os.environ, "PYTHONPATH": os.getcwd()}
-  result = subprocess.run([sys.executable, f"experiments/{script}.py", "--small", "--output_dir", str(tmp_path),
-                           *extra], capture_output=True, text=True, env=env, timeout=600)
+  result = subprocess.run([sys.executable, "-m", f"experiments.{script}", "--small", "--output_dir", str(tmp_path),
+                           *extra], capture_output=True, text=True, cwd=REPO, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   name = f"{script}-small"
   assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE
@@ -128,10 +129,9 @@ def test_overhead(tmp_path, bundled_dir):
 
 
 def _run_pretraining(tmp_path, script, *extra):
-  env = {**os.environ, "PYTHONPATH": os.getcwd()}
-  result = subprocess.run([sys.executable, f"experiments/{script}.py", "--small", "--output_dir", str(tmp_path / "out"),
-                           "--workdir", str(tmp_path / "runs"), *extra], capture_output=True, text=True, env=env,
-                          timeout=900)
+  result = subprocess.run([sys.executable, "-m", f"experiments.{script}", "--small", "--output_dir",
+                           str(tmp_path / "out"), "--workdir", str(tmp_path / "runs"), *extra], capture_output=True,
+                          text=True, cwd=REPO, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads((tmp_path / "out" / "results" / f"{script}-small.json").read_text())
 
@@ -210,11 +210,13 @@ def test_collapse_recovery_collapses_only_the_last_projector_layer(bundled_dir, 
 
 def test_reproducing_command_drops_only_the_flags_that_change_no_number():
   from experiments import _common
-  argv = ["experiments/compare_methods.py", "--keep_published", "--collect_only", "--seeds", "3",
-          "--workdir", "/scratch/w", "--data_dir=/scratch/d", "--worker", "1", "--num_workers", "2",
-          "--output_dir", "/scratch/o", "--datasets", "shapes", "--methods", "vicreg,tregs"]
-  assert _common.reproducing_command(argv) == ("python experiments/compare_methods.py --seeds 3 --datasets shapes "
-                                               "--methods vicreg,tregs")
+  # Under `python -m experiments.compare_methods`, argv[0] is the module's file; a script path names the same module.
+  for script in (str(_common.EXPERIMENTS_DIR / "compare_methods.py"), "experiments/compare_methods.py"):
+    argv = [script, "--keep_published", "--collect_only", "--seeds", "3",
+            "--workdir", "/scratch/w", "--data_dir=/scratch/d", "--worker", "1", "--num_workers", "2",
+            "--output_dir", "/scratch/o", "--datasets", "shapes", "--methods", "vicreg,tregs"]
+    assert _common.reproducing_command(argv) == ("python -m experiments.compare_methods --seeds 3 --datasets shapes "
+                                                 "--methods vicreg,tregs")
   assert _common.command_line(argv).endswith("--datasets shapes --methods vicreg,tregs")
   assert "--workdir /scratch/w" in _common.command_line(argv)
 
@@ -345,6 +347,7 @@ def test_keep_published_takes_only_runs_of_the_same_declaration(tmp_path):
   # but only where config file, overrides, scale, features and the two-model protocol are the same.
   from experiments import _pretraining
   from experiments._pretraining import Variant
+  from jax_ssl.losses import sag_vicreg
 
   def fake_run(seed, value):
     scores = {score: {"label": value, "label_coarse": value / 2} for score in _pretraining.SCORES}
@@ -364,6 +367,13 @@ def test_keep_published_takes_only_runs_of_the_same_declaration(tmp_path):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(run))
   _pretraining.write_results(published, final=False)
+  # The results JSON names its commit, and the reading a SAG-VICReg variant trains (the config's, where not overridden).
+  written = json.loads(published.results_path.read_text())
+  assert written["commit"] is None or len(written["commit"]) == 40
+  assert written["variants"]["same_view"]["sag_vicreg_reading"] == {
+      "graph": sag_vicreg.DEFAULT_GRAPH, "scale_over": sag_vicreg.DEFAULT_SCALE_OVER,
+      "regularize": sag_vicreg.DEFAULT_REGULARIZE}
+  assert "sag_vicreg_reading" not in written["variants"]["vicreg"]
 
   # A later session: VICReg renamed, SAG-VICReg at another k, a new variant.
   renamed = Variant("VICReg", "vicreg.py")
@@ -489,16 +499,15 @@ def test_sag_vicreg_pairing_statistics_against_a_per_row_reference(graph, scale_
 def test_sag_vicreg_pairing_tracks_each_reading_over_training(bundled_dir, tmp_path):
   from experiments import _pretraining
   from experiments import sag_vicreg_pairing
-  env = {**os.environ, "PYTHONPATH": os.getcwd()}
-  command = [sys.executable, "experiments/sag_vicreg_pairing.py", "--small", "--readings", "same_view+row", "--seeds",
-             "2", "--workdir", str(tmp_path / "runs"), "--num_workers", "2", "--data_dir", str(bundled_dir),
+  command = [sys.executable, "-m", "experiments.sag_vicreg_pairing", "--small", "--readings", "same_view+row",
+             "--seeds", "2", "--workdir", str(tmp_path / "runs"), "--num_workers", "2", "--data_dir", str(bundled_dir),
              "--output_dir", str(tmp_path)]
-  first = subprocess.run([*command, "--worker", "0"], capture_output=True, text=True, env=env, timeout=300)
+  first = subprocess.run([*command, "--worker", "0"], capture_output=True, text=True, cwd=REPO, timeout=300)
   assert first.returncode == 0, first.stderr[-3000:]
   # Worker 0 trains seed 0 only; the worker that finishes last writes the results.
   assert "still missing same_view+row seed 1" in first.stdout
   assert not (tmp_path / "results" / "sag_vicreg_pairing.json").exists()
-  last = subprocess.run([*command, "--worker", "1"], capture_output=True, text=True, env=env, timeout=300)
+  last = subprocess.run([*command, "--worker", "1"], capture_output=True, text=True, cwd=REPO, timeout=300)
   assert last.returncode == 0, last.stderr[-3000:]
   published_path = tmp_path / "results" / "sag_vicreg_pairing.json"
   data = json.loads(published_path.read_text())
@@ -520,11 +529,11 @@ def test_sag_vicreg_pairing_tracks_each_reading_over_training(bundled_dir, tmp_p
   assert sag_vicreg_pairing.keep_published(published_path, tmp_path / "later", setup, ["same_view+row"], 3) == 0
   other_setup = {**setup, "scale": dict(_pretraining.SCALES["cpu"])}
   assert sag_vicreg_pairing.keep_published(published_path, tmp_path / "other", other_setup, ["same_view+row"], 3) == 0
-  typo = subprocess.run([sys.executable, "experiments/sag_vicreg_pairing.py", "--small", "--readings", "same_veiw"],
-                        capture_output=True, text=True, env=env, timeout=300)
+  typo = subprocess.run([sys.executable, "-m", "experiments.sag_vicreg_pairing", "--small", "--readings", "same_veiw"],
+                        capture_output=True, text=True, cwd=REPO, timeout=300)
   assert typo.returncode == 2 and "unknown same_veiw" in typo.stderr
-  unshared = subprocess.run([sys.executable, "experiments/sag_vicreg_pairing.py", "--small", "--num_workers", "2"],
-                            capture_output=True, text=True, env=env, timeout=300)
+  unshared = subprocess.run([sys.executable, "-m", "experiments.sag_vicreg_pairing", "--small", "--num_workers", "2"],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
   assert unshared.returncode == 2 and "needs a --workdir that the workers share" in unshared.stderr
 
 
@@ -557,3 +566,23 @@ def test_finetune_runs_summarises_methods_with_their_controls_and_per_seed_verdi
   # dino: frozen below the pixels, and its seed-0 OOD fine-tuning below the untrained network's.
   assert verdicts["dino"]["shapes_ood"] == {"fine-tuned above untrained in every seed": False,
                                             "linear above both controls in every seed": False}
+
+
+def test_experiments_run_as_modules_from_the_repository_root_without_path_edits():
+  # `python -m experiments.<name>` from the repository root finds both packages: no script edits sys.path.
+  edits = [str(path.relative_to(REPO)) for path in sorted((REPO / "experiments").rglob("*"))
+           if path.is_file() and b"sys.path" in path.read_bytes()]
+  assert not edits, f"files under experiments/ that edit sys.path: {edits}"
+  modules = [".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+             for path in sorted((REPO / "experiments").rglob("*.py"))]
+  assert "experiments.compare_methods" in modules and "experiments.bench.train" in modules
+  # One fresh interpreter for all of them, with nothing on its path but the root (`-c` puts the working directory
+  # first, as `-m` does).
+  env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+  imported = subprocess.run([sys.executable, "-c", f"import importlib\nfor name in {modules!r}:\n"
+                             "  importlib.import_module(name)"], capture_output=True, text=True, cwd=REPO, env=env,
+                            timeout=300)
+  assert imported.returncode == 0, imported.stderr[-3000:]
+  helped = subprocess.run([sys.executable, "-m", "experiments.compare_methods", "--help"], capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=300)
+  assert helped.returncode == 0 and "--seeds" in helped.stdout, helped.stderr[-3000:]
