@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import ml_collections
 
+from jax_ssl import methods
 from jax_ssl.data import catalog
 from jax_ssl.train import config as config_lib
+from jax_ssl.train import heads
 
 # The halves every file accepts, as `restrict_to_half`'s argument.
 HALVES = {"first_half": 0, "second_half": 1}
@@ -80,19 +82,10 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   # At most two local views: a multi-crop recipe's program then compiles in seconds, with the same code paths.
   config.views.update(size=16, local_size=8, num_local=min(config.views.num_local, 2))
   config.train.update(global_batch_size=16, num_steps=2, log_every=1, checkpoint_every=1, eval_every=0)
-  for name in ("visreg", "lejepa", "swd"):
-    config.method[name].num_slices = min(config.method[name].num_slices, 64)
-  config.method.sag_vicreg.k = min(config.method.sag_vicreg.k, 5)
-  config.method.dino.num_prototypes = min(config.method.dino.num_prototypes, 64)
-  if config.method.name.removesuffix("+tregs") == "mae":  # MAE reconstructs a ViT's patches
-    config.model.update(backbone="vit_micro", patch_size=4)
-    config.method.mae.update(decoder_width=32, decoder_depth=1, decoder_heads=2)
-  if config.method.name.removesuffix("+tregs") == "ijepa":  # I-JEPA masks a ViT's patches
-    config.model.update(backbone="vit_micro", patch_size=4)
-    config.method.ijepa.update(predictor_width=32, predictor_depth=1, predictor_heads=2)
-  if config.method.name.removesuffix("+tregs") == "clip":  # one Linear projection, a narrow text tower
-    config.model.projector = "64"
-    config.method.clip.update(text_width=32, text_depth=1, text_heads=2)
+  for name, cls in methods.METHODS.items():  # each method's own bounds for a seconds-long run
+    for field, cap in cls.smoke_caps.items():
+      config.method[name][field] = min(config.method[name][field], cap)
+  heads.head_of(methods.from_config(config.method)).smoke(config)  # e.g. MAE and I-JEPA need a ViT
   config.optim.warmup_epochs = 0.0
   config.eval.update(max_train_examples=256, probe_epochs=5)
   return config

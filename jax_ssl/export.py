@@ -215,6 +215,7 @@ def export(workdir: str | pathlib.Path, to: str | pathlib.Path, *, step: int | N
   from jax_ssl import methods
   from jax_ssl.models import torch_layout
   from jax_ssl.train import encoder as encoder_lib
+  from jax_ssl.train import heads
   from jax_ssl.train import report as report_lib
 
   to = pathlib.Path(to)
@@ -222,8 +223,9 @@ def export(workdir: str | pathlib.Path, to: str | pathlib.Path, *, step: int | N
     raise ValueError(f"--to {to} exists and is not an empty directory: give a new or empty one (nothing is "
                      "overwritten).")
   config = encoder_lib.run_config(workdir)
-  head = methods.from_config(config.method).head
-  if with_projector and head != "projector":
+  method = methods.from_config(config.method)
+  head = method.head
+  if with_projector and not heads.head_of(method).exports_projector:
     raise ValueError(f"a {config.method.name} run has no MLP projector to export (its head is {head}'s: a decoder, "
                      "predictor or prototype head has no PyTorch form here); export the backbone alone, without "
                      "--with_projector.")

@@ -350,6 +350,7 @@ def main(argv: list[str]) -> None:
   from jax_ssl.data import sources
   from jax_ssl.train import config as config_lib
   from jax_ssl.train import loop
+  from jax_ssl.train import signals
   from jax_ssl.train import watchdog
   from jax_ssl.train import workdir as workdir_lib
 
@@ -376,9 +377,14 @@ def main(argv: list[str]) -> None:
   try:
     _library_logs_to(workdir / workdir_lib.ERROR_LOG)
     try:
-      summary = loop.train(config, workdir, on_second_interrupt=functools.partial(
+      # From here a first Ctrl-C (or SIGTERM), even while compiling, ends in a checkpoint; a second stops at once.
+      stop_signals = signals.StopSignals(on_second_interrupt=functools.partial(
           command.stop_now, f"stopped at once by a second Ctrl-C; the checkpoints in {checkpoints} are kept: rerun "
                             "the same command to resume."))
+      try:
+        summary = loop.train(config, workdir, stop_signals=stop_signals)
+      finally:
+        stop_signals.restore()
     except workdir_lib.ConfigMismatchError as error:
       command.fail(EXIT_BAD_CONFIG, f"config error: {error}")
     except (workdir_lib.WorkdirInUseError, workdir_lib.WorkdirError) as error:

@@ -18,6 +18,9 @@ covariance see the walked batch or the two views (`REGULARIZE`: Sec. 4.3 says
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -41,12 +44,15 @@ DEFAULT_REGULARIZE = "paired"
 # The graph of the random walk: from the first view's embeddings to the second view's
 # (the own second view a neighbour only if it is among the k nearest); the same with the
 # own second view always a neighbour; or over the first view's images, self included.
-GRAPHS = ("cross_view", "cross_view_own", "same_view")
+Graph = Literal["cross_view", "cross_view_own", "same_view"]
+GRAPHS: tuple[str, ...] = typing.get_args(Graph)
 # The distances whose percentile is the kernel's local scale: row i's k adjusted
 # neighbour distances (App. I) or all N of its adjusted distances (App. C).
-SCALES_OVER = ("neighbours", "row")
+ScaleOver = Literal["neighbours", "row"]
+SCALES_OVER: tuple[str, ...] = typing.get_args(ScaleOver)
 # What VICReg's variance and covariance regularise besides z1: the walked batch z2[j] or z2.
-REGULARIZE = ("paired", "views")
+Regularize = Literal["paired", "views"]
+REGULARIZE: tuple[str, ...] = typing.get_args(Regularize)
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -186,12 +192,12 @@ def walk_affinity(
     graph: `"cross_view"`, `"cross_view_own"` or `"same_view"` (`GRAPHS`).
 
   Returns:
-    (N, N) float32 affinity, k or k + 1 positive entries per row (the own pair
-    added by the own-pair graphs), the rest 0; `random_walk_pairs` draws from it.
+    (N, N) float32 affinity, k positive entries per row (with the own-pair graphs the own
+    pair is one of the k), the rest 0; `random_walk_pairs` draws from it.
 
   References:
     Simai, Talmon, Shaham, arXiv 2506.18104, Sec. 4.3 and App. I; the
-    readings: experiments/RESULTS.md, `sag_vicreg_readings`.
+    readings: docs/readings.md.
   """
   _choice("graph", graph, GRAPHS)
   candidates = z1 if graph == "same_view" else z2
@@ -222,23 +228,15 @@ def sag_vicreg_loss(
 
   Default reading: `graph="same_view"`, `scale_over="neighbours"`,
   `regularize="paired"`. The paper's batch holds "not only" the pairs of
-  views of the same image but also pairs of different images that are close
-  (Sec. 4; its Fig. 3 shows the non-trivial ones). On the bare cross-view
-  graph the own second view is a neighbour only when it happens to be among
-  the k nearest; before training it rarely is, and pulling each image toward
-  other images' views never makes it so: the walk draws the own pair for 2%
-  of the images over 3000 steps on `digits`, and the encoder ends below its
-  own initialisation (kNN 0.49 against 0.85). The two graphs that keep the
-  own pair in reach both learn. `same_view` (a kNN graph over the first
-  view's images, self included, so the walk stays on image i for about 3 in
-  4 images and otherwise moves to a close image j, whose second view is the
-  pair) is the one that trains at least as well as VICReg on every probe of
-  `digits` and `shapes` (3000 steps, 3 seeds); `cross_view_own` (the own
-  second view always a neighbour at adjusted distance 0) learns, but stays
-  below VICReg's kNN probe on `digits` and its fine-level probes on `shapes`
-  at that length (experiments/RESULTS.md, `sag_vicreg_readings`).
-  `scale_over` and `regularize` keep App. I's and Alg. 1's choices; the
-  other values remain options.
+  views of the same image but also pairs of close images (Sec. 4, Fig. 3), so
+  the walk must reach the own pair: `same_view` walks a kNN graph over the
+  first view's images, self included, and pairs image i with the second view
+  of the image it lands on. On the bare `cross_view` graph the own second
+  view is reachable only when it happens to be among the k nearest, which
+  before training it rarely is. docs/readings.md states each reading exactly;
+  the experiment that chose among them is `sag_vicreg_readings` in
+  experiments/RESULTS.md. `scale_over` and `regularize` keep App. I's and
+  Alg. 1's choices; the other values remain options.
 
   Args:
     key: PRNG key of the walk.

@@ -22,10 +22,10 @@ import abc
 import dataclasses
 from typing import Any
 from typing import ClassVar
+from typing import Literal
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from jax_ssl import ops
 
@@ -33,19 +33,13 @@ Metrics = dict[str, jax.Array]
 
 
 class Embeddings(NamedTuple):
-  """Outputs of the networks for every view of the global batch.
+  """What a projector or DINO head gives a method: the outputs for every view of the global batch.
 
-  global_views: (V_g, N, D) online projector outputs of the global views (MAE, I-JEPA: encoder features).
+  global_views: (V_g, N, D) online head outputs of the global views.
   local_views: (V_l, N, D) of the local views, or None (two-view methods).
   predictions: (V_g, N, D) online predictor outputs (BYOL), or None.
   targets: (V_g, N, D) EMA target head outputs (BYOL, DINO), or None; no gradient.
   statistics: the method's running statistics before this step (DINO's center), or None.
-  mask: (V_g, N, P) 1 on the patches each view hid from the encoder (MAE), or None. With it,
-    `predictions` are (V_g, N, P, L) reconstructed pixels and `targets` the views' (V_g, N, P, L) patches.
-    For I-JEPA, (V_g, N, M, P) bool target blocks: `predictions` are the predictor's (V_g, N, M, P, D)
-    tokens for each block and `targets` the target encoder's (V_g, N, P, D) standardised tokens.
-  log_logit_scale: CLIP's learned log inverse temperature (a scalar), or None. CLIP's `global_views`
-    are (2, N, D): the images' embeddings, then their captions', each of unit norm.
   """
 
   global_views: jax.Array
@@ -53,8 +47,6 @@ class Embeddings(NamedTuple):
   predictions: jax.Array | None = None
   targets: jax.Array | None = None
   statistics: Any = None
-  mask: jax.Array | None = None
-  log_logit_scale: jax.Array | None = None
 
   @property
   def all_views(self) -> jax.Array:
@@ -69,6 +61,82 @@ class Embeddings(NamedTuple):
     return self.global_views[0], self.global_views[1]
 
 
+class MaskedPatches(NamedTuple):
+  """What MAE's decoder gives its method, per global view.
+
+  global_views: (V, N, F) the encoder's CLS token of each view's visible patches (what T-REG spreads).
+  reconstructions: (V, N, P, L) the decoder's pixels for every patch.
+  patches: (V, N, P, L) the views' own patches (the reconstruction targets).
+  mask: (V, N, P) 1 on the patches each view hid from the encoder.
+  """
+
+  global_views: jax.Array
+  reconstructions: jax.Array
+  patches: jax.Array
+  mask: jax.Array
+
+  @property
+  def all_views(self) -> jax.Array:
+    """(V, N, F): the encoder's features of every view."""
+    return self.global_views
+
+
+class TargetBlocks(NamedTuple):
+  """What I-JEPA's predictor gives its method, per global view.
+
+  global_views: (V, N, F) the online encoder's pooled context tokens (what T-REG spreads).
+  predictions: (V, N, M, P, D) the predictor's tokens for each of the M target blocks.
+  targets: (V, N, P, D) the EMA target encoder's standardised tokens of the whole view; no gradient.
+  blocks: (V, N, M, P) bool, the patches of each target block.
+  """
+
+  global_views: jax.Array
+  predictions: jax.Array
+  targets: jax.Array
+  blocks: jax.Array
+
+  @property
+  def all_views(self) -> jax.Array:
+    """(V, N, F): the online encoder's features of every view."""
+    return self.global_views
+
+
+class ImageText(NamedTuple):
+  """What CLIP's two towers give its method: images and their captions in one space.
+
+  global_views: (2, N, D) the images' embeddings, then their captions', each of unit norm.
+  log_logit_scale: the learned log inverse temperature (a scalar).
+  """
+
+  global_views: jax.Array
+  log_logit_scale: jax.Array
+
+  @property
+  def all_views(self) -> jax.Array:
+    """(2, N, D): the images' embeddings, then the captions'."""
+    return self.global_views
+
+  @property
+  def two_views(self) -> tuple[jax.Array, jax.Array]:
+    """`(images, texts)`, (N, D) each."""
+    return self.global_views[0], self.global_views[1]
+
+
+# Any head's embeddings: each has `global_views` (its first view is what the trainer monitors) and
+# `all_views` (what an add-on such as T-REG regularises).
+AnyEmbeddings = Embeddings | MaskedPatches | TargetBlocks | ImageText
+HeadKind = Literal["projector", "dino", "mae", "ijepa", "clip"]
+
+
+class RunShape(NamedTuple):
+  """What a method may need to know of the run it trains in, to refuse one it cannot (`Method.check_run`)."""
+
+  global_batch_size: int
+  num_devices: int
+  num_global: int
+  num_local: int
+
+
 @dataclasses.dataclass(frozen=True)
 class Method(abc.ABC):
   """A self-supervised objective and what it needs from the trainer.
@@ -80,38 +148,61 @@ class Method(abc.ABC):
     name: the method's name in configs (`method.name`), and its config section.
     multi_crop: takes any number of global and local views (else exactly two global views).
     predictor: needs an online predictor head (BYOL).
-    head: the head on the backbone: "projector" (an MLP, `model.projector`), "dino"
-      (`models.DINOHead` with the method's `num_prototypes`), "mae" (`models.MAEDecoder`: the
-      trainer then encodes each global view's visible patches and reconstructs the hidden ones) or
-      "ijepa" (`models.IJEPAPredictor`: the trainer encodes a context block and predicts the target
-      network's tokens of the target blocks) or "clip" (`model.projector` on the images beside a
-      `models.TextTransformer` on their captions, and a learned logit scale).
+    head: the kind of head on the backbone (`HeadKind`): "projector" (an MLP, `model.projector`),
+      "dino" (DINO's prototype head), "mae" (a decoder reconstructing hidden patches), "ijepa" (a
+      predictor of hidden blocks' tokens) or "clip" (a projector beside a text tower). The trainer's
+      head of that kind builds the modules and hands `loss` its own embeddings type (`Embeddings`,
+      `MaskedPatches`, `TargetBlocks` or `ImageText`).
     target: needs an EMA target network (BYOL, DINO); such a method defines
       `update_target(target_params, online_params, progress)` (see `EMATarget`).
     statistics: keeps running statistics across steps (DINO's center); such a method defines
       `initial_statistics()` and `update_statistics(statistics, embeddings)`, and reads them in
       `loss` from `embeddings.statistics`.
-    num_slices: total random slices K over the mesh; 0 for a method without slices.
-      A sliced method declares it as a field.
     evaluate_target: probes and evaluations read the target network, not the online one (I-JEPA).
+    smoke_caps: upper bounds on hyperparameters for a seconds-long smoke run (`configs/common.smoke`).
   """
 
   name: ClassVar[str] = ""
   multi_crop: ClassVar[bool] = False
   predictor: ClassVar[bool] = False
-  head: ClassVar[str] = "projector"
+  head: ClassVar[HeadKind] = "projector"
   target: ClassVar[bool] = False
   statistics: ClassVar[bool] = False
-  num_slices: ClassVar[int] = 0
   evaluate_target: ClassVar[bool] = False
+  smoke_caps: ClassVar[dict[str, int]] = {}
+
+  @property
+  def total_slices(self) -> int:
+    """K, the random slices of a step over the whole mesh; 0 for a method without slices."""
+    return 0
+
+  @property
+  def unwrapped(self) -> Method:
+    """The method without add-ons: the one whose hyperparameters shape the heads."""
+    return self
+
+  def check_run(self, run: RunShape) -> None:
+    """Refuse, in one line, a run this method cannot train in; called by the trainer's config check.
+
+    The base checks the views: a method without `multi_crop` compares exactly two global views.
+
+    Args:
+      run: the global batch, device count and view counts of the run.
+
+    Raises:
+      ValueError: naming the setting to change.
+    """
+    if not self.multi_crop and (run.num_global != 2 or run.num_local != 0):
+      raise ValueError(f"method {self.name!r} compares two views; it cannot take {run.num_global} global and "
+                       f"{run.num_local} local views.")
 
   @abc.abstractmethod
-  def loss(self, embeddings: Embeddings, key: jax.Array,
+  def loss(self, embeddings: AnyEmbeddings, key: jax.Array,
            directions: jax.Array | None = None) -> tuple[jax.Array, Metrics]:
     """`(loss, metrics)` on the global batch.
 
     Args:
-      embeddings: the networks' outputs for every view of the global batch.
+      embeddings: the head's outputs for every view of the global batch (its `head`'s embeddings type).
       key: PRNG key of the step (SAG-VICReg's random walk).
       directions: (D, K_block) unit slice directions for a sliced method
         (all K of them on one device, a column block on a mesh); None otherwise.
@@ -121,62 +212,19 @@ class Method(abc.ABC):
     """
 
   def slice_directions(self, key: jax.Array, dim: int) -> jax.Array:
-    """The step's (dim, num_slices) slice directions: `ops.random_directions(key, dim, num_slices)`.
+    """The step's (dim, K) slice directions: `ops.random_directions(key, dim, total_slices)`.
 
     Args:
       key: PRNG key of the step.
       dim: the embedding width D.
 
     Returns:
-      `(dim, num_slices)` float32 array of unit-norm columns.
+      `(dim, total_slices)` float32 array of unit-norm columns.
 
     Raises:
-      ValueError: if `dim` or `num_slices` is below 1 (a method without slices).
+      ValueError: if `dim` or `total_slices` is below 1 (a method without slices).
     """
-    return ops.random_directions(key, dim, self.num_slices)
-
-
-@dataclasses.dataclass(frozen=True)
-class EMATarget(Method):
-  """A method whose target network is an EMA of the online one (BYOL, DINO's teacher).
-
-  The momentum follows BYOL's cosine schedule from `tau_base` at the start to
-  1 at the end (`target_momentum`); DINO uses the same schedule.
-  """
-
-  target: ClassVar[bool] = True
-  tau_base: float = 0.996
-
-  def __post_init__(self):
-    check(0.0 <= self.tau_base <= 1.0, f"{self.name}.tau_base is a momentum in [0, 1]; got {self.tau_base}.")
-
-  def target_momentum(self, progress: jax.Array) -> jax.Array:
-    """`1 - (1 - tau_base) (cos(pi progress) + 1) / 2`: tau_base at progress 0, 1 at progress 1.
-
-    Args:
-      progress: fraction of training done, in [0, 1]; scalar (or any shape, elementwise).
-
-    Returns:
-      The EMA momentum tau for the target update, shaped like `progress`.
-
-    References:
-      Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020, Sec. 3.2.
-    """
-    return 1.0 - (1.0 - self.tau_base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
-
-  def update_target(self, target_params, online_params, progress):
-    """The EMA target after a step: `m target + (1 - m) online`, `m = target_momentum(progress)`.
-
-    Args:
-      target_params: pytree of the target network's parameters.
-      online_params: pytree of the online network's parameters, same structure.
-      progress: scalar fraction of training done, in [0, 1].
-
-    Returns:
-      The moved target parameters, with `target_params`' structure.
-    """
-    momentum = self.target_momentum(progress)
-    return jax.tree.map(lambda t, p: momentum * t + (1 - momentum) * p, target_params, online_params)
+    return ops.random_directions(key, dim, self.total_slices)
 
 
 def check(condition: bool, message: str) -> None:
@@ -193,7 +241,41 @@ def check(condition: bool, message: str) -> None:
     raise ValueError(message)
 
 
-def sliced_loss_on_one_device(method: Method, embeddings: Embeddings,
+def non_negative(method: Method, *fields: str) -> None:
+  """Refuse a negative value in any of `fields` (loss weights), naming `<method>.<field>`.
+
+  Args:
+    method: the method being constructed.
+    *fields: names of its fields that are weights.
+
+  Raises:
+    ValueError: one line naming the first negative field.
+  """
+  for field in fields:
+    value = getattr(method, field)
+    check(value >= 0, f"{method.name}.{field} must not be negative; got {value}.")
+
+
+def check_transformer(method: Method, prefix: str, sincos_positions: bool = False) -> None:
+  """A method's transformer head (`<prefix>_width`, `_depth`, `_heads`): positive sizes, whole heads.
+
+  Args:
+    method: the method being constructed.
+    prefix: the fields' prefix (`decoder`, `predictor`, `text`).
+    sincos_positions: the width must also be a multiple of 4 (2-D sine-cosine position embeddings).
+
+  Raises:
+    ValueError: one line naming the field out of range.
+  """
+  width, depth, heads = (getattr(method, f"{prefix}_{field}") for field in ("width", "depth", "heads"))
+  for field, value in (("width", width), ("depth", depth), ("heads", heads)):
+    check(value >= 1, f"{method.name}.{prefix}_{field} must be positive; got {value}.")
+  multiple = "a multiple of 4 and of" if sincos_positions else "a multiple of"
+  check(width % heads == 0 and (width % 4 == 0 or not sincos_positions),
+        f"{method.name}.{prefix}_width must be {multiple} {prefix}_heads; got {width} and {heads}.")
+
+
+def sliced_loss_on_one_device(method: Method, embeddings: AnyEmbeddings,
                               key: jax.Array) -> tuple[jax.Array, Metrics]:
   """`method.loss` with all its slices on one device: what the trainer computes on a mesh, by blocks.
 
@@ -207,5 +289,5 @@ def sliced_loss_on_one_device(method: Method, embeddings: Embeddings,
   Returns:
     `(loss, metrics)` as `method.loss` returns them; directions are None for a method without slices.
   """
-  directions = method.slice_directions(key, embeddings.global_views.shape[-1]) if method.num_slices else None
+  directions = method.slice_directions(key, embeddings.global_views.shape[-1]) if method.total_slices else None
   return method.loss(embeddings, key, directions)

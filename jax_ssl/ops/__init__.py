@@ -17,6 +17,7 @@ from jax_ssl.ops.sorting import sort
 from jax_ssl.ops.sorting import sort_ranks
 from jax_ssl.ops.sorting import squared_w2_1d
 from jax_ssl.ops.spectrum import effective_rank
+from jax_ssl.ops.spectrum import lidar
 
 __all__ = [
     "argsort",
@@ -25,6 +26,7 @@ __all__ = [
     "inverse_norms",
     "gaussian_quantiles",
     "knn",
+    "lidar",
     "mst_edges",
     "random_directions",
     "safe_norm",

@@ -24,7 +24,9 @@ from jax_ssl import models
 from jax_ssl.data import catalog
 from jax_ssl.data import feed
 from jax_ssl.data import views as views_lib
+from jax_ssl.train import heads
 from jax_ssl.train import optim
+from jax_ssl.train import wandb_writer
 
 
 class ConfigError(ValueError):
@@ -112,16 +114,21 @@ def base_config() -> ml_collections.ConfigDict:
       max_train_examples=10_000,  # features embedded for the kNN monitor and the final probes
       probe_epochs=100,
       report=True,  # final report.md + plots, comparing with the encoder at initialisation
+      lidar_samples=256,  # the kNN monitor's LiDAR: the first this many images of its sample (at least 2) ...
+      lidar_views=8,  # ... each in this many views of the run's global augmentation (at least 2)
+  ))
+
+  config.log = ml_collections.ConfigDict(dict(
+      wandb="",  # "offline" | "online": also log to Weights & Biases (process 0; pip install wandb); "": no
   ))
 
   config.mesh = ml_collections.ConfigDict(dict(
       fsdp=False,  # shard parameters and optimizer state over the data axis
   ))
 
-  # Test hooks.
+  # Diagnostics.
   config.debug = ml_collections.ConfigDict(dict(
-      pause_after_step=-1,  # >= 0: stop making progress after this step (its checkpoint written)
-      nan_at_step=-1,  # >= 0: poison this step's embeddings with NaN (tests the non-finite guard)
+      profile_steps="",  # "a:b": a profiler trace of steps a to b (1-based, inclusive) in WORKDIR/profile
   ))
   return config
 
@@ -239,8 +246,10 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   types against `base_config()`. Each section is then checked by the layer that reads it: the
   method by `methods.from_config`, `data` by `data.check_config`, `views` by
   `views.check_config`, `model` by `models.check_config`, `optim` by `optim.check_config`; the
-  `train` and `eval` ranges here. Last come what spans sections: the views a method compares, and
-  the divisibility of the global batch and `num_slices` over the devices.
+  `train` and `eval` ranges here. Last come what spans sections: the global batch over the devices,
+  then the method's own needs of the run (`Method.check_run`: the views it compares, SAG-VICReg's
+  `k` against the batch, a sliced method's `num_slices` over the devices) and its head's
+  (`Head.check_config`: a ViT for MAE and I-JEPA, captions for CLIP).
 
   Args:
     config: the full run config (every section of `base_config()`).
@@ -275,15 +284,14 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   try:  # the method checks its own section
     method = methods.from_config(config.method)
   except ValueError as error:
-    message = str(error)
-    # A method names the field of its own section it refuses ("visreg.lam ..."): method.visreg.lam here.
-    raise ConfigError(f"method.{message}" if message.split(".", 1)[0] in config.method else message) from None
+    raise _method_error(str(error), config) from None
   try:  # each layer checks its own section, naming the field in full ("model.dtype ...")
     feed.check_config(config.data)
     views_lib.check_config(config.views)
     models.check_config(config.model, {"views.size": config.views.size, "views.local_size": config.views.local_size})
     optim.check_config(config.optim)
     optim.check_peak_fits(config)
+    wandb_writer.check_config(config.log)
   except ValueError as error:
     raise ConfigError(str(error)) from None
   for key in POSITIVE:
@@ -294,22 +302,14 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
       raise ConfigError(f"{key} must not be negative, got {given[key]!r}.")
   if config.train.num_steps == 0 and config.train.num_epochs == 0:
     raise ConfigError("set train.num_steps or train.num_epochs to a positive value.")
+  try:
+    profile_steps(config.debug.profile_steps)
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
+  for key in ("eval.lidar_samples", "eval.lidar_views"):  # LiDAR's classes, and the views that spread each
+    if given[key] < 2:
+      raise ConfigError(f"{key} must be at least 2, got {given[key]!r}.")
 
-  if method.multi_crop is False and (config.views.num_global != 2 or config.views.num_local != 0):
-    raise ConfigError(f"method {config.method.name!r} compares two views; it cannot take "
-                      f"{config.views.num_global} global and {config.views.num_local} local views.")
-  if method.head in ("mae", "ijepa") and not config.model.backbone.startswith("vit"):
-    raise ConfigError(f"method {config.method.name!r} masks a ViT's patches; set model.backbone to a vit_* "
-                      f"backbone, not {config.model.backbone!r}.")
-  if method.head in ("mae", "ijepa") and config.views.num_local:
-    raise ConfigError(f"method {config.method.name!r} masks the global views only; set views.num_local to 0.")
-  if method.head == "clip" and (config.views.num_global != 1 or config.views.num_local):
-    raise ConfigError(f"method {config.method.name!r} pairs one view of each image with a caption; set "
-                      f"views.num_global to 1 and views.num_local to 0.")
-  if method.head == "clip" and catalog.get_spec(config.data.name).captions is None:
-    captioned = ", ".join(spec.name for spec in catalog.CATALOG.values() if spec.captions is not None)
-    raise ConfigError(f"method {config.method.name!r} trains on captions, and data.name {config.data.name!r} has "
-                      f"none; use a captioned dataset ({captioned}).")
   batch = config.train.global_batch_size
   if batch < 2:
     raise ConfigError(f"train.global_batch_size = {batch} is too small: the loss and the batch statistics "
@@ -317,12 +317,37 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
   if batch % num_devices:
     raise ConfigError(f"train.global_batch_size = {batch} does not divide over the {num_devices} devices; "
                       f"use a multiple of {num_devices}.")
-  base = method.base if isinstance(method, methods.WithTReg) else method
-  if isinstance(base, methods.SAGVICReg) and base.k >= batch:
-    raise ConfigError(f"method.sag_vicreg.k = {base.k} neighbours needs a global batch larger than k; got {batch}.")
-  if method.num_slices % num_devices:
-    raise ConfigError(f"method.{base.name}.num_slices = {method.num_slices} is split over {num_devices} devices; "
-                      f"use a multiple of {num_devices}.")
+  try:  # what spans sections: the method's needs of the run (views, batch, devices), then its head's
+    method.check_run(methods.RunShape(batch, num_devices, config.views.num_global, config.views.num_local))
+    heads.head_of(method).check_config(config, method)
+  except ValueError as error:
+    raise _method_error(str(error), config) from None
+
+
+def _method_error(message: str, config: ml_collections.ConfigDict) -> ConfigError:
+  """A method names the field of its own section it refuses ("visreg.lam ..."): method.visreg.lam here."""
+  return ConfigError(f"method.{message}" if message.split(".", 1)[0] in config.method else message)
+
+
+def profile_steps(text: str) -> tuple[int, int] | None:
+  """`debug.profile_steps` read: "a:b" -> (a, b), the first and last step traced; "" -> None.
+
+  Args:
+    text: the setting.
+
+  Returns:
+    `(a, b)` with 1 <= a <= b, or None for no trace.
+
+  Raises:
+    ValueError: one line, for any other text.
+  """
+  if not text:
+    return None
+  first, _, last = text.partition(":")
+  if not (first.isdigit() and last.isdigit() and 1 <= int(first) <= int(last)):
+    raise ValueError(f"debug.profile_steps must be 'a:b', the first and last step to trace with 1 <= a <= b "
+                     f"(e.g. '10:12'), or empty; got {text!r}.")
+  return int(first), int(last)
 
 
 def typed_override(config: ml_collections.ConfigDict, key: str,

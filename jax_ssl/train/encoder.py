@@ -17,13 +17,13 @@ from flax import nnx
 
 from jax_ssl import methods
 from jax_ssl.data import catalog
-from jax_ssl.models import heads
 from jax_ssl.train import checkpoint
 from jax_ssl.train import config as config_lib
 from jax_ssl.train import evaluation
-from jax_ssl.train import loop
+from jax_ssl.train import heads
 from jax_ssl.train import optim
 from jax_ssl.train import state as state_lib
+from jax_ssl.train import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +87,7 @@ class Encoder:
     Raises:
       ValueError: the run's method has no text tower.
     """
-    if methods.from_config(self.config.method).head != "clip":
+    if not heads.head_of(methods.from_config(self.config.method)).has_text:
       raise ValueError(f"a {self.config.method.name} run has no text tower; captions embed only in a CLIP run.")
     return evaluation.embed_captions(self._embedder.eval_network, self._params, self._batch_stats, tokens)
 
@@ -134,28 +134,19 @@ def _run_arrays(config: ml_collections.ConfigDict):
   optimizer = optim.make_optimizer(config, optax.constant_schedule(0.0))
   probe_optimizer = optax.adam(config.train.probe_lr)
   init = lambda: state_lib.initial_state(config, method, num_classes, optimizer, probe_optimizer)  # noqa: E731
-  return method, spec, num_classes, loop.data_mesh(), init
+  return method, spec, num_classes, state_lib.data_mesh(), init
 
 
-def _check_output(method, output: str) -> None:
-  if output == "projector" and method.head == "mae":
-    raise ValueError("an MAE run has no projector embeddings (its decoder reconstructs pixels); use "
-                     "output='backbone'.")
-  if output == "projector" and method.head == "ijepa":
-    raise ValueError("an I-JEPA run has no projector embeddings (its predictor fills in hidden patch tokens); "
-                     "use output='backbone'.")
+def _check_output(config, method, output: str) -> None:
+  if output == "projector":
+    heads.head_of(method).output_width(config, method)  # a head whose output is not an embedding refuses
 
 
 def _encoder(config, method, spec, num_classes, mesh, step, params, batch_stats, output) -> Encoder:
   definitions = state_lib.definitions(config, method, num_classes)
   embedder = evaluation.Embedder(definitions.eval_network, config.views.size, spec.mean, spec.std, mesh,
                                  output=output)
-  if output != "projector":
-    width = definitions.num_features
-  elif method.head == "dino":  # DINO's head ends in its prototypes' logits
-    width = method.num_prototypes
-  else:
-    width = heads.parse_spec(config.model.projector)[-1]
+  width = heads.head_of(method).output_width(config, method) if output == "projector" else definitions.num_features
   return Encoder(step, width, config.views.size, config, embedder, params, batch_stats)
 
 
@@ -174,11 +165,11 @@ def run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     FileNotFoundError: `workdir` has neither `config.json` nor a checkpoint that records its config.
   """
   workdir = pathlib.Path(workdir)
-  config_path = workdir / loop.CONFIG_FILE
+  config_path = workdir / workdir_lib.CONFIG_FILE
   saved = (json.loads(config_path.read_text()) if config_path.exists()
-           else checkpoint.saved_config(workdir / loop.CHECKPOINT_DIR))
+           else checkpoint.saved_config(workdir / workdir_lib.CHECKPOINT_DIR))
   if saved is None:
-    raise FileNotFoundError(f"{workdir} is not a jax_ssl workdir: it has no {loop.CONFIG_FILE} (nor checkpoints "
+    raise FileNotFoundError(f"{workdir} is not a jax_ssl workdir: it has no {workdir_lib.CONFIG_FILE} (nor checkpoints "
                             "that record their config).")
   return ml_collections.ConfigDict(config_lib.upgrade_saved_config(saved))
 
@@ -205,11 +196,11 @@ def load_encoder(workdir: str | pathlib.Path, step: int | None = None, output: s
   workdir = pathlib.Path(workdir)
   config = run_config(workdir)
   method, spec, num_classes, mesh, init = _run_arrays(config)
-  _check_output(method, output)
+  _check_output(config, method, output)
   abstract = jax.eval_shape(init)
   shardings = state_lib.state_shardings(abstract, mesh, fsdp=False)
   with checkpoint.orbax_quiet():  # a reader needs none of Orbax's own logging; jax_ssl names skipped steps
-    checkpointer = checkpoint.Checkpointer(workdir / loop.CHECKPOINT_DIR, save_every=1, keep=1 << 30)
+    checkpointer = checkpoint.Checkpointer(workdir / workdir_lib.CHECKPOINT_DIR, save_every=1, keep=1 << 30)
     try:
       restored_step, state = checkpointer.restore_state(step, checkpoint.abstract_like(abstract, shardings))
     finally:
@@ -233,6 +224,6 @@ def initial_encoder(config: ml_collections.ConfigDict, output: str = "backbone")
     ValueError: if `output` is not one of `evaluation.OUTPUTS`, or is "projector" for an MAE or I-JEPA run.
   """
   method, spec, num_classes, mesh, init = _run_arrays(config)
-  _check_output(method, output)
+  _check_output(config, method, output)
   state = state_lib.initialize(init, state_lib.state_shardings(jax.eval_shape(init), mesh, fsdp=False))
   return _encoder(config, method, spec, num_classes, mesh, 0, *state_lib.evaluated_arrays(state, method), output)

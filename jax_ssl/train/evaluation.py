@@ -1,10 +1,15 @@
-"""Embedding images with a trained backbone, and sampling the records the trainer's probes see.
+"""Embedding images with a trained backbone, sampling the records the trainer's probes see, and the spectral monitors.
 
 Evaluation views are the whole image, resized (bilinear, antialiased) to the
 training view size and normalised with the dataset statistics; the backbone
 runs in eval mode (BatchNorm on its running statistics). Batches are sharded
 over the mesh; every process passes the same full array and gets all features
 back, so this works unchanged on several hosts.
+
+Beside the kNN accuracy, the monitor reads two label-free spectra of the same
+encoder (`SpectrumMonitor`): RankMe of the kNN sample's features, and LiDAR of
+several augmented views (the run's own global-view augmentation) of its first
+images.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jax_ssl import ops
 from jax_ssl.data import augment
 from jax_ssl.data import sources
+from jax_ssl.data import views
 from jax_ssl.eval import inputs
 from jax_ssl.train.state import DATA_AXIS
 
@@ -148,3 +155,92 @@ def sample_split(source: sources.Source, max_examples: int, seed: int) -> dict[s
   """
   records = [source[int(i)] for i in inputs.subsample(len(source), max_examples, seed)]
   return {key: np.stack([record[key] for record in records]) for key in records[0]}
+
+
+def lidar_view_specs(global_specs, num_views: int) -> tuple[views.ViewSpec, ...]:
+  """The specs of LiDAR's views of each image: the run's global views, in turn, `num_views` of them.
+
+  Args:
+    global_specs: the run's global view specs (`views.recipe_views(...)[:num_global]`), at least one.
+    num_views: how many views of each image.
+
+  Returns:
+    A tuple of `num_views` specs: view v has `global_specs[v % len(global_specs)]`.
+  """
+  return tuple(global_specs[v % len(global_specs)] for v in range(num_views))
+
+
+@jax.jit
+def _spectra(features: jax.Array, view_features: jax.Array) -> tuple[jax.Array, jax.Array]:
+  return ops.effective_rank(features - jnp.mean(features, axis=0)), ops.lidar(view_features)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectrumMonitor:
+  """RankMe and LiDAR of an encoder, on the kNN monitor's sample (the backbone's features, as `Embedder` gives them).
+
+  RankMe (`ops.effective_rank`) is read on the centred features of every image of the sample;
+  LiDAR (`ops.lidar`) on `len(view_specs)` augmented views of each of its first images, every image
+  its own class. The views are the same at every evaluation (their keys come from `seed` alone), so
+  the two curves move with the encoder only.
+  """
+
+  eval_network: nnx.GraphDef
+  view_specs: tuple[views.ViewSpec, ...]  # one per view of each image (`lidar_view_specs`); one side for all
+  mesh: Mesh
+  seed: int = 0
+  chunk: int = 512  # views per call (rounded to whole images, a multiple of the devices)
+
+  @functools.cached_property
+  def _view_features(self):
+    replicated = NamedSharding(self.mesh, P())
+
+    @functools.partial(jax.jit, out_shardings=replicated)
+    def features(params, batch_stats, key, images):
+      network = nnx.merge(self.eval_network, params, batch_stats)
+      crops = jnp.concatenate(views.multi_crop(key, images, self.view_specs))  # view-major: (V * B, S, S, C)
+      outputs = network.backbone(crops).astype(jnp.float32)
+      return outputs.reshape(len(self.view_specs), images.shape[0], -1).transpose(1, 0, 2)
+
+    return features
+
+  def view_features(self, params, batch_stats, images: np.ndarray) -> np.ndarray:
+    """(n, H, W, C) images -> (n, V, F) float32 numpy backbone features of V augmented views of each.
+
+    Args:
+      params: the network's `nnx.Param` state, as split from `eval_network`.
+      batch_stats: the network's BatchNorm statistics, as split from `eval_network`.
+      images: (n, H, W, C) uint8 or [0, 1] float images, n >= 1, the same full array on every process.
+
+    Returns:
+      float32 numpy array (n, V, F), replicated on every process; the same views for the same `images`.
+    """
+    images = np.asarray(images)
+    num_devices = self.mesh.devices.size
+    per_call = max(num_devices, self.chunk // len(self.view_specs) // num_devices * num_devices)
+    per_call = min(per_call, -(-len(images) // num_devices) * num_devices)  # a small sample: one padded call
+    sharding = NamedSharding(self.mesh, P(DATA_AXIS))
+    key = jax.random.key(self.seed)
+    outputs = []
+    for start in range(0, len(images), per_call):
+      block = images[start:start + per_call]
+      padded = np.concatenate([block, np.repeat(block[-1:], per_call - len(block), axis=0)])
+      global_block = jax.make_array_from_callback(padded.shape, sharding, lambda index, a=padded: a[index])
+      chunk_key = jax.random.fold_in(key, start)
+      outputs.append(np.asarray(self._view_features(params, batch_stats, chunk_key, global_block))[:len(block)])
+    return np.concatenate(outputs)
+
+  def __call__(self, params, batch_stats, features: np.ndarray, images: np.ndarray) -> dict[str, float]:
+    """{"knn/rankme": RankMe of `features`, "knn/lidar": LiDAR of the views of `images`}.
+
+    Args:
+      params: the network's `nnx.Param` state, as split from `eval_network`.
+      batch_stats: the network's BatchNorm statistics, as split from `eval_network`.
+      features: (N, F) backbone features of the kNN sample (`Embedder`'s output on its images).
+      images: (n, H, W, C) images whose views LiDAR reads, n >= 2 (the first images of the sample).
+
+    Returns:
+      The two scalars as Python floats (NaN where a feature is not finite).
+    """
+    rankme, lidar = _spectra(np.asarray(features, np.float32), self.view_features(params, batch_stats, images))
+    return {"knn/rankme": float(rankme), "knn/lidar": float(lidar)}

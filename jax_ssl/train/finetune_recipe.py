@@ -32,11 +32,9 @@ from jax_ssl.data import views as views_lib
 from jax_ssl.train import config as config_lib
 
 RECIPES = ("vit", "convnet")
-# SGD's learning rate per 256 images for convnets. On the bundled `shapes` (small CNN, 600 steps of batch 128,
-# seed 0 of VICReg at configs/default.py's scale), base rates 0.1 / 0.5 / 2 / 4 gave 0.25 / 0.40 / 0.58 / 0.59
-# top-1 from the pretrained network and 0.19 / 0.48 / 0.55 / 0.61 from the untrained one: the lower rates leave
-# a short fine-tuning far from converged (experiments/finetune_runs.py's sweep). Long schedules on large datasets
-# usually want less.
+# SGD's learning rate per 256 images for convnets: chosen by the base-rate sweep of `finetune_runs`
+# (experiments/RESULTS.md), where lower rates left a short fine-tuning far from converged. Long schedules on
+# large datasets usually want less.
 CONVNET_BASE_LR = 2.0
 # The reference batch of the learning-rate scaling rule: peak = base_lr * global_batch / 256.
 LR_REFERENCE_BATCH = 256

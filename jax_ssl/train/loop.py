@@ -14,14 +14,10 @@ a second run on the same workdir is refused before it builds anything.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import logging
 import math
 import pathlib
-import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +25,6 @@ import ml_collections
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
-from jax.sharding import AxisType
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -39,10 +34,11 @@ from jax_ssl.data import catalog
 from jax_ssl.data import feed
 from jax_ssl.data import sources
 from jax_ssl.data import views
-from jax_ssl.eval import probes
-from jax_ssl.eval import zero_shot
 from jax_ssl.train import checkpoint
+from jax_ssl.train import config as config_lib
+from jax_ssl.train import eval_sample as eval_sample_lib
 from jax_ssl.train import evaluation
+from jax_ssl.train import heads
 from jax_ssl.train import monitor as monitor_lib
 from jax_ssl.train import optim
 from jax_ssl.train import report
@@ -54,7 +50,9 @@ from jax_ssl.train import workdir as workdir_lib
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = workdir_lib.CONFIG_FILE
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_DIR = workdir_lib.CHECKPOINT_DIR
+PROFILE_DIR = "profile"
+data_mesh = state_lib.data_mesh
 
 
 class NonFiniteError(RuntimeError):
@@ -87,19 +85,6 @@ def require_completed(summary: dict) -> dict:
         f"training in {summary['workdir']} was {summary['status']} at step {summary['step']} of "
         f"{summary['total_steps']}; its checkpoint is kept: rerun the same command to resume.")
   return summary
-
-
-def data_mesh(devices=None) -> Mesh:
-  """A 1-D mesh over all devices, axis `data`, with automatic (compiler-inserted) collectives.
-
-  Args:
-    devices: the devices to span, in mesh order; None for `jax.devices()` (every device of every process).
-
-  Returns:
-    A `Mesh` with the single axis `state.DATA_AXIS` of size `len(devices)`.
-  """
-  devices = jax.devices() if devices is None else devices
-  return jax.make_mesh((len(devices),), (state_lib.DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices)
 
 
 def open_training_source(config: ml_collections.ConfigDict, split: str = "train") -> sources.Source:
@@ -234,9 +219,11 @@ class Run:
         definitions=self.definitions, method=self.method, view_specs=self.view_specs,
         num_global=config.views.num_global, optimizer=self.optimizer,
         probe_optimizer=self.probe_optimizer, schedule=self.schedule, total_steps=self.total_steps,
-        log_every=config.train.log_every, mesh=self.mesh, nan_at_step=config.debug.nan_at_step,
-        captions=self.spec.captions if self.method.head == "clip" else None)
-    train_step, metrics_shapes = step_lib.trace_train_step(self.step_config, self.state, self._batch_shapes())
+        log_every=config.train.log_every, mesh=self.mesh,
+        captions=self.spec.captions.tokens if heads.head_of(self.method).has_text else None)
+    # Traced once: `eval_shape` gives the metrics' layout for the guard, and the guarded step reuses its trace.
+    train_step = jax.jit(step_lib.make_train_step(self.step_config))
+    metrics_shapes = train_step.eval_shape(self.state, self._batch_shapes())[1]
     self.train_step = step_lib.jit_train_step(self.step_config, self.shardings, self.device_data, train_step)
     self.guard = jax.device_put(step_lib.initial_guard(metrics_shapes), NamedSharding(self.mesh, P()))
     self.checkpointer = checkpoint.Checkpointer(self.workdir / CHECKPOINT_DIR,
@@ -250,10 +237,11 @@ class Run:
     self.feed = None
 
   def _batch_shapes(self) -> dict:
-    batch = self.config.train.global_batch_size
-    side = self.source.image_size
-    return {"image": jax.ShapeDtypeStruct((batch, side, side, 3), jnp.uint8),
-            "label": jax.ShapeDtypeStruct((batch,), jnp.int32)}
+    """A global batch's abstract arrays, sharded over the data axis as the step receives it."""
+    batch, side = self.config.train.global_batch_size, self.source.image_size
+    sharded = NamedSharding(self.mesh, P(state_lib.DATA_AXIS))
+    return {"image": jax.ShapeDtypeStruct((batch, side, side, 3), jnp.uint8, sharding=sharded),
+            "label": jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=sharded)}
 
   def restore(self) -> bool:
     """Resume from the newest readable checkpoint, if any; returns whether one was found."""
@@ -306,27 +294,31 @@ def _bad_terms(metrics: dict) -> str:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: Mesh | None = None, *,
-          on_second_interrupt: Callable[[], None] | None = None) -> dict:
+          stop_signals: signals.StopSignals | None = None) -> dict:
   """Train (or resume) the run of `config` in `workdir`; returns a summary dict.
 
   The host dispatches steps without waiting for them: metrics stay on the
   device and are fetched on logging steps only, the next batches are already
   on the devices (or the whole split is), and a non-finite value is recorded
   on the device and checked at every logging step and before every save; each
-  save also checks the state itself, so no non-finite state is ever saved.
+  save also checks the state itself, so no non-finite state is ever saved. The
+  loop runs under `jax.transfer_guard("disallow")`: an implicit transfer
+  between host and device fails outside its logging, checkpoint and
+  evaluation points (on CPU, where device buffers are host memory, only
+  host-to-device transfers are seen).
 
   The run holds the workdir's lock (`workdir.WorkdirLock`, process 0) from
-  before its config is compared until it returns. SIGTERM (a scheduler's
-  preemption) and a first Ctrl-C save a checkpoint and return, with status
-  "preempted" or "interrupted" instead of "completed"; a second Ctrl-C calls
-  `on_second_interrupt`, or raises KeyboardInterrupt at once.
+  before its config is compared until it returns. With `stop_signals` (the
+  command line installs them), SIGTERM (a scheduler's preemption) and a first
+  Ctrl-C save a checkpoint and return, with status "preempted" or
+  "interrupted" instead of "completed". `debug.profile_steps` = "a:b" writes a
+  profiler trace of steps a to b to `WORKDIR/profile`.
 
   Args:
     config: a validated run config (see `config.validate`); every section is read.
     workdir: the run's directory: config, history, metrics, checkpoints and report go there.
     mesh: the device mesh with a `data` axis; None for `data_mesh()` over all devices.
-    on_second_interrupt: called by a second Ctrl-C (the command line exits there); None raises
-      KeyboardInterrupt.
+    stop_signals: the signal handlers the loop polls (`signals.StopSignals`); None: no stop but the end.
 
   Returns:
     A summary dict: `status` ("completed", "preempted" or "interrupted"), `step`, `total_steps` and
@@ -344,19 +336,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, mesh: 
       about to be saved holds one.
   """
   workdir = pathlib.Path(workdir)
-  checkpoints = workdir / CHECKPOINT_DIR
+  stop_signals = stop_signals or signals.NoStopSignals()
   with workdir_lib.hold(workdir):
     # Before anything is built or restored: the checkpoints belong to the workdir's first config (or, if
     # config.json was deleted, to the one each checkpoint recorded).
-    checkpoint_config = None if (workdir / CONFIG_FILE).exists() else checkpoint.saved_config(checkpoints)
+    checkpoint_config = None if (workdir / CONFIG_FILE).exists() else checkpoint.saved_config(workdir / CHECKPOINT_DIR)
     changes = workdir_lib.check_config(config, workdir, checkpoint_config,
-                                       has_checkpoints=checkpoint.has_checkpoints(checkpoints))
-    # From here a first Ctrl-C (or SIGTERM), even while compiling, ends in a checkpoint.
-    stop_signals = signals.StopSignals(on_second_interrupt)
-    try:
-      return _train(config, workdir, mesh, changes, checkpoint_config, stop_signals)
-    finally:
-      stop_signals.restore()
+                                       has_checkpoints=checkpoint.has_checkpoints(workdir / CHECKPOINT_DIR))
+    return _train(config, workdir, mesh, changes, checkpoint_config, stop_signals)
 
 
 def _stopped_message(problem: str, checkpoints: checkpoint.Checkpointer) -> str:
@@ -370,7 +357,8 @@ def _stopped_message(problem: str, checkpoints: checkpoint.Checkpointer) -> str:
 
 
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh | None,
-           changes: dict, checkpoint_config: dict | None, stop_signals: signals.StopSignals) -> dict:
+           changes: dict, checkpoint_config: dict | None, stop_signals) -> dict:
+  # ---- Build: the run, its state (restored if a checkpoint exists), the records of the workdir. ----
   is_main = jax.process_index() == 0
   run = Run(config, workdir, mesh)
   resumed = run.restore()
@@ -378,7 +366,92 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh 
     workdir_lib.record_config(config, workdir, changes, run.step, checkpoint_config)
     workdir_lib.record_on_device(workdir, run.on_device)
   monitor = monitor_lib.Monitor(workdir, total_steps=run.total_steps, images_per_step=config.train.global_batch_size,
-                                enabled=is_main, resume_step=run.step)
+                                enabled=is_main, resume_step=run.step, wandb=config.log.wandb,
+                                run_config=json.loads(config.to_json()))
+  _announce(run, monitor, resumed, changes, checkpoint_config)
+  eval_sample = (eval_sample_lib.EvalSample(run, open_training_source(config, "test"))
+                 if config.train.eval_every or config.eval.report else None)
+  profile = _Profile(config_lib.profile_steps(config.debug.profile_steps), workdir / PROFILE_DIR)
+
+  def check_finite(guard=None):
+    bad = run.first_non_finite(guard)
+    if bad is not None:
+      first = " (the first step)" if bad[0] == 1 else ""
+      raise NonFiniteError(_stopped_message(f"non-finite values at step {bad[0]}{first}: {_bad_terms(bad[1])}",
+                                            run.checkpointer))
+
+  def save(step):
+    check_finite()
+    try:
+      with jax.transfer_guard("allow"):
+        run.checkpointer.save(step, run.state, force=True)
+    except checkpoint.NonFiniteStateError as error:
+      raise NonFiniteError(_stopped_message(str(error), run.checkpointer)) from None
+
+  # ---- Train: dispatch steps; the host waits for the device only at the marked sync points. ----
+  status = "completed"
+  first_step = run.step
+  try:
+    run.start_feed()
+    with jax.transfer_guard("disallow"):
+      while run.step < run.total_steps:
+        profile.before(run.step + 1)
+        with jax.profiler.StepTraceAnnotation("train", step_num=run.step + 1):
+          metrics = run.step_once()
+        step = run.step
+        final = step == run.total_steps
+        logging = step % config.train.log_every == 0 or final
+        if logging:  # sync point: the step's metrics and the non-finite guard come to the host
+          with jax.transfer_guard("allow"):
+            scalars = _log_scalars(run, monitor, metrics, check_finite)
+            if config.train.eval_every and step % config.train.eval_every == 0:
+              scalars.update(eval_sample.knn(run.state))
+          monitor.write(step, scalars)
+          monitor.progress(step, float(scalars["loss"]), scalars["images_per_second"])
+        due = run.checkpointer.due(step) or final
+        if due:  # sync point: the state is checked and saved
+          save(step)
+        with jax.transfer_guard("allow" if logging or due else "disallow"):
+          stopping = stop_signals.agreed(can_sync=logging or due)
+        if stopping and not due:
+          save(step)
+        if step == first_step + 1:
+          # Throughput and ETA count from the end of the first step, its logging and its save: its call compiled
+          # and its first execution warms up the runtime, neither of which recurs. One wait, on this step only.
+          jax.block_until_ready(metrics)
+          monitor.start(step)
+        profile.after(step, metrics)
+        if stopping:
+          run.checkpointer.wait()
+          status = "interrupted" if stop_signals.received == "SIGINT" else "preempted"
+          monitor.message(f"{stop_signals.received or 'a stop signal on another process'}: saved a checkpoint at "
+                          f"step {step} in {run.checkpointer.directory}; rerun the same command to resume.")
+          break
+  finally:
+    profile.stop()
+    run.stop_feed()
+    try:
+      run.checkpointer.wait()
+    finally:
+      run.checkpointer.close()
+
+  # ---- Evaluate: the trained encoder beside its controls, and the report. ----
+  summary = {"status": status, "step": run.step, "total_steps": run.total_steps, "workdir": str(workdir)}
+  if status == "completed" and config.eval.report and eval_sample is not None:
+    results = eval_sample.final()
+    summary["evaluation"] = results
+    if is_main:
+      path = report.write_report(workdir, config, results, monitor_lib.read_metrics(workdir))
+      summary["report"] = str(path)
+      monitor.message(f"report: {path}")
+  monitor.close()
+  return summary
+
+
+def _announce(run: Run, monitor: monitor_lib.Monitor, resumed: bool, changes: dict,
+              checkpoint_config: dict | None) -> None:
+  """The run's first lines: what it trains, from where, and the config changes it accepted."""
+  config = run.config
   if checkpoint_config is not None:
     monitor.message(f"{CONFIG_FILE} was missing: written back from the config saved with the checkpoints")
   monitor.message(f"{'resuming at' if resumed else 'starting'} step {run.step} of {run.total_steps} "
@@ -389,147 +462,36 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: Mesh 
   if changes:
     monitor.message("config changes accepted (recorded in " + workdir_lib.HISTORY_FILE + "): " + ", ".join(
         f"{field} {before!r} -> {after!r}" for field, (before, after) in changes.items()))
-  status = "completed"
-
-  def check_finite(guard=None):
-    bad = run.first_non_finite(guard)
-    if bad is not None:
-      first = " (the first step)" if bad[0] == 1 else ""
-      raise NonFiniteError(_stopped_message(f"non-finite values at step {bad[0]}{first}: {_bad_terms(bad[1])}",
-                                            run.checkpointer))
-
-  def save(step):
-    try:
-      run.checkpointer.save(step, run.state, force=True)
-    except checkpoint.NonFiniteStateError as error:
-      raise NonFiniteError(_stopped_message(str(error), run.checkpointer)) from None
-
-  first_step = run.step
-  try:
-    eval_data = _EvalData(run) if config.train.eval_every or config.eval.report else None
-    run.start_feed()
-    while run.step < run.total_steps:
-      metrics = run.step_once()
-      step = run.step
-      final = step == run.total_steps
-      logging = step % config.train.log_every == 0 or final
-      if logging:
-        fetched = jax.device_get({"metrics": metrics, "guard": run.guard})
-        check_finite(fetched["guard"])
-        scalars = {k: v for k, v in fetched["metrics"].items() if k != "finite"}
-        scalars["images_per_second"] = monitor.throughput(step)
-        scalars["epoch"] = step / run.steps_per_epoch
-        if config.train.eval_every and step % config.train.eval_every == 0:
-          scalars["knn_accuracy"] = eval_data.knn(run.state)
-        monitor.write(step, scalars)
-        monitor.progress(step, float(scalars["loss"]), scalars["images_per_second"])
-      due = run.checkpointer.due(step) or final
-      stopping = stop_signals.agreed(can_sync=logging or due)
-      if due or stopping:
-        if not logging:
-          check_finite()
-        save(step)
-      if step == first_step + 1:
-        # Throughput and ETA count from the end of the first step, its logging and its save: its call compiled
-        # and its first execution warms up the runtime, neither of which recurs. One wait, on this step only.
-        jax.block_until_ready(metrics)
-        monitor.start(step)
-      if step == config.debug.pause_after_step:
-        run.checkpointer.wait()
-        monitor.message(f"paused after step {step} (debug.pause_after_step)")
-        while not stop_signals.agreed(can_sync=True):
-          time.sleep(0.05)
-        stopping = True
-        if not due:
-          save(step)
-      if stopping:
-        run.checkpointer.wait()
-        status = "interrupted" if stop_signals.received == "SIGINT" else "preempted"
-        monitor.message(f"{stop_signals.received or 'a stop signal on another process'}: saved a checkpoint at "
-                        f"step {step} in {run.checkpointer.directory}; rerun the same command to resume.")
-        break
-  finally:
-    run.stop_feed()
-    try:
-      run.checkpointer.wait()
-    finally:
-      run.checkpointer.close()
-  summary = {"status": status, "step": run.step, "total_steps": run.total_steps, "workdir": str(workdir)}
-  if status == "completed" and config.eval.report and eval_data is not None:
-    results = eval_data.final()
-    summary["evaluation"] = results
-    if is_main:
-      path = report.write_report(workdir, config, results, monitor_lib.read_metrics(workdir))
-      summary["report"] = str(path)
-      monitor.message(f"report: {path}")
-  monitor.close()
-  return summary
 
 
-def _flat_pixels(images: np.ndarray) -> np.ndarray:
-  """The input-pixel control: each image as one float32 row of its pixel values."""
-  return np.asarray(images, np.float32).reshape(len(images), -1)
+def _log_scalars(run: Run, monitor: monitor_lib.Monitor, metrics: dict, check_finite) -> dict:
+  """A logging step's scalars on the host, after the non-finite guard is checked."""
+  fetched = jax.device_get({"metrics": metrics, "guard": run.guard})
+  check_finite(fetched["guard"])
+  scalars = {k: v for k, v in fetched["metrics"].items() if k != "finite"}
+  scalars["images_per_second"] = monitor.throughput(run.step)
+  scalars["epoch"] = run.step / run.steps_per_epoch
+  return scalars
 
 
-class _EvalData:
-  """The labelled images the kNN monitor and the final probes embed (a fixed sample per run)."""
+class _Profile:
+  """A profiler trace of the steps `first` to `last` (`debug.profile_steps`), written under `directory`."""
 
-  def __init__(self, run: Run):
-    self.run = run
-    config = run.config
-    self.train = evaluation.sample_split(run.source, config.eval.max_train_examples, seed=config.seed)
-    self.test = evaluation.sample_split(open_training_source(config, "test"), config.eval.max_train_examples,
-                                        seed=config.seed + 1)
+  def __init__(self, steps: tuple[int, int] | None, directory: pathlib.Path):
+    self.steps, self.directory, self.tracing = steps, directory, False
 
-  def accuracies(self, params, batch_stats, probe_epochs: int | None = None) -> dict:
-    """{"knn": {level: accuracy}, "linear": {level: accuracy} (if probe_epochs)} for an encoder's arrays."""
-    embed = self.run.embedder
-    return self._probes(embed(params, batch_stats, self.train["image"]), embed(params, batch_stats, self.test["image"]),
-                        probe_epochs)
+  def before(self, step: int) -> None:
+    if self.steps is not None and step == self.steps[0] and not self.tracing:
+      self.directory.mkdir(parents=True, exist_ok=True)
+      jax.profiler.start_trace(str(self.directory))
+      self.tracing = True
 
-  def knn(self, state: state_lib.TrainState) -> float:
-    """kNN accuracy on the finest labels: the monitor during training."""
-    return float(self.accuracies(*state_lib.evaluated_arrays(state, self.run.method))["knn"]["label"])
+  def after(self, step: int, metrics) -> None:
+    if self.tracing and step >= self.steps[1]:
+      jax.block_until_ready(metrics)  # the trace holds the last profiled step's device work
+      self.stop()
 
-  def final(self) -> dict:
-    """kNN and linear probes per level: the trained encoder and its two controls.
-
-    The controls are the same architecture at initialisation and the input
-    pixels themselves (each image flattened): pretraining is worth what the
-    trained encoder adds over the better of the two.
-    """
-    run, config = self.run, self.run.config
-    initial = state_lib.initialize(lambda: state_lib.initial_state(
-        config, run.method, run.spec.num_classes["label"], run.optimizer, run.probe_optimizer), run.shardings)
-    epochs = config.eval.probe_epochs
-    results = {"trained": self.accuracies(*state_lib.evaluated_arrays(run.state, run.method), epochs),
-               "initial": self.accuracies(*state_lib.evaluated_arrays(initial, run.method), epochs),
-               "pixels": self._probes(_flat_pixels(self.train["image"]), _flat_pixels(self.test["image"]), epochs)}
-    if run.method.head == "clip":  # the pixels have no text side
-      for name, state in (("trained", run.state), ("initial", initial)):
-        results[name]["zero_shot"] = self.zero_shot(*state_lib.evaluated_arrays(state, run.method))
-    return results
-
-  @functools.cached_property
-  def _joint_embedder(self) -> evaluation.Embedder:
-    """The images' embeddings in CLIP's joint space: the projector's outputs."""
-    return dataclasses.replace(self.run.embedder, output="projector")
-
-  def zero_shot(self, params, batch_stats) -> dict:
-    """CLIP's zero-shot accuracy per level on the test sample: the prompts are every caption of every class."""
-    run = self.run
-    captions, levels = run.spec.captions, run.spec.label_levels
-    prompts = evaluation.embed_captions(run.definitions.eval_network, params, batch_stats, captions.tokens)
-    images = self._joint_embedder(params, batch_stats, self.test["image"])
-    parents = zero_shot.parents_from_labels({level: self.train[level] for level in levels}, captions.num_classes)
-    return zero_shot.zero_shot_accuracies(images, prompts, {level: self.test[level] for level in levels}, parents,
-                                          run.spec.num_classes)
-
-  def _probes(self, train_features, test_features, probe_epochs: int | None) -> dict:
-    run, config = self.run, self.run.config
-    levels = run.spec.label_levels
-    return probes.probe_accuracies(
-        train_features, {level: self.train[level] for level in levels},
-        test_features, {level: self.test[level] for level in levels},
-        knn_k=config.eval.knn_k, knn_temperature=config.eval.knn_temperature, probe_epochs=probe_epochs,
-        seed=config.seed)
+  def stop(self) -> None:
+    if self.tracing:
+      jax.profiler.stop_trace()
+      self.tracing = False

@@ -7,7 +7,9 @@ rate, online-probe accuracy, images/s, kNN accuracy when evaluated);
 TensorFlow needed). A run that resumes at step S first drops the records of
 steps after S, which it is about to train again: the JSON lines are
 rewritten without them, and TensorBoard is told to purge them
-(`purge_step`), so every step appears once.
+(`purge_step`), so every step appears once. With `log.wandb` set, the
+same records also go to Weights & Biases (`wandb_writer`: offline or online,
+one W&B run per workdir, resumed by every rerun).
 
 Why not `clu.metric_writers`: importing that package imports its TensorFlow
 summary writer (clu 0.0.12's `metric_writers/__init__.py`), even to reach
@@ -26,6 +28,8 @@ import sys
 import time
 from collections.abc import Mapping
 
+from jax_ssl.train import wandb_writer
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -41,7 +45,7 @@ class Monitor:
   """Writes scalars and draws progress; a no-op on processes other than 0."""
 
   def __init__(self, workdir: str | pathlib.Path, *, total_steps: int, images_per_step: int, enabled: bool,
-               resume_step: int = 0, stream=None):
+               resume_step: int = 0, stream=None, wandb: str = "", run_config: Mapping | None = None):
     """Opens the workdir's metrics files (process 0), dropping the records after `resume_step`.
 
     Args:
@@ -51,6 +55,11 @@ class Monitor:
       enabled: whether this process writes (process 0).
       resume_step: the step the run starts from; earlier records of later steps are dropped.
       stream: where the progress goes; None for stdout.
+      wandb: `log.wandb`: "offline" or "online" to also write to W&B (`wandb_writer.WandbWriter`); "" not to.
+      run_config: the run's config as a nested dict, recorded with the W&B run.
+
+    Raises:
+      ValueError: `wandb` names a mode but the wandb package cannot be imported, or an unknown mode.
     """
     self.enabled = enabled
     self.total_steps = total_steps
@@ -61,10 +70,13 @@ class Monitor:
     self._last_step = None
     self._jsonl = None
     self._tensorboard = None
+    self._wandb = None
     if enabled:
       workdir = pathlib.Path(workdir)
       workdir.mkdir(parents=True, exist_ok=True)
       drop_records_after(workdir, resume_step)
+      if wandb:  # first: a package that will not import stops the run before the metrics files open
+        self._wandb = wandb_writer.WandbWriter(workdir, wandb, run_config)
       self._jsonl = open(workdir / METRICS_FILE, "a")
       from tensorboardX import SummaryWriter
       tensorboard = workdir / "tensorboard"
@@ -100,7 +112,7 @@ class Monitor:
     return rate
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
-    """Append one record to `metrics.jsonl` and the same scalars to TensorBoard (process 0 only).
+    """Append one record to `metrics.jsonl` and the same scalars to TensorBoard and W&B, if on (process 0 only).
 
     Args:
       step: the step the scalars belong to.
@@ -114,6 +126,8 @@ class Monitor:
     for key, value in scalars.items():
       self._tensorboard.add_scalar(key, float(value), step)
     self._tensorboard.flush()
+    if self._wandb is not None:
+      self._wandb.write(step, scalars)
 
   def progress(self, step: int, loss: float, images_per_second: float) -> None:
     """Draw the progress line: a bar, the step, the loss, the throughput and the estimated time left.
@@ -150,6 +164,9 @@ class Monitor:
     if self.enabled:
       self._jsonl.close()
       self._tensorboard.close()
+      if self._wandb is not None:
+        self._wandb.close()
+        self._wandb = None
 
 
 def drop_records_after(workdir: str | pathlib.Path, step: int) -> int:

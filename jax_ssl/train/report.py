@@ -22,6 +22,9 @@ REPORT_JSON = "report.json"
 # The encoders a report compares, in the order of its bars.
 _ENCODERS = (("pixels", "input pixels"), ("initial", "initialisation"), ("trained", "trained"))
 CURVES_FIGURE = "report_training.png"
+# The kNN monitor's label-free spectra of the encoder (`evaluation.SpectrumMonitor`), as the report names them.
+_MONITOR_SPECTRA = {"knn/rankme": "RankMe (effective rank) of its features",
+                    "knn/lidar": "LiDAR (LDA rank over augmented views) of its first images"}
 ACCURACY_FIGURE = "report_accuracy.png"
 
 
@@ -45,6 +48,7 @@ def _plot_curves(records: list[dict], path: pathlib.Path) -> None:
             ("embedding std (mean over dimensions)", ["embedding/std"]),
             ("embedding effective rank", ["embedding/effective_rank"]),
             ("online probe and kNN accuracy", ["probe/accuracy", "knn_accuracy"]),
+            ("kNN monitor: RankMe and LiDAR", list(_MONITOR_SPECTRA)),
             ("learning rate", ["lr"])]
   figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2))
   for axis, (title, keys) in zip(axes, panels):
@@ -59,6 +63,19 @@ def _plot_curves(records: list[dict], path: pathlib.Path) -> None:
   figure.tight_layout()
   figure.savefig(path, dpi=110)
   plt.close(figure)
+
+
+def _monitor_lines(records: list[dict]) -> list[str]:
+  """The report's lines on the last kNN monitor: its accuracy, RankMe and LiDAR (none if it never ran)."""
+  evaluated = [r for r in records if any(key in r for key in ("knn_accuracy", *_MONITOR_SPECTRA))]
+  if not evaluated:
+    return []
+  last = evaluated[-1]
+  lines = ["", f"kNN monitor at step {last['step']}, its last evaluation:", ""]
+  if "knn_accuracy" in last:
+    lines.append(f"- kNN accuracy: {last['knn_accuracy']:.4g}")
+  lines += [f"- {label}: {last[key]:.4g}" for key, label in _MONITOR_SPECTRA.items() if key in last]
+  return lines
 
 
 def _plot_accuracies(results: dict, path: pathlib.Path) -> None:
@@ -148,6 +165,7 @@ def write_report(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
     last = records[-1]
     lines += ["", "Final training metrics:", ""]
     lines += [f"- {key}: {value:.4g}" for key, value in last.items() if key != "step"]
+    lines += _monitor_lines(records)
     _plot_curves(records, workdir / CURVES_FIGURE)
     lines += ["", f"![training curves]({CURVES_FIGURE})"]
   _plot_accuracies(results, workdir / ACCURACY_FIGURE)

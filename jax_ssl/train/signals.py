@@ -1,7 +1,8 @@
 """How a run is asked to stop: SIGTERM (a scheduler's preemption) and Ctrl-C, as a flag the loop polls.
 
-The training loop installs `StopSignals` for the length of a run and
-restores the previous handlers when it returns. A first signal only sets a
+The command line (`python -m jax_ssl.main`) installs `StopSignals` for the
+length of a run, hands them to the training loop, and restores the previous
+handlers when it returns; a library call without them installs nothing. A first signal only sets a
 flag: the loop saves a checkpoint at the next step and returns, with several
 processes once all have agreed (through a collective, at a step where the
 loop syncs anyway).
@@ -72,3 +73,21 @@ class StopSignals:
     """Put back the handlers that were installed before."""
     for signum, previous in self._previous.items():
       signal.signal(signum, previous)
+
+
+class NoStopSignals:
+  """What the loop polls when no handler is installed (a library call): nothing ever asks it to stop."""
+
+  received: str | None = None
+
+  def agreed(self, can_sync: bool) -> bool:
+    """Never stop early.
+
+    Args:
+      can_sync: unused; as for `StopSignals.agreed`.
+
+    Returns:
+      False.
+    """
+    del can_sync
+    return False

@@ -21,16 +21,29 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx
+from jax.sharding import AxisType
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jax_ssl import models
-from jax_ssl.data import captions as captions_lib
-from jax_ssl.data import catalog
 from jax_ssl.methods import Method
+from jax_ssl.train import heads
 
 DATA_AXIS = "data"
+
+
+def data_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over all devices, axis `data`, with automatic (compiler-inserted) collectives.
+
+  Args:
+    devices: the devices to span, in mesh order; None for `jax.devices()` (every device of every process).
+
+  Returns:
+    A `Mesh` with the single axis `DATA_AXIS` of size `len(devices)`.
+  """
+  devices = jax.devices() if devices is None else devices
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices)
 
 
 def backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -55,95 +68,21 @@ def backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
 class Network(nnx.Module):
   """Backbone, head and (BYOL) predictor: images -> (features, projections, predictions or None).
 
-  The head is the method's (`Method.head`): a projector MLP of widths
-  `model.projector`, DINO's head with `model.projector` as its MLP and the
-  method's `num_prototypes` outputs, MAE's decoder (used through
-  `masked_reconstruction`) or I-JEPA's predictor (used through
-  `block_prediction`, beside `token_targets` for its target network), or for CLIP the
-  projector beside a text tower (`text`, on the data's captions) and the learned
-  `log_logit_scale`. `key` drives the backbone's stochastic
-  layers (a ViT's stochastic depth) in training; without it, or for a
-  backbone without them, the forward is deterministic.
+  The head is the one the method names (`train.heads.head_of`), which sets
+  `projector` (an MLP, DINO's prototype head, MAE's decoder or I-JEPA's
+  predictor) and, for CLIP, the text tower `text` and the learned
+  `log_logit_scale`. `key` drives the backbone's stochastic layers (a ViT's
+  stochastic depth) in training; without it, or for a backbone without them,
+  the forward is deterministic.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, method: Method, *, rngs: nnx.Rngs):
     dtype = jnp.dtype(config.model.dtype)
     self.backbone = models.build_backbone(config.model.backbone, rngs=rngs, dtype=dtype, **backbone_kwargs(config))
-    if method.head == "mae":
-      self.projector = models.MAEDecoder(self.backbone.num_features, grid_size=self.backbone.grid_size,
-                                         patch_size=self.backbone.patch_size, width=method.decoder_width,
-                                         depth=method.decoder_depth, num_heads=method.decoder_heads, dtype=dtype,
-                                         rngs=rngs)
-    elif method.head == "ijepa":
-      self.projector = models.IJEPAPredictor(self.backbone.num_features, grid_size=self.backbone.grid_size,
-                                             width=method.predictor_width, depth=method.predictor_depth,
-                                             num_heads=method.predictor_heads, dtype=dtype, rngs=rngs)
-    elif method.head == "dino":
-      self.projector = models.DINOHead(self.backbone.num_features, config.model.projector,
-                                       method.num_prototypes,
-                                       activation=config.model.projector_activation, rngs=rngs, dtype=dtype)
-    else:
-      self.projector = models.projector(self.backbone.num_features, config.model.projector,
-                                        activation=config.model.projector_activation, rngs=rngs, dtype=dtype)
-    if method.head == "clip":  # the text tower, projected into the images' embedding space
-      captions = catalog.get_spec(config.data.name).captions
-      self.text = models.TextTransformer(len(captions.vocabulary), captions.context_length,
-                                         width=method.text_width, depth=method.text_depth,
-                                         num_heads=method.text_heads, out_features=self.projector.out_features,
-                                         pad_id=captions_lib.PAD, end_id=captions_lib.END, dtype=dtype, rngs=rngs)
-      self.log_logit_scale = nnx.Param(jnp.full((), -jnp.log(method.init_temperature), jnp.float32))
+    heads.head_of(method).build(self, config, method, dtype=dtype, rngs=rngs)
     self.predictor = (models.byol_predictor(self.projector.out_features, config.model.predictor, rngs=rngs,
                                             dtype=dtype) if method.predictor else None)
     self.stochastic = getattr(self.backbone, "drop_path_rate", 0.0) > 0
-
-  def masked_reconstruction(self, images: jax.Array, key: jax.Array, mask_ratio: float):
-    """MAE's forward: hide `mask_ratio` of each image's patches, encode the rest, reconstruct them all.
-
-    Args:
-      images: normalised float images (N, H, W, C), sides multiples of the ViT's patch size.
-      key: PRNG key of the masks (and of stochastic depth, folded).
-      mask_ratio: the fraction of patches hidden.
-
-    Returns:
-      `(features, predictions, patches, mask)`: (N, width) CLS tokens of the visible patches, (N, P, L)
-      reconstructed pixels, the images' (N, P, L) patches and the (N, P) mask (1: hidden).
-    """
-    patches = models.patchify(images, self.backbone.patch_size)
-    keep, mask = models.random_keep(key, images.shape[0], patches.shape[1], mask_ratio)
-    stochastic_key = jax.random.fold_in(key, 1) if self.stochastic else None
-    tokens = self.backbone.tokens(images, stochastic_key, keep=keep)
-    return tokens[:, 0], self.projector(tokens, keep), patches, mask
-
-  def block_prediction(self, images: jax.Array, key: jax.Array, method: Method):
-    """I-JEPA's online forward: draw the blocks, encode the context, predict every target block's tokens.
-
-    Args:
-      images: normalised float images (N, H, W, C) of the ViT's `image_size`.
-      key: PRNG key of the blocks (and of stochastic depth, folded).
-      method: the `IJEPA` method, whose fields shape the blocks.
-
-    Returns:
-      `(features, predictions, blocks)`: the (N, width) pooled context tokens, the (N, M, P, width)
-      predictions and the (N, M, P) bool target blocks.
-    """
-    context, blocks = models.multi_block_masks(
-        key, images.shape[0], self.backbone.grid_size, num_targets=method.num_targets,
-        target_scale=method.target_scale, target_aspect=method.target_aspect, context_scale=method.context_scale)
-    stochastic_key = jax.random.fold_in(key, 1) if self.stochastic else None
-    tokens = self.backbone.tokens(images, stochastic_key, visible=context)
-    return self.backbone.pool_tokens(tokens, context), self.projector(tokens[:, 1:], context, blocks), blocks
-
-  def token_targets(self, images: jax.Array):
-    """I-JEPA's target forward on whole images: the pooled representation and the standardised patch tokens.
-
-    Args:
-      images: normalised float images (N, H, W, C).
-
-    Returns:
-      `(features, targets)`: (N, width) and float32 (N, P, width).
-    """
-    tokens = self.backbone.tokens(images)
-    return self.backbone.pool_tokens(tokens), models.ijepa.standardize_tokens(tokens[:, 1:])
 
   def __call__(self, images: jax.Array, key: jax.Array | None = None):
     """Run the backbone, projector and predictor on a batch.

@@ -28,21 +28,20 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 from jax import lax
-from jax.extend import core as extend_core
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jax_ssl import methods
 from jax_ssl import ops
-from jax_ssl.data import captions as captions_lib
 from jax_ssl.data import views as views_lib
+from jax_ssl.train import heads
 from jax_ssl.train.state import DATA_AXIS
 from jax_ssl.train.state import Definitions
 from jax_ssl.train.state import TrainState
 
 
-def method_loss(method: methods.Method, embeddings: methods.Embeddings, key: jax.Array,
+def method_loss(method: methods.Method, embeddings: methods.AnyEmbeddings, key: jax.Array,
                 mesh: Mesh) -> tuple[jax.Array, methods.base.Metrics]:
   """`method.loss` on the global batch; a sliced method's directions split over the mesh.
 
@@ -55,7 +54,7 @@ def method_loss(method: methods.Method, embeddings: methods.Embeddings, key: jax
   the replicated embeddings, and each is already divided by M.
 
   Args:
-    method: the objective; when its `num_slices` is positive, the directions are split over `mesh`.
+    method: the objective; when its `total_slices` is positive, the directions are split over `mesh`.
     embeddings: the networks' outputs for every view of the global batch, replicated.
     key: the step's PRNG key for the loss (slice directions, random walks).
     mesh: the device mesh with the `data` axis the slices are split over.
@@ -63,7 +62,7 @@ def method_loss(method: methods.Method, embeddings: methods.Embeddings, key: jax
   Returns:
     `(loss, metrics)`: the scalar loss and the method's named loss terms.
   """
-  if not method.num_slices:
+  if not method.total_slices:
     return method.loss(embeddings, key)
   directions = method.slice_directions(key, embeddings.global_views.shape[-1])
 
@@ -72,12 +71,6 @@ def method_loss(method: methods.Method, embeddings: methods.Embeddings, key: jax
 
   return jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(None, DATA_AXIS)), out_specs=P())(
       embeddings, key, directions)
-
-
-# Heads whose losses are means over each image's own patches (MAE, I-JEPA): their (V, N, P, ...) outputs
-# stay sharded over the batch, and the compiler reduces the mean across devices. Gathering them would put
-# every image's patch predictions on every device (gigabytes at ImageNet scale) for nothing.
-PATCH_HEADS = ("mae", "ijepa")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +87,7 @@ class StepConfig:
   total_steps: int
   log_every: int
   mesh: Mesh
-  captions: captions_lib.Captions | None = None  # CLIP: the dataset's captions, drawn per image and step
-  nan_at_step: int = -1  # test hook: step number nan_at_step poisons its embeddings with NaN (-1: never)
+  captions: jax.Array | None = None  # CLIP: the dataset's caption tokens, drawn per image and step
 
 
 def _replicated(mesh: Mesh, x):
@@ -124,17 +116,11 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
     `embedding/effective_rank` (0 on steps that are not logged), `lr`, and the boolean `finite`.
   """
   method = cfg.method
-
-  def forward(network, images_by_view, key=None):
-    keys = [None if key is None else jax.random.fold_in(key, index) for index in range(len(images_by_view))]
-    outputs = [network(view, view_key) for view, view_key in zip(images_by_view, keys)]
-    return tuple(None if outputs[0][i] is None else jnp.stack([o[i] for o in outputs]) for i in range(3))
+  head = heads.head_of(method)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     augment_key, loss_key = jax.random.split(key)
-    # Stochastic depth of the online network, per view (a ViT with model.drop_path > 0; unused otherwise).
-    drop_key = jax.random.fold_in(key, 2)
     crops = views_lib.multi_crop(augment_key, batch["image"], cfg.view_specs)
     global_crops, local_crops = crops[:cfg.num_global], crops[cfg.num_global:]
     progress = state.step.astype(jnp.float32) / cfg.total_steps
@@ -142,47 +128,16 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
     targets = target_batch_stats = target_features = None
     if method.target:
       target = nnx.merge(cfg.definitions.network, state.target_params, state.target_batch_stats, copy=True)
-      if method.head == "ijepa":  # the target ViT's tokens of each whole global view
-        target_features, targets = lax.stop_gradient(
-            tuple(jnp.stack(parts) for parts in zip(*(target.token_targets(view) for view in global_crops))))
-      else:
-        targets = lax.stop_gradient(forward(target, global_crops)[1])
+      target_features, targets = head.target_outputs(target, global_crops)
       target_batch_stats = _non_param_state(target)
-
-    if method.head == "clip":  # a caption for each image: its label's, in a template drawn per image
-      caption_tokens = captions_lib.draw_captions(jax.random.fold_in(key, 3), batch["label"], cfg.captions.tokens)
+    step_crops = heads.Crops(global_crops, local_crops, key, batch["label"], targets, state.method_statistics,
+                             cfg.captions)
 
     def loss_fn(params, probe_params):
       network = nnx.merge(cfg.definitions.network, params, state.batch_stats, copy=True)
-      if method.head == "mae":  # each global view's hidden patches, reconstructed from its visible ones
-        mask_ratio = method.mask_ratio
-        outputs = [network.masked_reconstruction(view, jax.random.fold_in(drop_key, index), mask_ratio)
-                   for index, view in enumerate(global_crops)]
-        features, predictions, patches, mask = (jnp.stack(parts) for parts in zip(*outputs))
-        embeddings = methods.Embeddings(features, None, predictions, patches, mask=mask)
-      elif method.head == "ijepa":  # each global view's target blocks, predicted from its context block
-        outputs = [network.block_prediction(view, jax.random.fold_in(drop_key, index), method)
-                   for index, view in enumerate(global_crops)]
-        features, predictions, blocks = (jnp.stack(parts) for parts in zip(*outputs))
-        embeddings = methods.Embeddings(features, None, predictions, targets, mask=blocks)
-      elif method.head == "clip":  # the images' embeddings, then their captions', on the unit sphere
-        features, projections, _ = forward(network, global_crops, jax.random.fold_in(drop_key, 0))
-        joint = jnp.concatenate([projections, network.text(caption_tokens)[None].astype(projections.dtype)])
-        # CLIP's embeddings are the normalised projections (its Fig. 3), and they are what a `+tregs`
-        # add-on spreads: on the raw projections, which the loss does not see, T-REG would only grow
-        # their norms against its weak sphere term.
-        joint = joint * ops.inverse_norms(joint)[..., None]
-        embeddings = methods.Embeddings(joint, log_logit_scale=network.log_logit_scale[...])
-      else:
-        features, projections, predictions = forward(network, global_crops, jax.random.fold_in(drop_key, 0))
-        local_projections = forward(network, local_crops, jax.random.fold_in(drop_key, 1))[1] if local_crops else None
-        embeddings = methods.Embeddings(projections, local_projections, predictions, targets,
-                                        state.method_statistics)
-      if method.head not in PATCH_HEADS:
+      features, embeddings = head.embed(network, method, step_crops)
+      if head.gathered:
         embeddings = _replicated(cfg.mesh, embeddings)  # every loss sees the global batch
-      if cfg.nan_at_step >= 0:
-        poison = jnp.where(state.step + 1 == cfg.nan_at_step, jnp.nan, 1.0)
-        embeddings = embeddings._replace(global_views=embeddings.global_views * poison)
       loss, terms = method_loss(method, embeddings, loss_key, cfg.mesh)
       # Online linear probe on the first global view's features, with no gradient into the backbone; a
       # method evaluated on its target network (I-JEPA) probes the target's features.
@@ -282,36 +237,11 @@ def guarded(train_step):
   return step
 
 
-def trace_train_step(cfg: StepConfig, state: TrainState, batch_shapes: dict):
-  """The training step traced once: the step replaying that trace, and its metrics' layout.
-
-  Tracing the step (networks, method, optimizer) is seconds of Python, and
-  the loop needs the metrics' layout before the first step (the non-finite
-  guard holds a copy of them); so the step is traced once, here, and the
-  jitted step evaluates the recorded program instead of tracing it again.
-
-  Args:
-    cfg: the static pieces of the step.
-    state: the train state, or `jax.ShapeDtypeStruct`s of it.
-    batch_shapes: `jax.ShapeDtypeStruct`s of a batch (`image`, `label`).
-
-  Returns:
-    `(train_step, metrics_shapes)`: `train_step(state, batch) -> (state, metrics)`,
-    the same function as `make_train_step(cfg)`; the metrics as `jax.ShapeDtypeStruct`s.
-  """
-  program, (state_shapes, metrics_shapes) = jax.make_jaxpr(make_train_step(cfg), return_shape=True)(
-      state, batch_shapes)
-  outputs = jax.tree.structure((state_shapes, metrics_shapes))
-  run_program = extend_core.jaxpr_as_fun(program)
-
-  def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-    return jax.tree.unflatten(outputs, run_program(*jax.tree.leaves((state, batch))))
-
-  return train_step, metrics_shapes
-
-
 def jit_train_step(cfg: StepConfig, state_shardings: TrainState, device_data=None, train_step=None):
   """The guarded step jitted over the mesh, state and guard donated.
+
+  The step is traced once: pass the jitted `train_step` whose `eval_shape` gave the metrics' layout
+  (the loop's `initial_guard` needs it before the first step), and its cached trace is reused here.
 
   Host-fed: `(state, guard, batch)`, the batch sharded on `data`. With
   `device_data` (`jax_ssl.data.feed.DeviceData`): `(state, guard, arrays)`,
@@ -321,14 +251,14 @@ def jit_train_step(cfg: StepConfig, state_shardings: TrainState, device_data=Non
     cfg: the static pieces of the step, including the mesh.
     state_shardings: a `TrainState` of shardings, used for the state both in and out.
     device_data: the split held on the devices, or None when batches are fed from the host.
-    train_step: the unguarded step (`trace_train_step`'s); None: `make_train_step(cfg)`.
+    train_step: the unguarded step, `jax.jit(make_train_step(cfg))`; None: a new one.
 
   Returns:
     The jitted `(state, guard, batch_or_arrays) -> (state, guard, metrics)`; the guard and metrics are
     replicated, and the `state` and `guard` arguments are donated.
   """
   replicated = NamedSharding(cfg.mesh, P())
-  step = guarded(train_step or make_train_step(cfg))
+  step = guarded(train_step or jax.jit(make_train_step(cfg)))
   if device_data is None:
     data_sharding = NamedSharding(cfg.mesh, P(DATA_AXIS))
     fn = step

@@ -52,6 +52,7 @@ from jax_ssl import methods
 from jax_ssl.train import config as config_lib
 
 CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "config_history.jsonl"
 FEED_FILE = "data_feed.json"
 ERROR_LOG = "error.log"
@@ -65,7 +66,8 @@ MUTABLE_FIELDS = (
     "data.data_dir", "data.worker_count",  # where the same records lie, how many processes decode them
     "optim.base_lr", "optim.grad_clip_norm",  # after a NaN: resume with a lower rate or with clipping
     "eval.",  # what is measured after training, not what is trained
-    "debug.",
+    "debug.",  # diagnostics (a profiler trace)
+    "log.",  # where the scalars are also written (wandb)
 )
 
 

@@ -25,6 +25,12 @@ def smoke_args(workdir, data_dir, *overrides: str, config: str = "configs/vicreg
           f"--config.data.data_dir={data_dir}", "--config.eval.report=False", *overrides]
 
 
+def paused_args(workdir, data_dir, pause_after_step: int, *overrides: str) -> list[str]:
+  """`smoke_args`, run through the test-side launcher that pauses after `pause_after_step` (paused_main.py)."""
+  args = smoke_args(workdir, data_dir, *overrides)
+  return [args[0], "-m", "tests.train.paused_main", f"--pause_after_step={pause_after_step}", *args[3:]]
+
+
 def run(args: list[str], devices: int = 1, timeout: float = 300, **env) -> subprocess.CompletedProcess:
   return subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=environment(devices, **env),
                         timeout=timeout)

@@ -47,10 +47,22 @@ def test_async_loop_gives_the_parameters_of_a_loop_that_syncs_every_step(on_devi
     np.testing.assert_array_equal(saved[key], expected[key], err_msg=key)
 
 
-def test_a_nan_at_a_known_step_stops_the_run_before_anything_after_it_is_saved(bundled_dir, tmp_path):
+def test_a_nan_at_a_known_step_stops_the_run_before_anything_after_it_is_saved(bundled_dir, tmp_path, monkeypatch):
   config = _config(bundled_dir, "true", steps=9)
   config.train.checkpoint_every = 2
-  config.debug.nan_at_step = 5
+  make_train_step = loop.step_lib.make_train_step
+
+  def poisoned_at_step_5(step_config):  # the step's loss turns NaN at step 5 only; the state stays finite
+    train_step = make_train_step(step_config)
+
+    def step(state, batch):
+      state, metrics = train_step(state, batch)
+      bad = state.step == 5
+      return state, {**metrics, "loss": jnp.where(bad, jnp.nan, metrics["loss"]), "finite": metrics["finite"] & ~bad}
+
+    return step
+
+  monkeypatch.setattr(loop.step_lib, "make_train_step", poisoned_at_step_5)
   with pytest.raises(loop.NonFiniteError, match=r"non-finite values at step 5: .*loss=nan"):
     loop.train(config, tmp_path)
   saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
@@ -82,3 +94,43 @@ def test_a_non_finite_state_with_finite_metrics_is_not_saved(bundled_dir, tmp_pa
   assert "it was not saved; no checkpoint was saved: rerun with a lower --config.optim.base_lr" in message
   assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
   assert [r["step"] for r in loop.monitor_lib.read_metrics(tmp_path)] == [1], "step 1's metrics were finite"
+
+
+def test_the_step_is_traced_once_and_a_stray_transfer_in_the_loop_fails(bundled_dir, tmp_path, monkeypatch):
+  traces = []
+  make_train_step = loop.step_lib.make_train_step
+
+  def counting(step_config):
+    train_step = make_train_step(step_config)
+
+    def step(state, batch):
+      traces.append(1)  # runs only while JAX traces the step
+      return train_step(state, batch)
+
+    return step
+
+  monkeypatch.setattr(loop.step_lib, "make_train_step", counting)
+  config = _config(bundled_dir, "true", steps=4)
+  assert loop.train(config, tmp_path / "clean")["status"] == "completed"
+  assert traces == [1], "the metrics' layout and the jitted step share one trace"
+
+  step_once = loop.Run.step_once
+
+  def step_once_with_a_host_value(run):  # the host's step number into a device computation, on every step
+    metrics = step_once(run)
+    run.schedule(run.step)
+    return metrics
+
+  # On an accelerator a host read of a device value (`float(metrics["loss"])`) fails the same way; on CPU the
+  # device's buffers are host memory, so only the host-to-device direction can be shown here.
+  monkeypatch.setattr(loop.Run, "step_once", step_once_with_a_host_value)
+  with pytest.raises(Exception, match="[Dd]isallowed host-to-device transfer"):
+    loop.train(config, tmp_path / "stray")
+
+
+def test_profile_steps_write_a_trace_of_those_steps(bundled_dir, tmp_path):
+  config = _config(bundled_dir, "true", steps=4)
+  config.debug.profile_steps = "2:3"
+  assert loop.train(config, tmp_path)["status"] == "completed"
+  traces = list((tmp_path / loop.PROFILE_DIR).rglob("*.xplane.pb"))
+  assert len(traces) == 1 and traces[0].stat().st_size > 0

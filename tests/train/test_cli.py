@@ -116,7 +116,7 @@ def test_sigkill_after_a_checkpoint_then_resume_is_bit_exact(tmp_path, bundled_d
   full = cli.run(cli.smoke_args(tmp_path / "full", bundled_dir, *steps))
   assert full.returncode == 0, full.stderr[-2000:]
 
-  killed = cli.start(cli.smoke_args(tmp_path / "killed", bundled_dir, *steps, "--config.debug.pause_after_step=2"))
+  killed = cli.start(cli.paused_args(tmp_path / "killed", bundled_dir, 2, *steps))
   cli.wait_for_line(killed, "paused after step 2")
   killed.kill()  # SIGKILL: no handler runs
   killed.wait()
@@ -134,7 +134,7 @@ def test_sigkill_after_a_checkpoint_then_resume_is_bit_exact(tmp_path, bundled_d
 
 def test_sigterm_saves_and_exits_cleanly_and_the_run_resumes(tmp_path, bundled_dir):
   steps = ["--config.train.num_steps=3", "--config.train.checkpoint_every=100"]  # no periodic save before SIGTERM
-  process = cli.start(cli.smoke_args(tmp_path, bundled_dir, *steps, "--config.debug.pause_after_step=2"))
+  process = cli.start(cli.paused_args(tmp_path, bundled_dir, 2, *steps))
   cli.wait_for_line(process, "paused after step 2")
   # A second run on the same workdir is refused, naming the first, which goes on untouched.
   second = cli.run(cli.smoke_args(tmp_path, bundled_dir, *steps))

@@ -132,8 +132,8 @@ def test_a_full_disk_is_one_line_and_the_last_complete_checkpoint_survives(tmp_p
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, bundled_dir):
-  args = cli.smoke_args(tmp_path / "once", bundled_dir, "--config.train.num_steps=3",
-                        "--config.train.checkpoint_every=100", "--config.debug.pause_after_step=2")
+  args = cli.paused_args(tmp_path / "once", bundled_dir, 2, "--config.train.num_steps=3",
+                         "--config.train.checkpoint_every=100")
   process = cli.start(args)
   cli.wait_for_line(process, "paused after step 2")
   process.send_signal(signal.SIGINT)
@@ -186,8 +186,8 @@ def test_a_second_ctrl_c_interrupts_at_once():
 
 def test_the_survivor_of_a_killed_process_stops_with_one_line(tmp_path, bundled_dir):
   port = test_multiprocess._free_port()
-  args = cli.smoke_args(tmp_path, bundled_dir, "--config.train.num_steps=3", "--config.debug.pause_after_step=1",
-                        "--config.train.peer_timeout_seconds=3")
+  args = cli.paused_args(tmp_path, bundled_dir, 1, "--config.train.num_steps=3",
+                         "--config.train.peer_timeout_seconds=3")
   processes = [cli.start(args, devices=1, JAX_SSL_COORDINATOR=f"localhost:{port}", JAX_SSL_NUM_PROCESSES="2",
                          JAX_SSL_PROCESS_ID=str(index)) for index in range(2)]
   try:

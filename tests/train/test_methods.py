@@ -85,8 +85,8 @@ def test_tregs_add_on_adds_t_reg_on_every_view(base):
   np.testing.assert_allclose(loss, base_loss + t_reg, rtol=1e-6)
   np.testing.assert_allclose(metrics["t_reg"], t_reg, rtol=1e-6)
   assert add_on.name == base + "+tregs"
-  assert (add_on.target, add_on.predictor, add_on.multi_crop, add_on.num_slices) == (
-      add_on.base.target, add_on.base.predictor, add_on.base.multi_crop, add_on.base.num_slices)
+  assert (add_on.target, add_on.predictor, add_on.multi_crop, add_on.total_slices, add_on.head) == (
+      add_on.base.target, add_on.base.predictor, add_on.base.multi_crop, add_on.base.total_slices, add_on.base.head)
 
 
 def test_byol_owns_its_target_and_momentum_schedule():
@@ -179,14 +179,16 @@ def test_dino_distils_the_teachers_centered_outputs_with_its_warming_temperature
                                 updated["center"])
 
 
-def test_tregs_add_on_reads_its_bases_hyperparameters_and_survives_copy_and_pickle():
+def test_tregs_add_on_names_its_base_as_unwrapped_and_survives_copy_and_pickle():
   add_on = methods.WithTReg(methods.MAE(mask_ratio=0.6), gamma=0.3)
-  assert (add_on.mask_ratio, add_on.gamma) == (0.6, 0.3)  # the base's field; the wrapper's own
-  assert methods.WithTReg(methods.DINO(num_prototypes=32)).num_prototypes == 32
-  with pytest.raises(AttributeError, match="num_prototypes"):
-    _ = methods.WithTReg(methods.VICReg()).num_prototypes
+  assert (add_on.unwrapped.mask_ratio, add_on.gamma) == (0.6, 0.3)  # the base's field; the wrapper's own
+  assert methods.WithTReg(methods.DINO(num_prototypes=32)).unwrapped.num_prototypes == 32
+  with pytest.raises(AttributeError, match="mask_ratio"):  # no attribute is forwarded implicitly
+    _ = add_on.mask_ratio
+  assert methods.VISReg().unwrapped == methods.VISReg() and methods.VISReg().total_slices == 1024
+  assert methods.VICReg().total_slices == 0 and not hasattr(methods.VICReg(), "num_slices")
   for clone in (copy.deepcopy(add_on), pickle.loads(pickle.dumps(add_on))):
-    assert clone == add_on and clone.mask_ratio == 0.6
+    assert clone == add_on and clone.unwrapped.mask_ratio == 0.6
 
 
 def test_mae_averages_the_reconstruction_of_each_global_view():
@@ -194,7 +196,7 @@ def test_mae_averages_the_reconstruction_of_each_global_view():
   predictions = jnp.asarray(rng.standard_normal((2, 4, 6, 12)), jnp.float32)
   patches = jnp.asarray(rng.standard_normal((2, 4, 6, 12)), jnp.float32)
   mask = jnp.asarray(rng.random((2, 4, 6)) < 0.75, jnp.float32).at[:, :, 0].set(1.0)
-  embeddings = methods.Embeddings(jnp.zeros((2, 4, 8)), None, predictions, patches, mask=mask)
+  embeddings = methods.MaskedPatches(jnp.zeros((2, 4, 8)), predictions, patches, mask)
   method = methods.MAE(norm_pix_loss=False)
   loss, metrics = jax.jit(method.loss)(embeddings, KEY)
   expected = np.mean([losses.mae_loss(predictions[v], patches[v], mask[v], norm_pix=False) for v in range(2)])
@@ -208,7 +210,7 @@ def test_ijepa_averages_each_views_block_prediction_error_and_evaluates_its_targ
   predictions = jnp.asarray(rng.standard_normal((2, 3, 4, 6, 5)), jnp.float32)
   targets = jnp.asarray(rng.standard_normal((2, 3, 6, 5)), jnp.float32)
   blocks = jnp.asarray(rng.random((2, 3, 4, 6)) < 0.3).at[..., 0].set(True)
-  embeddings = methods.Embeddings(jnp.zeros((2, 3, 5)), None, predictions, targets, mask=blocks)
+  embeddings = methods.TargetBlocks(jnp.zeros((2, 3, 5)), predictions, targets, blocks)
   method = methods.IJEPA()
   loss, metrics = jax.jit(method.loss)(embeddings, KEY)
   expected = np.mean([losses.ijepa_loss(predictions[v], targets[v], blocks[v]) for v in range(2)])
@@ -232,7 +234,7 @@ def test_ijepa_ranges_from_a_saved_config_become_tuples_so_the_method_stays_hash
 def test_clip_compares_images_with_captions_and_tregs_regularizes_both_modalities():
   rng = np.random.default_rng(5)
   images, texts = (jnp.asarray(rng.standard_normal((12, 6)), jnp.float32) for _ in range(2))
-  embeddings = methods.Embeddings(jnp.stack([images, texts]), log_logit_scale=jnp.float32(5.0))
+  embeddings = methods.ImageText(jnp.stack([images, texts]), jnp.float32(5.0))
   method = methods.CLIP(max_logit_scale=50.0)
   loss, metrics = jax.jit(method.loss)(embeddings, KEY)
   np.testing.assert_allclose(loss, losses.clip_loss(images, texts, 5.0, 50.0), rtol=1e-6)
@@ -243,4 +245,4 @@ def test_clip_compares_images_with_captions_and_tregs_regularizes_both_modalitie
   t_reg = losses.t_reg(images, 0.5, 1e-2) + losses.t_reg(texts, 0.5, 1e-2)
   np.testing.assert_allclose(metrics_with["t_reg"], t_reg, rtol=1e-6)
   np.testing.assert_allclose(loss_with, loss + t_reg, rtol=1e-6)
-  assert add_on.head == "clip" and add_on.text_width == method.text_width
+  assert add_on.head == "clip" and add_on.unwrapped.text_width == method.text_width
