@@ -398,7 +398,7 @@ def _positive_floats(text: str) -> tuple[float, ...]:
 
 
 def parser() -> argparse.ArgumentParser:
-  """The command-line parser: subcommands `structure`, `checkpoint`, `generalization` and `dense`.
+  """The command-line parser: subcommands `structure`, `checkpoint`, `generalization`, `dense` and `transfer`.
 
   Returns:
     An `argparse.ArgumentParser` whose parsed namespace holds `command` and `run`, the function of the chosen

@@ -22,7 +22,6 @@ says and fed images already at the input size, normalised with `mean` and
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import shutil
@@ -264,9 +263,9 @@ def main(argv: list[str] | None = None) -> int:
   Returns:
     0 when written, 2 on bad input.
   """
-  parser = argparse.ArgumentParser(prog="python -m jax_ssl.export", description=__doc__.split("\n\n")[0])
+  parser = command.OneLineParser(prog="python -m jax_ssl.export", description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", required=True, help="the training run's workdir")
-  parser.add_argument("--step", type=int, default=None, help="default: the newest good checkpoint")
+  parser.add_argument("--step", type=command.at_least(0), default=None, help="default: the newest good checkpoint")
   parser.add_argument("--to", required=True, help="the directory to write (new, or empty)")
   parser.add_argument("--with_projector", action="store_true", help="also write the MLP projector")
   args = parser.parse_args(argv)

@@ -153,8 +153,8 @@ class Method(abc.ABC):
       predictor of hidden blocks' tokens) or "clip" (a projector beside a text tower). The trainer's
       head of that kind builds the modules and hands `loss` its own embeddings type (`Embeddings`,
       `MaskedPatches`, `TargetBlocks` or `ImageText`).
-    target: needs an EMA target network (BYOL, DINO); such a method defines
-      `update_target(target_params, online_params, progress)` (see `EMATarget`).
+    target: needs an EMA target network (BYOL, DINO, I-JEPA); such a method defines
+      `update_target(target_params, online_params, progress)` (see `ema_target.EMATarget`).
     statistics: keeps running statistics across steps (DINO's center); such a method defines
       `initial_statistics()` and `update_statistics(statistics, embeddings)`, and reads them in
       `loss` from `embeddings.statistics`.

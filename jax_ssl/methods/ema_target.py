@@ -22,10 +22,10 @@ from jax_ssl.methods.base import check_transformer
 
 @dataclasses.dataclass(frozen=True)
 class EMATarget(Method):
-  """A method whose target network is an EMA of the online one (BYOL, DINO's teacher).
+  """A method whose target network is an EMA of the online one (BYOL, DINO's teacher, I-JEPA's target).
 
   The momentum follows BYOL's cosine schedule from `tau_base` at the start to
-  1 at the end (`target_momentum`); DINO uses the same schedule.
+  1 at the end (`target_momentum`); DINO uses the same schedule, I-JEPA a linear one.
   """
 
   target: ClassVar[bool] = True
