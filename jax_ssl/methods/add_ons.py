@@ -55,7 +55,7 @@ class WithTReg(Method):
     """The base's checks of the run.
 
     Args:
-      run: the global batch, device count and view counts of the run.
+      run: as `Method.check_run` takes it.
     """
     self.base.check_run(run)
 
@@ -93,9 +93,7 @@ class WithTReg(Method):
     """The base method's target update (a base with `target`, such as BYOL).
 
     Args:
-      target_params: pytree of the target network's parameters.
-      online_params: pytree of the online network's parameters, same structure.
-      progress: scalar fraction of training done, in [0, 1].
+      target_params, online_params, progress: as the base's `update_target` takes them.
 
     Returns:
       The base's moved target parameters.

@@ -67,10 +67,7 @@ class SAGVICReg(VICReg):
     """The views (`Method.check_run`), and a global batch with more images than `k` neighbours.
 
     Args:
-      run: the global batch, device count and view counts of the run.
-
-    Raises:
-      ValueError: naming the setting to change.
+      run: as `Method.check_run` takes it.
     """
     super().check_run(run)
     check(self.k < run.global_batch_size, f"{self.name}.k = {self.k} neighbours needs a global batch larger "

@@ -44,10 +44,7 @@ class SlicedPrediction(Method):
     """The views (`Method.check_run`), and `num_slices` a multiple of the device count (each takes a block).
 
     Args:
-      run: the global batch, device count and view counts of the run.
-
-    Raises:
-      ValueError: naming the setting to change.
+      run: as `Method.check_run` takes it.
     """
     super().check_run(run)
     check(self.num_slices % run.num_devices == 0, f"{self.name}.num_slices = {self.num_slices} is split over "
