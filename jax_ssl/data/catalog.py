@@ -48,6 +48,8 @@ class DatasetSpec:
       classes are this one's); empty otherwise.
     group_keys: output key -> tfds feature of per-record groups that results are broken down by (the
       shift and severity of `shapes_ood`), which are not label levels.
+    train_examples: the published size of the train split, which a dry run plans with before the data is
+      prepared; None where only the prepared split says.
     group_names: group key -> the names of its values, in index order, where they have names (else the
       values are shown as numbers).
   """
@@ -70,6 +72,7 @@ class DatasetSpec:
   fit_on: str = ""
   group_keys: dict[str, str] = dataclasses.field(default_factory=dict)
   group_names: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+  train_examples: int | None = None
 
   @property
   def label_levels(self) -> tuple[str, ...]:
@@ -163,6 +166,7 @@ CATALOG: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="cifar10",
+            train_examples=50_000,
             tfds_name="cifar10",
             splits={"train": "train", "test": "test"},
             label_keys={"label": "label"},
@@ -174,6 +178,7 @@ CATALOG: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="cifar100",
+            train_examples=50_000,
             tfds_name="cifar100",
             splits={"train": "train", "test": "test"},
             label_keys={"label": "label", "label_coarse": "coarse_label"},
@@ -185,6 +190,7 @@ CATALOG: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="imagenette",
+            train_examples=9_469,
             tfds_name="imagenette/160px-v2",
             splits={"train": "train", "test": "validation"},
             label_keys={"label": "label"},
@@ -197,6 +203,7 @@ CATALOG: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="imagenet2012",
+            train_examples=1_281_167,
             tfds_name="imagenet2012",
             splits={"train": "train", "test": "validation"},
             label_keys={"label": "label"},

@@ -20,10 +20,8 @@ import math
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
@@ -33,14 +31,11 @@ from jax_ssl import methods
 from jax_ssl.data import catalog
 from jax_ssl.data import feed
 from jax_ssl.data import sources
-from jax_ssl.data import views
 from jax_ssl.train import checkpoint
 from jax_ssl.train import config as config_lib
 from jax_ssl.train import eval_sample as eval_sample_lib
 from jax_ssl.train import evaluation
-from jax_ssl.train import heads
 from jax_ssl.train import monitor as monitor_lib
-from jax_ssl.train import optim
 from jax_ssl.train import report
 from jax_ssl.train import signals
 from jax_ssl.train import state as state_lib
@@ -199,14 +194,13 @@ class Run:
     self.source = open_training_source(config)
     check_training_source(config, self.source)
     self.steps_per_epoch, self.total_steps = schedule_lengths(config, len(self.source))
-    self.view_specs = views.recipe_views(config.views, self.spec.mean, self.spec.std)
-    self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch, self.total_steps)
-    self.optimizer = optim.make_optimizer(config, self.schedule)
-    self.probe_optimizer = optax.adam(config.train.probe_lr)
-    num_classes = self.spec.num_classes["label"]
-    self.definitions = state_lib.definitions(config, self.method, num_classes)
-    self.state, self.shardings = state_lib.create_state(config, self.method, num_classes, self.optimizer,
-                                                        self.probe_optimizer, self.mesh)
+    self.step_config = step_lib.build_step_config(config, self.method, self.mesh, self.steps_per_epoch,
+                                                  self.total_steps)
+    self.view_specs, self.schedule = self.step_config.view_specs, self.step_config.schedule
+    self.optimizer, self.probe_optimizer = self.step_config.optimizer, self.step_config.probe_optimizer
+    self.definitions = self.step_config.definitions
+    self.state, self.shardings = state_lib.create_state(config, self.method, self.spec.num_classes["label"],
+                                                        self.optimizer, self.probe_optimizer, self.mesh)
     recorded = workdir_lib.recorded_on_device(self.workdir) if config.data.on_device == "auto" else None
     # A resumed run keeps the feed it started with: the two read the data in different orders.
     self.on_device = recorded if recorded is not None else _agreed_on_device(
@@ -215,15 +209,10 @@ class Run:
         self.on_device, self.source, mesh=self.mesh, global_batch_size=config.train.global_batch_size,
         seed=config.seed, worker_count=(config.data.worker_count if config.data.worker_count >= 0
                                         else feed.default_worker_count(self.spec.variable_size)))
-    self.step_config = step_lib.StepConfig(
-        definitions=self.definitions, method=self.method, view_specs=self.view_specs,
-        num_global=config.views.num_global, optimizer=self.optimizer,
-        probe_optimizer=self.probe_optimizer, schedule=self.schedule, total_steps=self.total_steps,
-        log_every=config.train.log_every, mesh=self.mesh,
-        captions=self.spec.captions.tokens if heads.head_of(self.method).has_text else None)
     # Traced once: `eval_shape` gives the metrics' layout for the guard, and the guarded step reuses its trace.
     train_step = jax.jit(step_lib.make_train_step(self.step_config))
-    metrics_shapes = train_step.eval_shape(self.state, self._batch_shapes())[1]
+    batch = step_lib.batch_shapes(config, self.mesh, self.source.image_size)
+    metrics_shapes = train_step.eval_shape(self.state, batch)[1]
     self.train_step = step_lib.jit_train_step(self.step_config, self.shardings, self.device_data, train_step)
     self.guard = jax.device_put(step_lib.initial_guard(metrics_shapes), NamedSharding(self.mesh, P()))
     self.checkpointer = checkpoint.Checkpointer(self.workdir / CHECKPOINT_DIR,
@@ -235,13 +224,6 @@ class Run:
                                         self.spec.std, self.mesh)
     self.step = 0
     self.feed = None
-
-  def _batch_shapes(self) -> dict:
-    """A global batch's abstract arrays, sharded over the data axis as the step receives it."""
-    batch, side = self.config.train.global_batch_size, self.source.image_size
-    sharded = NamedSharding(self.mesh, P(state_lib.DATA_AXIS))
-    return {"image": jax.ShapeDtypeStruct((batch, side, side, 3), jnp.uint8, sharding=sharded),
-            "label": jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=sharded)}
 
   def restore(self) -> bool:
     """Resume from the newest readable checkpoint, if any; returns whether one was found."""

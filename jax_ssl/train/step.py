@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 from flax import nnx
 from jax import lax
@@ -34,8 +35,11 @@ from jax.sharding import PartitionSpec as P
 
 from jax_ssl import methods
 from jax_ssl import ops
+from jax_ssl.data import catalog
 from jax_ssl.data import views as views_lib
 from jax_ssl.train import heads
+from jax_ssl.train import optim
+from jax_ssl.train import state as state_lib
 from jax_ssl.train.state import DATA_AXIS
 from jax_ssl.train.state import Definitions
 from jax_ssl.train.state import TrainState
@@ -88,6 +92,46 @@ class StepConfig:
   log_every: int
   mesh: Mesh
   captions: jax.Array | None = None  # CLIP: the dataset's caption tokens, drawn per image and step
+
+
+def build_step_config(config: ml_collections.ConfigDict, method: methods.Method, mesh: Mesh,
+                      steps_per_epoch: int, total_steps: int) -> StepConfig:
+  """The static pieces of a run's step: views, schedule, optimizers and network definitions.
+
+  Args:
+    config: the run config.
+    method: its method.
+    mesh: the device mesh.
+    steps_per_epoch: full batches per epoch (the schedule's warmup is in epochs).
+    total_steps: the run's length.
+
+  Returns:
+    The `StepConfig` the trainer and the dry run compile.
+  """
+  spec = catalog.get_spec(config.data.name)
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch, total_steps)
+  return StepConfig(
+      definitions=state_lib.definitions(config, method, spec.num_classes["label"]), method=method,
+      view_specs=views_lib.recipe_views(config.views, spec.mean, spec.std), num_global=config.views.num_global,
+      optimizer=optim.make_optimizer(config, schedule), probe_optimizer=optax.adam(config.train.probe_lr),
+      schedule=schedule, total_steps=total_steps, log_every=config.train.log_every, mesh=mesh,
+      captions=spec.captions.tokens if heads.head_of(method).has_text else None)
+
+
+def batch_shapes(config: ml_collections.ConfigDict, mesh: Mesh, image_size: int) -> dict:
+  """A global batch's abstract arrays (`image`, `label`), sharded over the data axis as the step receives it.
+
+  Args:
+    config: the run config (`train.global_batch_size`).
+    mesh: the device mesh.
+    image_size: the side of the square uint8 images the feed yields.
+
+  Returns:
+    `jax.ShapeDtypeStruct`s of the batch.
+  """
+  batch, sharded = config.train.global_batch_size, NamedSharding(mesh, P(DATA_AXIS))
+  return {"image": jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.uint8, sharding=sharded),
+          "label": jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=sharded)}
 
 
 def _replicated(mesh: Mesh, x):
