@@ -1,7 +1,7 @@
 """Benchmark of the regularizer kernels, each as a ratio to a reference timed in the same run.
 
-  python experiments/bench/losses.py            # the issue's sizes; writes results/losses-<device>.json
-  python experiments/bench/losses.py --small    # seconds; for a quick check
+  python -m experiments.bench.losses            # the issue's sizes; writes results/losses-<device>.json
+  python -m experiments.bench.losses --small    # seconds; for a quick check
 
 Rows:
   * MST forward + gradient (N = 1024 and 4096, D = 512) against scipy's
@@ -22,7 +22,6 @@ import pathlib
 import platform
 import re
 import statistics
-import sys
 import time
 
 import jax
@@ -31,9 +30,8 @@ import numpy as np
 from scipy.sparse import csgraph
 from scipy.spatial import distance
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from jax_ssl import losses  # noqa: E402
-from jax_ssl import ops  # noqa: E402
+from jax_ssl import losses
+from jax_ssl import ops
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -90,26 +88,57 @@ def row(name, shape, time_s, reference, reference_time_s, ratio_kind, goal=None)
           "meets_goal": met}
 
 
+def time_interleaved(calls: dict, repeats: int, min_total_s: float = 5.0, turn_s: float = 0.25) -> dict:
+  """Median wall time of each `fn(*args)` in `calls` ({name: (fn, args)}), the functions taking turns.
+
+  One warm-up call each (compilation), then rounds in which each function is
+  called back to back for about `turn_s` (at least once): at least `repeats`
+  rounds, and more until `min_total_s` has passed. On a shared CPU the load
+  changes from second to second; taking turns, every function sees the same
+  load, so the ratios between them hold better than those of back-to-back
+  `time_call`s. Within its turn a function runs as it would in a loop; only
+  the first call of a turn follows another function's.
+  """
+  for fn, args in calls.values():
+    jax.block_until_ready(fn(*args))
+  times = {name: [] for name in calls}
+  began = time.perf_counter()
+  rounds = 0
+  while rounds < repeats or (time.perf_counter() - began < min_total_s and rounds < 1000):
+    for name, (fn, args) in calls.items():
+      turn_ends = time.perf_counter() + turn_s
+      while True:
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times[name].append(time.perf_counter() - start)
+        if time.perf_counter() >= turn_ends:
+          break
+    rounds += 1
+  return {name: statistics.median(samples) for name, samples in times.items()}
+
+
 def bench_mst(n: int, dim: int, repeats: int, graded: bool) -> list[dict]:
   """MST length fwd+grad against scipy and against its own (N, N) distance matrix; Borůvka's against Prim's."""
   points = np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
-  ours = time_call(jax.jit(jax.value_and_grad(losses.mst_length)), points, repeats=repeats)
 
   def scipy_mst(x):
     return csgraph.minimum_spanning_tree(distance.squareform(distance.pdist(x))).sum()
 
-  reference = time_call(scipy_mst, points, repeats=repeats)
-  distances = time_call(jax.jit(ops.squared_euclidean_distances), points, repeats=repeats)
-  prim = time_call(jax.jit(lambda z: ops.mst_edges(z, "prim")), points, repeats=repeats)
-  boruvka = time_call(jax.jit(lambda z: ops.mst_edges(z, "boruvka")), points, repeats=repeats)
+  times = time_interleaved({
+      "ours": (jax.jit(jax.value_and_grad(losses.mst_length)), (points,)),
+      "scipy": (scipy_mst, (points,)),
+      "distances": (jax.jit(ops.squared_euclidean_distances), (points,)),
+      "prim": (jax.jit(lambda z: ops.mst_edges(z, "prim")), (points,)),
+      "boruvka": (jax.jit(lambda z: ops.mst_edges(z, "boruvka")), (points,)),
+  }, repeats)
   shape = dict(N=n, D=dim)
   return [
-      row(f"mst_length fwd+grad N={n}", shape, ours, "scipy pdist + minimum_spanning_tree", reference, "speedup",
-          goal=20.0 if graded else None),
-      row(f"mst_length fwd+grad N={n} vs its distance matrix", shape, ours,
-          "ops.squared_euclidean_distances (one matmul), jitted alone", distances, "slowdown",
+      row(f"mst_length fwd+grad N={n}", shape, times["ours"], "scipy pdist + minimum_spanning_tree", times["scipy"],
+          "speedup", goal=20.0 if graded else None),
+      row(f"mst_length fwd+grad N={n} vs its distance matrix", shape, times["ours"],
+          "ops.squared_euclidean_distances (one matmul), jitted alone", times["distances"], "slowdown",
           goal=1.5 if graded and n >= 4096 else None),
-      row(f"mst_edges boruvka N={n}", shape, boruvka, "mst_edges prim", prim, "slowdown"),
+      row(f"mst_edges boruvka N={n}", shape, times["boruvka"], "mst_edges prim", times["prim"], "slowdown"),
   ]
 
 
@@ -159,6 +188,8 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--output", type=pathlib.Path, default=None,
                       help="JSON path (default results/losses-<device>.json)")
+  parser.add_argument("--only", choices=("mst", "regularizers"), default=None,
+                      help="run these rows only, and replace just them in the JSON (the others keep their run's times)")
   args = parser.parse_args()
 
   if args.small:
@@ -167,8 +198,11 @@ def main() -> None:
     mst_sizes, (n, dim, num_slices), repeats = [(1024, 512), (4096, 512)], (1024, 2048, 4096), args.repeats
   # Goals are stated for the issue's sizes only.
   graded = not args.small
-  rows = [r for size, d in mst_sizes for r in bench_mst(size, d, repeats, graded)]
-  rows += bench_regularizers(n, dim, num_slices, repeats, graded)
+  rows = []
+  if args.only in (None, "mst"):
+    rows += [r for size, d in mst_sizes for r in bench_mst(size, d, repeats, graded)]
+  if args.only in (None, "regularizers"):
+    rows += bench_regularizers(n, dim, num_slices, repeats, graded)
 
   print(f"{'benchmark':46s} {'ours (s)':>10s} {'ref (s)':>10s} {'ratio':>12s}  goal")
   for r in rows:
@@ -185,10 +219,19 @@ def main() -> None:
       "date": datetime.date.today().isoformat(),
       "small": args.small,
       "repeats": repeats,
-      "timing": "median wall time after a warm-up call; ratios use times from this run only",
+      "timing": "median wall time after a warm-up call; ratios use times from this run only (the MST rows' "
+                "functions taking turns of a quarter second, round after round)",
       "rows": rows,
   }
   output = args.output or RESULTS_DIR / f"losses-{result['device']}.json"
+  if args.only and output.exists():
+    # Replace the rows run now, each dated; the file's other rows and its header stay those of their run.
+    previous = json.loads(output.read_text())
+    if previous.get("small") != args.small or previous.get("device") != result["device"]:
+      raise SystemExit(f"--only: {output} holds another device's or size's rows; pass a fresh --output.")
+    fresh = {r["name"]: dict(r, date=result["date"], repeats=repeats) for r in rows}
+    kept = [fresh.pop(r["name"], r) for r in previous["rows"]]
+    result = dict(previous, rows=kept + list(fresh.values()), timing=result["timing"])
   output.parent.mkdir(parents=True, exist_ok=True)
   output.write_text(json.dumps(result, indent=2) + "\n")
   print(f"wrote {output}")

@@ -1,7 +1,8 @@
 """Euclidean minimum spanning tree of a batch, inside `jit`.
 
 Two exact algorithms over the dense (N, N) matrix of squared distances, one
-matmul (O(N^2 D)) and O(N^2) memory:
+matmul (O(N^2 D); on CPU only its upper triangle of blocks is multiplied) and
+O(N^2) memory:
 
 - Prim's: N - 1 sequential rounds, each taking the cheapest edge from the tree
   to a point outside it and relaxing the others through the new vertex;
@@ -23,7 +24,9 @@ centred first, which removes the common offset exactly. What cancellation
 remains (tight clusters far from the batch mean) is caught by an error bound:
 if the rounding could make the tree's length wrong by more than a relative
 `_LENGTH_RTOL`, the distances are recomputed from coordinate differences,
-which are exact to float32 rounding, and the tree is grown again. The tree is
+which are exact to float32 rounding, and the tree is grown again. (The bound
+is first tried on the tree's matmul-form weights, widened by their error;
+only where that fails are its weights recomputed from the points.) The tree is
 then a minimum spanning tree of the float32 points up to float32 rounding of
 near-tied edges, and its length equals scipy's on the same points.
 """
@@ -33,8 +36,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-from jax_ssl.ops import distances
 
 _EPS = float(jnp.finfo(jnp.float32).eps)
 # Absolute error of a matmul-form squared distance, in units of eps * max_i |a_i|^2
@@ -46,6 +47,13 @@ _GRAM_ERROR_ULPS = 8.0
 _LENGTH_RTOL = 1e-4
 # Prim's tie-break key `lower * N + higher` fits int32 up to this N; beyond it, two reductions.
 _COMBINED_KEY_MAX_N = 46340
+# On CPU the Gram matrix is multiplied in row blocks of about this many rows, each block with its own
+# and the later columns only, while the (N, N) matrix fits the last-level cache (32 MiB here): past
+# that, copying its lower half through memory costs more than the matmul it saves.
+_GRAM_BLOCK_ROWS = 256
+_SYMMETRIC_MAX_N = 2048
+# `_tree_min` halves a vector down to this length before one short reduction.
+_TREE_MIN_LENGTH = 16
 # Elements of the (rows, N, D) block of differences that the exact path builds at once.
 _EXACT_BLOCK_ELEMENTS = 1 << 24
 
@@ -74,6 +82,56 @@ def _exact_squared_distances(points: jax.Array) -> jax.Array:
   return blocks.reshape(-1, n)[:n]
 
 
+def _gram_squared_distances(points: jax.Array) -> jax.Array:
+  """(N, N) sanitised `|a|^2 + |b|^2 - 2 a.b` clipped at 0: `ops.squared_euclidean_distances`' values.
+
+  On CPU, where the matmul is compute-bound and most of the MST's time, the
+  symmetric matrix is multiplied in k row blocks, each with the columns from
+  its own block on only (k (k + 1) / 2 of the k^2 block products: 10 of 16 at
+  N = 1024), and the columns before a block are copied from the transposes of
+  blocks already multiplied. Elsewhere, and for matrices larger than the cache,
+  the one matmul is cheaper than the copies.
+  """
+  n = points.shape[0]
+  sq_norms = jnp.sum(jnp.square(points), axis=1)
+
+  def rows(start, stop):
+    gram = jnp.matmul(points[start:stop], points[start:].T, precision=lax.Precision.HIGHEST)
+    return _sanitise(jnp.maximum(sq_norms[start:stop, None] + sq_norms[None, start:] - 2.0 * gram, 0.0))
+
+  def symmetric_blocks(_):
+    blocks = n // _GRAM_BLOCK_ROWS if n <= _SYMMETRIC_MAX_N else 1
+    if blocks <= 1:
+      return rows(0, n)
+    bounds = [n * i // blocks for i in range(blocks + 1)]
+    sq_dist = jnp.zeros((n, n), jnp.float32)
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+      block_rows = rows(start, stop)
+      # Written in place: the block row from the diagonal on, and its transpose below the diagonal block.
+      sq_dist = lax.dynamic_update_slice(sq_dist, block_rows, (start, start))
+      if stop < n:
+        sq_dist = lax.dynamic_update_slice(sq_dist, block_rows[:, stop - start:].T, (stop, start))
+    return sq_dist
+
+  return lax.platform_dependent(points, cpu=symmetric_blocks, default=lambda _: rows(0, n))
+
+
+def _tree_min(values: jax.Array) -> jax.Array:
+  """Minimum of a 1-D array by pairwise halving, then one short reduction.
+
+  Prim's step is two reductions of an (N,) vector. XLA:CPU splits a long
+  reduction into a reduce-window and a reduce that together take ~1 us at
+  N = 1024; the halving fuses into one or two loops, several times faster.
+  """
+  fill = jnp.inf if jnp.issubdtype(values.dtype, jnp.floating) else jnp.iinfo(values.dtype).max
+  while values.shape[0] > _TREE_MIN_LENGTH:
+    if values.shape[0] % 2:
+      values = jnp.concatenate([values, jnp.full((1,), fill, values.dtype)])
+    half = values.shape[0] // 2
+    values = jnp.minimum(values[:half], values[half:])
+  return jnp.min(values)
+
+
 def _first_edge_vertex(candidate: jax.Array, parent: jax.Array, in_tree: jax.Array) -> jax.Array:
   """The outside vertex j whose edge (parent[j], j) comes first in (lower, higher) endpoint order among `candidate`."""
   n = candidate.shape[0]
@@ -81,11 +139,11 @@ def _first_edge_vertex(candidate: jax.Array, parent: jax.Array, in_tree: jax.Arr
   low, high = jnp.minimum(parent, iota), jnp.maximum(parent, iota)
   if n <= _COMBINED_KEY_MAX_N:
     # One reduction over a combined key (the loop is latency-bound: each reduction is a step's cost).
-    first = jnp.min(jnp.where(candidate, low * n + high, n * n))
+    first = _tree_min(jnp.where(candidate, low * n + high, n * n))
     low, high = first // n, first % n
   else:
-    low_first = jnp.min(jnp.where(candidate, low, n))
-    high = jnp.min(jnp.where(candidate & (low == low_first), high, n))
+    low_first = _tree_min(jnp.where(candidate, low, n))
+    high = _tree_min(jnp.where(candidate & (low == low_first), high, n))
     low = low_first
   # One endpoint of the edge is in the tree; the other is the vertex that joins.
   return jnp.where(in_tree[low], high, low)
@@ -96,7 +154,7 @@ def _prim(sq_dist: jax.Array) -> tuple[jax.Array, jax.Array]:
 
   Each step adds the crossing edge first in the order (weight, lower endpoint,
   higher endpoint), so the tree is the unique minimum of that order, the one
-  Borůvka's algorithm finds too.
+  Borůvka's algorithm finds too. Returns the edges `(parent[j], j)`, j = 1 .. N - 1.
   """
   n = sq_dist.shape[0]
   iota = jnp.arange(n, dtype=jnp.int32)
@@ -106,22 +164,20 @@ def _prim(sq_dist: jax.Array) -> tuple[jax.Array, jax.Array]:
   # when j joins, so the edge that brought j in is (parent[j], j).
   best = sq_dist[0].at[0].set(jnp.inf)
   parent = jnp.zeros(n, jnp.int32)
-  joined = jnp.zeros(n - 1, jnp.int32)
 
-  def add_nearest_vertex(step, state):
-    best, parent, joined = state
+  def add_nearest_vertex(_, state):
+    best, parent = state
     in_tree = best == jnp.inf
-    vertex = _first_edge_vertex(best == jnp.min(best), parent, in_tree)
-    joined = joined.at[step].set(vertex)
+    vertex = _first_edge_vertex(best == _tree_min(best), parent, in_tree)
     through_vertex = lax.dynamic_index_in_dim(sq_dist, vertex, keepdims=False)
     outside = ~in_tree & (iota != vertex)
     closer = (through_vertex < best) | ((through_vertex == best) & (vertex < parent))
     parent = jnp.where(outside & closer, vertex, parent)
     best = jnp.where(outside, jnp.minimum(best, through_vertex), jnp.inf)
-    return best, parent, joined
+    return best, parent
 
-  _, parent, joined = lax.fori_loop(0, n - 1, add_nearest_vertex, (best, parent, joined), unroll=4)
-  return parent[joined], joined
+  _, parent = lax.fori_loop(0, n - 1, add_nearest_vertex, (best, parent))
+  return parent[1:], iota[1:]
 
 
 def _boruvka(sq_dist: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -177,6 +233,27 @@ def _boruvka(sq_dist: jax.Array) -> tuple[jax.Array, jax.Array]:
   return src[order], dst[order]
 
 
+def _gram_tolerance(points: jax.Array) -> jax.Array:
+  """`tol`: the most a matmul-form squared distance between rows of `points` is taken to be off by."""
+  return _GRAM_ERROR_ULPS * _EPS * jnp.max(jnp.sum(jnp.square(points), axis=1))
+
+
+def _length_may_exceed_minimum(low: jax.Array, high: jax.Array, tol: jax.Array) -> jax.Array:
+  """The test of `_gram_tree_may_be_inexact` at its worst over tree weights known to lie in [low, high].
+
+  With `low = high = w` it is that test on the weights `w`.
+  """
+  def delta(w):
+    return jnp.sqrt(w + tol) - jnp.sqrt(jnp.maximum(w - tol, 0.0))
+
+  def worst_delta(lo, hi):  # delta rises up to w = tol and falls after it
+    return delta(jnp.minimum(jnp.maximum(tol, lo), hi))
+
+  shifted_low, shifted_high = jnp.maximum(low - 2.0 * tol, 0.0), jnp.maximum(high - 2.0 * tol, 0.0)
+  excess = jnp.sum(worst_delta(low, high) + worst_delta(shifted_low, shifted_high))
+  return excess > _LENGTH_RTOL * jnp.sum(jnp.sqrt(low))
+
+
 def _gram_tree_may_be_inexact(points: jax.Array, src: jax.Array, dst: jax.Array) -> jax.Array:
   """Whether matmul-form rounding could make the tree longer than the minimum by > `_LENGTH_RTOL`.
 
@@ -187,14 +264,8 @@ def _gram_tree_may_be_inexact(points: jax.Array, src: jax.Array, dst: jax.Array)
   `delta(w) = sqrt(w + tol) - sqrt(max(w - tol, 0))` bounds how far a length
   moves when its squared weight moves by tol.
   """
-  tol = _GRAM_ERROR_ULPS * _EPS * jnp.max(jnp.sum(jnp.square(points), axis=1))
   weights = jnp.sum(jnp.square(points[src] - points[dst]), axis=1)
-
-  def delta(w):
-    return jnp.sqrt(w + tol) - jnp.sqrt(jnp.maximum(w - tol, 0.0))
-
-  excess = jnp.sum(delta(weights) + delta(jnp.maximum(weights - 2.0 * tol, 0.0)))
-  return excess > _LENGTH_RTOL * jnp.sum(jnp.sqrt(weights))
+  return _length_may_exceed_minimum(weights, weights, _gram_tolerance(points))
 
 
 ALGORITHMS = ("auto", "prim", "boruvka")
@@ -214,9 +285,11 @@ def mst_edges(z: jax.Array, algorithm: str = "auto") -> tuple[jax.Array, jax.Arr
 
   Returns:
     `(src, dst)`: int32 arrays of shape (N - 1,): edge e joins points
-    `src[e]` and `dst[e]`. Prim's grows the tree from point 0 (`src[e]` was
-    in the tree when `dst[e]` joined); Borůvka's lists the edge by which each
-    component joined another. Not differentiable (integer output).
+    `src[e]` and `dst[e]`. Prim's grows the tree from point 0 and lists the
+    edge by which each other point joined it, in the points' order
+    (`dst[e] = e + 1`, and `src[e]` was in the tree when `dst[e]` joined);
+    Borůvka's lists the edge by which each component joined another. Not
+    differentiable (integer output).
 
   Raises:
     ValueError: if `z` is not 2-D, has fewer than 2 rows, or `algorithm` is unknown.
@@ -237,7 +310,16 @@ def mst_edges(z: jax.Array, algorithm: str = "auto") -> tuple[jax.Array, jax.Arr
       return lax.platform_dependent(sq_dist, cpu=_prim, default=_boruvka)
     return _prim(sq_dist) if algorithm == "prim" else _boruvka(sq_dist)
 
-  src, dst = tree(_sanitise(distances.squared_euclidean_distances(points)))
-  return lax.cond(_gram_tree_may_be_inexact(points, src, dst),
-                  lambda: tree(_sanitise(_exact_squared_distances(points))),
-                  lambda: (src, dst))
+  sq_dist = _gram_squared_distances(points)
+  src, dst = tree(sq_dist)
+
+  def regrow_if_inexact():
+    return lax.cond(_gram_tree_may_be_inexact(points, src, dst),
+                    lambda: tree(_sanitise(_exact_squared_distances(points))),
+                    lambda: (src, dst))
+
+  # The tree's matmul-form weights are within tol of the exact ones: where the test passes for any
+  # weights that near, the exact weights (a gather of 2 (N - 1) points) are not needed.
+  gram_weights, tol = sq_dist[src, dst], _gram_tolerance(points)
+  surely_exact = ~_length_may_exceed_minimum(jnp.maximum(gram_weights - tol, 0.0), gram_weights + tol, tol)
+  return lax.cond(surely_exact, lambda: (src, dst), regrow_if_inexact)

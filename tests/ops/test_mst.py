@@ -147,6 +147,23 @@ def test_exact_fallback_is_taken_only_where_rounding_could_matter():
   assert not mst._gram_tree_may_be_inexact(spread - spread.mean(axis=0), src, dst)
 
 
+# The clouds are centred exactly; the clusters stay far from their mean; 300 points in the plane have edges
+# short enough next to tol that the exact weights decide.
+@pytest.mark.parametrize("points,skips", [(_collapsed_cloud(1e-3), True), (_collapsed_cloud(1e-5), True),
+                                          (_points(256, 64, seed=3), True), (_tight_clusters(1e-3), False),
+                                          (_tight_clusters(1e-5), False), (_points(300, 2, seed=5), False)],
+                         ids=["cloud-1e-3", "cloud-1e-5", "spread", "clusters-1e-3", "clusters-1e-5", "plane"])
+def test_matmul_form_prefilter_defers_to_the_exact_weights_wherever_they_could_matter(points, skips):
+  # mst_edges skips the exact weights' test where it passes for every weight within tol of the matmul-form one.
+  centred = points - points.mean(axis=0)
+  sq_dist = mst._gram_squared_distances(centred)
+  src, dst = mst._prim(sq_dist)
+  tol, gram_weights = mst._gram_tolerance(centred), sq_dist[src, dst]
+  surely_exact = not mst._length_may_exceed_minimum(np.maximum(gram_weights - tol, 0), gram_weights + tol, tol)
+  assert surely_exact == skips
+  assert not (surely_exact and mst._gram_tree_may_be_inexact(centred, src, dst))
+
+
 @pytest.mark.parametrize("block_elements", [1 << 24, 400])  # one block; blocks of 2 rows with a padded last one
 def test_exact_distances_match_float64(block_elements, monkeypatch):
   monkeypatch.setattr(mst, "_EXACT_BLOCK_ELEMENTS", block_elements)
@@ -154,6 +171,27 @@ def test_exact_distances_match_float64(block_elements, monkeypatch):
   np.testing.assert_allclose(mst._exact_squared_distances(jax.numpy.asarray(points)),
                              distance.squareform(distance.pdist(points.astype(np.float64), "sqeuclidean")),
                              rtol=1e-5, atol=1e-6)
+
+
+# 8 uneven blocks of 10 or 11 rows; 3 blocks of 27 or 28 rows; one block (the plain matmul), for the size or the N.
+@pytest.mark.parametrize("block_rows,max_n", [(10, 1000), (27, 1000), (1 << 20, 1000), (10, 50)])
+def test_gram_distances_by_symmetric_blocks_match_float64(block_rows, max_n, monkeypatch):
+  monkeypatch.setattr(mst, "_GRAM_BLOCK_ROWS", block_rows)
+  monkeypatch.setattr(mst, "_SYMMETRIC_MAX_N", max_n)
+  points = _points(83, 5, seed=11)
+  sq_dist = np.asarray(jax.jit(mst._gram_squared_distances)(points))
+  np.testing.assert_array_equal(sq_dist, sq_dist.T)
+  np.testing.assert_allclose(sq_dist, distance.squareform(distance.pdist(points.astype(np.float64), "sqeuclidean")),
+                             rtol=1e-5, atol=1e-5)
+  src, dst = jax.jit(ops.mst_edges)(points)
+  np.testing.assert_allclose(_tree_length(points, src, dst), _scipy_length(points), rtol=1e-6)
+
+
+@pytest.mark.parametrize("length", [1, 16, 17, 33, 1000])
+def test_tree_min_is_the_minimum_for_any_length(length):
+  values = np.random.default_rng(length).permutation(length).astype(np.int32) + 5
+  assert int(mst._tree_min(values)) == 5
+  assert float(mst._tree_min(values.astype(np.float32))) == 5.0
 
 
 @pytest.mark.parametrize("n,d", [(5, 2), (64, 8), (500, 16), (1024, 64)])
