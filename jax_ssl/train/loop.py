@@ -209,11 +209,9 @@ class Run:
         self.on_device, self.source, mesh=self.mesh, global_batch_size=config.train.global_batch_size,
         seed=config.seed, worker_count=(config.data.worker_count if config.data.worker_count >= 0
                                         else feed.default_worker_count(self.spec.variable_size)))
-    # Traced once: `eval_shape` gives the metrics' layout for the guard, and the guarded step reuses its trace.
-    train_step = jax.jit(step_lib.make_train_step(self.step_config))
-    batch = step_lib.batch_shapes(config, self.mesh, self.source.image_size)
-    metrics_shapes = train_step.eval_shape(self.state, batch)[1]
-    self.train_step = step_lib.jit_train_step(self.step_config, self.shardings, self.device_data, train_step)
+    self.train_step, metrics_shapes = step_lib.build_train_step(
+        self.step_config, self.shardings, self.state, step_lib.batch_shapes(config, self.mesh, self.source.image_size),
+        self.device_data)
     self.guard = jax.device_put(step_lib.initial_guard(metrics_shapes), NamedSharding(self.mesh, P()))
     self.checkpointer = checkpoint.Checkpointer(self.workdir / CHECKPOINT_DIR,
                                                 save_every=config.train.checkpoint_every,

@@ -22,7 +22,6 @@ Anything that cannot run at that scale is a `PlanError`, one line.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import jax
@@ -33,6 +32,7 @@ from jax.sharding import Mesh
 
 from jax_ssl import methods
 from jax_ssl.data import catalog
+from jax_ssl.train import loop
 from jax_ssl.train import state as state_lib
 from jax_ssl.train import step as step_lib
 
@@ -103,7 +103,6 @@ def split_sizes(config: ml_collections.ConfigDict) -> tuple[int, int]:
   image_size = max(config.views.size, config.views.local_size) if spec.variable_size else spec.image_size
   if spec.train_examples is not None:
     return spec.train_examples, image_size
-  from jax_ssl.train import loop  # the prepared split, read only when the catalog has no published size
   try:
     return len(loop.open_training_source(config)), image_size
   except Exception as error:  # noqa: BLE001 (any failure to open it means its size is unknown here)
@@ -181,18 +180,16 @@ def make_plan(config: ml_collections.ConfigDict, mesh: Mesh, *, accelerator: str
   num_devices = mesh.devices.size
   method = methods.from_config(config.method)
   num_records, image_size = split_sizes(config)
-  steps_per_epoch = max(1, num_records // config.train.global_batch_size)
-  total_steps = config.train.num_steps or int(math.ceil(config.train.num_epochs * steps_per_epoch))
+  steps_per_epoch, total_steps = loop.schedule_lengths(config, num_records)
   step_config = step_lib.build_step_config(config, method, mesh, steps_per_epoch, total_steps)
   abstract, shardings = abstract_state(config, mesh, step_config)
   if config.mesh.fsdp:
     _check_fsdp(abstract.params, shardings.params, num_devices)
   batch = step_lib.batch_shapes(config, mesh, image_size)
 
-  train_step = jax.jit(step_lib.make_train_step(step_config))
-  metrics = train_step.eval_shape(abstract, batch)[1]
-  guard = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), step_lib.initial_guard(metrics))
-  lowered = step_lib.jit_train_step(step_config, shardings, None, train_step).lower(abstract, guard, batch)
+  step, metrics = step_lib.build_train_step(step_config, shardings, abstract, batch)
+  guard = jax.eval_shape(step_lib.initial_guard, metrics)
+  lowered = step.lower(abstract, guard, batch)
   # Nothing runs: on a CPU the machine-code optimisation, most of the compile time, is skipped (what XLA reports
   # of FLOPs and memory is decided before it).
   options = {"xla_backend_optimization_level": 0} if mesh.devices.flat[0].platform == "cpu" else None

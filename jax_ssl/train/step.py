@@ -281,6 +281,27 @@ def guarded(train_step):
   return step
 
 
+def build_train_step(cfg: StepConfig, state_shardings: TrainState, state, batch: dict, device_data=None):
+  """The run's one jitted step: the guarded step over the mesh, and its metrics' layout, from one trace.
+
+  `eval_shape` of the jitted step gives the layout the non-finite guard needs
+  before the first step, and the guarded step reuses that trace.
+
+  Args:
+    cfg: the static pieces of the step.
+    state_shardings: a `TrainState` of shardings.
+    state: the state, or its abstract arrays with their shardings.
+    batch: a batch's abstract arrays (`batch_shapes`), sharded as the step receives them.
+    device_data: the split held on the devices, or None when batches are fed from the host.
+
+  Returns:
+    `(step, metrics_shapes)`: `jit_train_step`'s function, and the metrics as `jax.ShapeDtypeStruct`s.
+  """
+  train_step = jax.jit(make_train_step(cfg))
+  metrics_shapes = train_step.eval_shape(state, batch)[1]
+  return jit_train_step(cfg, state_shardings, device_data, train_step), metrics_shapes
+
+
 def jit_train_step(cfg: StepConfig, state_shardings: TrainState, device_data=None, train_step=None):
   """The guarded step jitted over the mesh, state and guard donated.
 
