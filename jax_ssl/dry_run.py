@@ -51,6 +51,8 @@ def table(plan: dict) -> str:
     device = plan["accelerator"]
     rows.append(("accelerator", f"{device['name']}: {device['peak_bf16_flops'] / 1e12:,.0f} TFLOP/s bf16 peak, "
                                 f"{_gib(device['memory_bytes'])}, assumed MFU {device['assumed_mfu']:.0%}"))
+    fits = "yes" if device["fits"] else "no"
+    rows.append(("fits its memory", f"{fits}: a device needs {_gib(device['needed_bytes'])}"))
   if "step_time_seconds" in plan:
     rows += [("step time", f"{plan['step_time_seconds'] * 1e3:,.1f} ms"),
              ("images/s the feed must deliver", f"{plan['images_per_second_needed']:,.0f}"),

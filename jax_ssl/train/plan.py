@@ -154,7 +154,7 @@ def abstract_state(config: ml_collections.ConfigDict, mesh: Mesh, step_config: s
 
 def make_plan(config: ml_collections.ConfigDict, mesh: Mesh, *, accelerator: str | None = None,
               step_time: float | None = None, mfu: float = DEFAULT_MFU,
-              price_per_device_hour: float | None = None) -> dict[str, Any]:
+              price_per_device_hour: float | None = None, check_memory: bool = True) -> dict[str, Any]:
   """What a validated config's run will need on `mesh`: compiled, never run.
 
   Args:
@@ -165,6 +165,7 @@ def make_plan(config: ml_collections.ConfigDict, mesh: Mesh, *, accelerator: str
     step_time: seconds per step, measured elsewhere; overrides the accelerator's estimate.
     mfu: the model-FLOPs utilisation assumed with `accelerator`, in (0, 1].
     price_per_device_hour: the cost of one device for an hour, for the run's cost; None leaves it out.
+    check_memory: refuse a step over the accelerator's memory; False records whether it fits instead.
 
   Returns:
     The plan as a JSON-ready dict (see the module docstring), with the assumptions it made.
@@ -223,20 +224,21 @@ def make_plan(config: ml_collections.ConfigDict, mesh: Mesh, *, accelerator: str
   plan["checkpoint_bytes_kept"] = plan["checkpoint_bytes"] * config.train.keep_checkpoints
   state_bytes = sum(plan["per_device_bytes"][key] for key in ("parameters", "optimizer_state", "gradients"))
   plan["per_device_bytes"]["parameters_optimizer_gradients"] = state_bytes
-  _add_rates(plan, accelerator, step_time, mfu, price_per_device_hour)
+  _add_rates(plan, accelerator, step_time, mfu, price_per_device_hour, check_memory)
   return plan
 
 
 def _add_rates(plan: dict, accelerator: str | None, step_time: float | None, mfu: float,
-               price_per_device_hour: float | None) -> None:
+               price_per_device_hour: float | None, check_memory: bool) -> None:
   """The step time and what follows from it (data rate, wall time, device-hours, cost); the memory check."""
   device = ACCELERATORS.get(accelerator) if accelerator else None
   if device is not None:
     per_device = plan["per_device_bytes"]
     needed = per_device["parameters_optimizer_gradients"] + (per_device["xla_temporary"] or 0)
     plan["accelerator"] = {"name": device.name, "peak_bf16_flops": device.peak_flops,
-                           "memory_bytes": device.memory_bytes, "assumed_mfu": mfu}
-    if needed > device.memory_bytes:
+                           "memory_bytes": device.memory_bytes, "assumed_mfu": mfu, "needed_bytes": needed,
+                           "fits": needed <= device.memory_bytes}
+    if check_memory and needed > device.memory_bytes:
       raise PlanError(f"each device needs {needed / 2**30:.1f} GiB (parameters, optimizer state, gradients and XLA's "
                       f"temporaries) and a {device.name} holds {device.memory_bytes / 2**30:.1f} GiB; use more "
                       "devices with mesh.fsdp=True, a smaller global batch, or bfloat16.")
