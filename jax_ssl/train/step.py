@@ -178,6 +178,10 @@ def make_train_step(cfg: StepConfig) -> Callable[[TrainState, dict], tuple[Train
                              cfg.captions)
 
     def loss_fn(params, probe_params):
+      # FSDP keeps the parameters split at rest and gathers them whole for the step (their gradients are
+      # reduce-scattered back by the compiler); without this, XLA may instead split the layers' outputs
+      # over the devices and compute parts of the batch on every device.
+      params = _replicated(cfg.mesh, params)
       network = nnx.merge(cfg.definitions.network, params, state.batch_stats, copy=True)
       features, embeddings = head.embed(network, method, step_crops)
       if head.gathered:
