@@ -106,13 +106,13 @@ class Probe:
     self.labels = np.asarray(split["label"][chosen]).reshape(num_batches, batch)
     images = jnp.asarray(split["image"][chosen]).reshape(num_batches, batch, *split["image"].shape[1:])
     num_global = run.config.views.num_global
-    specs = run.view_specs[:num_global]
+    specs = run.step_config.view_specs[:num_global]
     keys = jax.random.split(jax.random.key(seed + 1), num_batches)
     # (batch index) -> [first views, second views], normalised as the training step makes them.
     self.views = [views_lib.multi_crop(key, batch_images, specs)[:2] for key, batch_images in zip(keys, images)]
     self.method = run.method
     self.key = jax.random.key(seed + 2)
-    definition = run.definitions.network
+    definition = run.step_config.definitions.network
 
     @jax.jit
     def embed(params, batch_stats, first, second):

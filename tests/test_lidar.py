@@ -186,20 +186,21 @@ def test_the_monitor_groups_each_images_views_in_its_row(bundled_dir, tmp_path):
   run = loop.Run(config, tmp_path, loop.data_mesh())
   images = evaluation.sample_split(run.source, 11, seed=0)["image"]  # 11: not a multiple of the 8 devices
   params, batch_stats = state_lib.evaluated_arrays(run.state, run.method)
+  specs, network = run.step_config.view_specs, run.step_config.definitions
   # Views without randomness (the whole image, no flip, no colour change): each image's 3 views are one.
-  still = dataclasses.replace(run.view_specs[0], crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0,
+  still = dataclasses.replace(specs[0], crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0,
                               jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0)
-  monitor = evaluation.SpectrumMonitor(run.definitions.eval_network, (still,) * 3, run.mesh, chunk=24)  # 8 a call
+  monitor = evaluation.SpectrumMonitor(network.eval_network, (still,) * 3, run.mesh, chunk=24)  # 8 a call
   rows = monitor.view_features(params, batch_stats, images)
-  assert rows.shape == (11, 3, run.definitions.num_features)
+  assert rows.shape == (11, 3, network.num_features)
   np.testing.assert_allclose(rows[:, 1:], rows[:, :1].repeat(2, axis=1), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(monitor.view_features(params, batch_stats, images[::-1]), rows[::-1], rtol=1e-5,
                              atol=1e-6)
   assert np.abs(rows[1:, 0] - rows[:1, 0]).max() > 1e-3  # the images differ
   # The run's own views: random, the same at every call, and spread around each image.
-  spread = evaluation.SpectrumMonitor(run.definitions.eval_network, evaluation.lidar_view_specs(
-      run.view_specs[:config.views.num_global], 4), run.mesh)
-  assert spread.view_specs == (run.view_specs[0], run.view_specs[1]) * 2
+  spread = evaluation.SpectrumMonitor(network.eval_network, evaluation.lidar_view_specs(
+      specs[:config.views.num_global], 4), run.mesh)
+  assert spread.view_specs == (specs[0], specs[1]) * 2
   assert isinstance(spread.view_specs[0], views.ViewSpec)
   first = spread.view_features(params, batch_stats, images)
   np.testing.assert_array_equal(spread.view_features(params, batch_stats, images), first)

@@ -42,8 +42,8 @@ class EvalSample:
     config = run.config
     self.train = evaluation.sample_split(run.source, config.eval.max_train_examples, seed=config.seed)
     self.test = evaluation.sample_split(test_source, config.eval.max_train_examples, seed=config.seed + 1)
-    self.spectra = evaluation.SpectrumMonitor(run.definitions.eval_network, evaluation.lidar_view_specs(
-        run.view_specs[:config.views.num_global], config.eval.lidar_views), run.mesh, seed=config.seed)
+    self.spectra = evaluation.SpectrumMonitor(run.step_config.definitions.eval_network, evaluation.lidar_view_specs(
+        run.step_config.view_specs[:config.views.num_global], config.eval.lidar_views), run.mesh, seed=config.seed)
 
   def accuracies(self, params, batch_stats, probe_epochs: int | None = None) -> dict:
     """{"knn": {level: accuracy}, "linear": {level: accuracy} (if probe_epochs)} for an encoder's arrays.
@@ -82,9 +82,10 @@ class EvalSample:
     pixels themselves (each image flattened): pretraining is worth what the
     trained encoder adds over the better of the two.
     """
-    run, config = self.run, self.run.config
+    run, config, step_config = self.run, self.run.config, self.run.step_config
     initial = state_lib.initialize(lambda: state_lib.initial_state(
-        config, run.method, run.spec.num_classes["label"], run.optimizer, run.probe_optimizer), run.shardings)
+        config, run.method, run.spec.num_classes["label"], step_config.optimizer, step_config.probe_optimizer),
+        run.shardings)
     epochs = config.eval.probe_epochs
     results = {"trained": self.accuracies(*state_lib.evaluated_arrays(run.state, run.method), epochs),
                "initial": self.accuracies(*state_lib.evaluated_arrays(initial, run.method), epochs),
@@ -111,7 +112,7 @@ class EvalSample:
     """
     run = self.run
     captions, levels = run.spec.captions, run.spec.label_levels
-    prompts = evaluation.embed_captions(run.definitions.eval_network, params, batch_stats, captions.tokens)
+    prompts = evaluation.embed_captions(run.step_config.definitions.eval_network, params, batch_stats, captions.tokens)
     images = self._joint_embedder(params, batch_stats, self.test["image"])
     parents = zero_shot.parents_from_labels({level: self.train[level] for level in levels}, captions.num_classes)
     return zero_shot.zero_shot_accuracies(images, prompts, {level: self.test[level] for level in levels}, parents,

@@ -401,10 +401,10 @@ def _train(run: Setup, run_dir: pathlib.Path, train_source, backbone_params, bac
       batches = host_feed(start)
       next_input = batches.next
     else:
-      jitted = jax.jit(lambda state, arrays: step_fn(state, device_data.gather_batch(arrays, state.step)),
+      jitted = jax.jit(lambda state, inputs: step_fn(state, device_data.gather_batch(inputs, state.step)),
                        in_shardings=(shardings, replicated), out_shardings=(shardings, replicated), donate_argnums=0)
       batches = None
-      next_input = lambda: device_data.arrays  # noqa: E731
+      next_input = lambda: device_data.step_inputs(step)  # noqa: E731  (the loop's current step)
     monitor = monitor_lib.Monitor(run_dir, total_steps=run.total_steps, images_per_step=config.train.global_batch_size,
                                   enabled=jax.process_index() == 0, resume_step=start, stream=progress_stream)
     monitor.message(f"fine-tuning the {init} {run.pretraining.model.backbone} on {config.data.name} "

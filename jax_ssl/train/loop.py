@@ -196,11 +196,9 @@ class Run:
     self.steps_per_epoch, self.total_steps = schedule_lengths(config, len(self.source))
     self.step_config = step_lib.build_step_config(config, self.method, self.mesh, self.steps_per_epoch,
                                                   self.total_steps)
-    self.view_specs, self.schedule = self.step_config.view_specs, self.step_config.schedule
-    self.optimizer, self.probe_optimizer = self.step_config.optimizer, self.step_config.probe_optimizer
-    self.definitions = self.step_config.definitions
     self.state, self.shardings = state_lib.create_state(config, self.method, self.spec.num_classes["label"],
-                                                        self.optimizer, self.probe_optimizer, self.mesh)
+                                                        self.step_config.optimizer,
+                                                        self.step_config.probe_optimizer, self.mesh)
     recorded = workdir_lib.recorded_on_device(self.workdir) if config.data.on_device == "auto" else None
     # A resumed run keeps the feed it started with: the two read the data in different orders.
     self.on_device = recorded if recorded is not None else _agreed_on_device(
@@ -218,7 +216,7 @@ class Run:
                                                 keep=config.train.keep_checkpoints,
                                                 config=json.loads(config.to_json()))
     self.checkpointer.prepare(self.state)
-    self.embedder = evaluation.Embedder(self.definitions.eval_network, config.views.size, self.spec.mean,
+    self.embedder = evaluation.Embedder(self.step_config.definitions.eval_network, config.views.size, self.spec.mean,
                                         self.spec.std, self.mesh)
     self.step = 0
     self.feed = None
@@ -243,7 +241,7 @@ class Run:
 
   def step_once(self) -> dict:
     """Dispatch one training step; returns its metrics, still on the device."""
-    data = self.device_data.arrays if self.on_device else self.next_batch()
+    data = self.device_data.step_inputs(self.step) if self.on_device else self.next_batch()
     self.state, self.guard, metrics = self.train_step(self.state, self.guard, data)
     self.step += 1
     return metrics

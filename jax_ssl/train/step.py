@@ -313,8 +313,9 @@ def jit_train_step(cfg: StepConfig, state_shardings: TrainState, device_data=Non
   (the loop's `initial_guard` needs it before the first step), and its cached trace is reused here.
 
   Host-fed: `(state, guard, batch)`, the batch sharded on `data`. With
-  `device_data` (`jax_ssl.data.feed.DeviceData`): `(state, guard, arrays)`,
-  the replicated split from which the step gathers its own batch.
+  `device_data` (`jax_ssl.data.feed.DeviceData`): `(state, guard, inputs)`,
+  `inputs = device_data.step_inputs(step)`: the replicated split and its
+  epoch's order, from which the step gathers its own batch.
 
   Args:
     cfg: the static pieces of the step, including the mesh.
@@ -323,7 +324,7 @@ def jit_train_step(cfg: StepConfig, state_shardings: TrainState, device_data=Non
     train_step: the unguarded step, `jax.jit(make_train_step(cfg))`; None: a new one.
 
   Returns:
-    The jitted `(state, guard, batch_or_arrays) -> (state, guard, metrics)`; the guard and metrics are
+    The jitted `(state, guard, batch_or_inputs) -> (state, guard, metrics)`; the guard and metrics are
     replicated, and the `state` and `guard` arguments are donated.
   """
   replicated = NamedSharding(cfg.mesh, P())
@@ -334,8 +335,8 @@ def jit_train_step(cfg: StepConfig, state_shardings: TrainState, device_data=Non
   else:
     data_sharding = replicated
 
-    def fn(state, guard, arrays):
-      return step(state, guard, device_data.gather_batch(arrays, state.step))
+    def fn(state, guard, inputs):
+      return step(state, guard, device_data.gather_batch(inputs, state.step))
 
   return jax.jit(fn, in_shardings=(state_shardings, replicated, data_sharding),
                  out_shardings=(state_shardings, replicated, replicated), donate_argnums=(0, 1))

@@ -31,11 +31,29 @@ def test_device_data_gathers_the_records_of_each_step_sharded_over_the_mesh(bund
   data = feed.DeviceData(source, mesh=mesh, global_batch_size=32, seed=3)
   gather = jax.jit(data.gather_batch)
   for step in (0, 5, 44, 45):  # 44 steps per epoch: step 44 starts epoch 1
-    batch = gather(data.arrays, step)
+    batch = gather(data.step_inputs(step), step)
     assert batch["image"].sharding.spec == P("data") and len(batch["image"].sharding.device_set) == 8
     rows = np.asarray(feed.batch_indices(3, step, len(source), 32))
     np.testing.assert_array_equal(batch["image"], np.stack([source[int(i)]["image"] for i in rows]))
     np.testing.assert_array_equal(batch["label"], [source[int(i)]["label"] for i in rows])
+
+
+def test_device_data_draws_each_epochs_order_once_and_it_is_the_steps_rows(bundled_dir):
+  source = sources.open_source("digits", "train", bundled_dir)
+  data = feed.DeviceData(source, mesh=loop.data_mesh(), global_batch_size=32, seed=3)
+  draws = []
+  draw_order = data._draw_order
+  data._draw_order = lambda epoch: draws.append(int(epoch)) or draw_order(epoch)
+  orders = [data.step_inputs(step)["order"] for step in range(0, 90)]  # 44 steps per epoch: epochs 0, 1 and 2
+  assert draws == [0, 1, 2], "one draw per epoch, at its first step"
+  assert orders[0] is orders[43] and orders[44] is orders[87] and orders[88] is not orders[87]
+  for step in (0, 43, 44, 88):
+    rows = np.asarray(feed.batch_indices(3, step, len(source), 32))
+    position = step % 44
+    np.testing.assert_array_equal(np.asarray(orders[step])[position * 32:(position + 1) * 32], rows)
+  with jax.transfer_guard("disallow"):  # the loop's rule: the epoch goes to the devices explicitly
+    data.step_inputs(200)
+  assert draws[-1] == 4
 
 
 def test_host_feed_from_step_s_reads_what_an_uninterrupted_run_reads_at_s(bundled_dir):

@@ -118,7 +118,7 @@ def test_the_step_is_traced_once_and_a_stray_transfer_in_the_loop_fails(bundled_
 
   def step_once_with_a_host_value(run):  # the host's step number into a device computation, on every step
     metrics = step_once(run)
-    run.schedule(run.step)
+    run.step_config.schedule(run.step)
     return metrics
 
   # On an accelerator a host read of a device value (`float(metrics["loss"])`) fails the same way; on CPU the
