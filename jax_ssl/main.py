@@ -39,16 +39,18 @@ from jax_ssl import command
 from jax_ssl.command import EXIT_BAD_INPUT as EXIT_BAD_CONFIG
 from jax_ssl.command import EXIT_FAILED
 from jax_ssl.command import EXIT_INTERRUPTED
+from jax_ssl.train import accelerators
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file: configs/<x>.py[:arg].", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the report go.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Plan the run instead (jax_ssl.dry_run): compile its step, write "
                              "WORKDIR/plan.json, train nothing.")
 _DEVICES = flags.DEFINE_integer("devices", None, "--dry_run: plan for this many simulated devices.", lower_bound=1)
-_ACCELERATOR = flags.DEFINE_enum("accelerator", None, ["h100", "h200", "tpu_v4", "tpu_v5e", "tpu_v5p"],
+_ACCELERATOR = flags.DEFINE_enum("accelerator", None, list(accelerators.ACCELERATORS),
                                  "--dry_run: the device whose peak bf16 FLOP/s (at --mfu) and memory the plan uses.")
 _STEP_TIME = flags.DEFINE_float("step_time", None, "--dry_run: a measured step time in seconds.", lower_bound=0.0)
-_MFU = flags.DEFINE_float("mfu", 0.4, "--dry_run: the model-FLOPs utilisation assumed with --accelerator.",
+_MFU = flags.DEFINE_float("mfu", accelerators.DEFAULT_MFU,
+                          "--dry_run: the model-FLOPs utilisation assumed with --accelerator.",
                           lower_bound=0.0, upper_bound=1.0)
 _PRICE = flags.DEFINE_float("price_per_device_hour", None, "--dry_run: the price of one device-hour, for the cost.",
                             lower_bound=0.0)
@@ -357,10 +359,9 @@ def main(argv: list[str]) -> None:
                 devices=_DEVICES.value, accelerator=_ACCELERATOR.value, step_time=_STEP_TIME.value, mfu=_MFU.value,
                 price_per_device_hour=_PRICE.value)
     return
-  if any(flag.present for flag in (flags.FLAGS["devices"], flags.FLAGS["accelerator"], flags.FLAGS["step_time"],
-                                   flags.FLAGS["price_per_device_hour"])):
-    command.fail(EXIT_BAD_CONFIG, "--devices, --accelerator, --step_time and --price_per_device_hour plan a run: "
-                                  "add --dry_run.")
+  if any(flag.present for flag in (_DEVICES, _ACCELERATOR, _STEP_TIME, _MFU, _PRICE)):
+    command.fail(EXIT_BAD_CONFIG, "--devices, --accelerator, --step_time, --mfu and --price_per_device_hour plan a "
+                                  "run: add --dry_run.")
   try:
     initialize_distributed(config.train.peer_timeout_seconds, distributed_from_environment())
   except DistributedSettingsError as error:

@@ -187,7 +187,6 @@ class DeviceData:
     self.num_records = len(source)
     self.global_batch_size = global_batch_size
     self.steps_per_epoch = self.num_records // global_batch_size
-    self.seed = seed
     self.batch_sharding = NamedSharding(mesh, P(mesh.axis_names[0]))
     self._draw_order = jax.jit(lambda epoch: epoch_permutation(seed, epoch, self.num_records),
                                out_shardings=self._replicated)

@@ -21,7 +21,6 @@ Anything that cannot run at that scale is a `PlanError`, one line.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
@@ -35,31 +34,14 @@ from jax_ssl.data import catalog
 from jax_ssl.train import loop
 from jax_ssl.train import state as state_lib
 from jax_ssl.train import step as step_lib
+from jax_ssl.train.accelerators import ACCELERATORS
+from jax_ssl.train.accelerators import DEFAULT_MFU
 
 
 class PlanError(ValueError):
   """A config that cannot run at the planned scale; the message is one line saying what to change."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Accelerator:
-  """A device's published peak dense bfloat16 FLOP/s and its memory."""
-
-  name: str
-  peak_flops: float
-  memory_bytes: float
-
-
-# Vendors' published peak dense (not sparse) bf16 throughput and memory per chip.
-ACCELERATORS = {
-    "h100": Accelerator("NVIDIA H100 SXM", 989e12, 80e9),
-    "h200": Accelerator("NVIDIA H200 SXM", 989e12, 141e9),
-    "tpu_v4": Accelerator("TPU v4", 275e12, 32 * 2**30),
-    "tpu_v5e": Accelerator("TPU v5e", 197e12, 16 * 2**30),
-    "tpu_v5p": Accelerator("TPU v5p", 459e12, 95 * 2**30),
-}
-# The model-FLOPs utilisation assumed when a step time is derived from a peak (stated in every plan).
-DEFAULT_MFU = 0.4
 # Under FSDP an array this large that no dimension of which the devices divide is an error, not a silent copy.
 FSDP_MUST_SPLIT = 1 << 20
 
@@ -87,27 +69,29 @@ def _check_fsdp(abstract_params, shardings, num_devices: int) -> None:
                       "count that divides its dimensions, or mesh.fsdp=False.")
 
 
-def split_sizes(config: ml_collections.ConfigDict) -> tuple[int, int]:
+def split_sizes(config: ml_collections.ConfigDict) -> tuple[int | None, int]:
   """(records in the training split, side of the images the feed yields), without reading the data if it can.
 
   Args:
-    config: the run config (`data.name`, `data.data_dir`, `views.size`, `views.local_size`).
+    config: the run config (`data.name`, `data.data_dir`, `data.classes`, `views.size`, `views.local_size`).
 
   Returns:
-    The split's size (the prepared split's count, else the catalog's published one) and the image side.
+    The split's size and the image side. The size is the catalog's published one when the run reads the
+    whole split, else the prepared split's count (of `data.classes`' classes); None when neither is known
+    and `train.num_steps` fixes the run's length.
 
   Raises:
-    PlanError: the split is neither prepared nor of a published size, and `train.num_steps` is 0.
+    PlanError: the split's size is unknown and `train.num_steps` is 0.
   """
   spec = catalog.get_spec(config.data.name)
   image_size = max(config.views.size, config.views.local_size) if spec.variable_size else spec.image_size
-  if spec.train_examples is not None:
+  if spec.train_examples is not None and not config.data.classes:
     return spec.train_examples, image_size
   try:
     return len(loop.open_training_source(config)), image_size
   except Exception as error:  # noqa: BLE001 (any failure to open it means its size is unknown here)
     if config.train.num_steps:
-      return config.train.global_batch_size, image_size
+      return None, image_size
     raise PlanError(f"the size of {config.data.name}'s train split is unknown ({type(error).__name__}); prepare it "
                     "or set train.num_steps.") from None
 
@@ -124,7 +108,10 @@ def parameter_counts(config: ml_collections.ConfigDict) -> dict[str, int]:
   method = methods.from_config(config.method)
   num_classes = catalog.get_spec(config.data.name).num_classes["label"]
   network, _ = nnx.eval_shape(lambda: state_lib.build_modules(config, method, num_classes))
-  params = nnx.to_pure_dict(nnx.split(network, nnx.Param, ...)[1])
+  return _parameter_counts(nnx.split(network, nnx.Param, ...)[1])
+
+
+def _parameter_counts(params) -> dict[str, int]:
   backbone, total = _count(params["backbone"]), _count(params)
   return {"backbone": backbone, "heads": total - backbone, "total": total}
 
@@ -181,7 +168,9 @@ def make_plan(config: ml_collections.ConfigDict, mesh: Mesh, *, accelerator: str
   num_devices = mesh.devices.size
   method = methods.from_config(config.method)
   num_records, image_size = split_sizes(config)
-  steps_per_epoch, total_steps = loop.schedule_lengths(config, num_records)
+  # An unknown split size leaves only the warmup's length in steps unknown (train.num_steps fixes the run's);
+  # the compiled step, its FLOPs and its memory do not depend on it.
+  steps_per_epoch, total_steps = loop.schedule_lengths(config, num_records or config.train.global_batch_size)
   step_config = step_lib.build_step_config(config, method, mesh, steps_per_epoch, total_steps)
   abstract, shardings = abstract_state(config, mesh, step_config)
   if config.mesh.fsdp:
@@ -199,21 +188,23 @@ def make_plan(config: ml_collections.ConfigDict, mesh: Mesh, *, accelerator: str
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   memory = compiled.memory_analysis()
 
-  counts = parameter_counts(config)
+  counts = _parameter_counts(abstract.params)  # the network's, as the state holds them
   flops_per_device = float(cost.get("flops", 0.0))
   flops_per_step = flops_per_device * num_devices
+  parameter_bytes = _per_device_bytes(abstract.params, shardings.params)
   plan = {
       "config": {"method": config.method.name, "dataset": config.data.name, "backbone": config.model.backbone,
                  "global_batch_size": config.train.global_batch_size, "fsdp": bool(config.mesh.fsdp),
-                 "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "train_records": num_records,
+                 "total_steps": total_steps, "steps_per_epoch": steps_per_epoch if num_records else None,
+                 "train_records": num_records,
                  "image_size": image_size, "keep_checkpoints": config.train.keep_checkpoints},
       "devices": num_devices,
       "parameters": {**counts, "bytes": _bytes(abstract.params)},
       "optimizer_state_bytes": _bytes(abstract.opt_state),
       "per_device_bytes": {
-          "parameters": _per_device_bytes(abstract.params, shardings.params),
+          "parameters": parameter_bytes,
           "optimizer_state": _per_device_bytes(abstract.opt_state, shardings.opt_state),
-          "gradients": _per_device_bytes(abstract.params, shardings.params),
+          "gradients": parameter_bytes,  # laid out as the parameters
           "whole_state": _per_device_bytes(abstract, shardings),
           "xla_temporary": None if memory is None else int(memory.temp_size_in_bytes),
       },

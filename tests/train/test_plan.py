@@ -10,6 +10,7 @@ import pytest
 from experiments.bench import plan as bench_plan
 from jax_ssl.data import catalog
 from jax_ssl.models import vit
+from jax_ssl.train import accelerators
 from jax_ssl.train import config as config_lib
 from jax_ssl.train import plan as plan_lib
 from jax_ssl.train import state as state_lib
@@ -34,6 +35,8 @@ def test_the_plans_flops_per_image_match_the_analytic_count(backbone):
   plan = plan_lib.make_plan(config, state_lib.data_mesh())
   expected = 2 * 3 * bench_plan.ANALYTIC_FORWARD[backbone]()
   assert abs(plan["flops_per_image"] / expected - 1) < 0.10, (plan["flops_per_image"], expected)
+  # The plan counts the state's parameters; they are the network's.
+  assert {k: plan["parameters"][k] for k in ("backbone", "heads", "total")} == plan_lib.parameter_counts(config)
 
 
 def test_a_plan_allocates_no_parameter_and_its_bytes_are_the_abstract_leaves(monkeypatch):
@@ -105,10 +108,16 @@ def test_the_catalogs_published_split_sizes_plan_without_the_data():
   config = bench_plan.flops_config("resnet18")
   config.train.update(num_steps=0, num_epochs=2.0, global_batch_size=256)
   assert plan_lib.split_sizes(config) == (1_281_167, 224)
+  # A class subset is not the published split: its size is the prepared subset's, here unknown.
+  config.data.classes = "0-9"
+  with pytest.raises(plan_lib.PlanError, match="unknown"):
+    plan_lib.split_sizes(config)
+  config.train.num_steps = 100
+  assert plan_lib.split_sizes(config) == (None, 224)
 
 
 def test_a_step_over_the_named_devices_memory_is_refused(monkeypatch):
-  monkeypatch.setitem(plan_lib.ACCELERATORS, "h100", plan_lib.Accelerator("a 1 MiB device", 1e12, 2**20))
+  monkeypatch.setitem(plan_lib.ACCELERATORS, "h100", accelerators.Accelerator("a 1 MiB device", 1e12, 2**20))
   config = bench_plan.flops_config("resnet18")
   config.views.size = 32
   config_lib.validate(config, num_devices=jax.device_count())
@@ -127,4 +136,7 @@ def test_the_dry_run_command_prints_the_table_and_writes_the_plan(tmp_path):
   assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "config.json").exists()
   refused = cli.run(["python", "-m", "jax_ssl.main", "--config", "configs/default.py", "--devices", "4",
                      "--workdir", str(tmp_path / "not_a_plan")])
+  assert refused.returncode == 2 and "add --dry_run" in refused.stderr
+  refused = cli.run(["python", "-m", "jax_ssl.main", "--config", "configs/default.py", "--mfu", "0.5",
+                     "--workdir", str(tmp_path / "not_a_plan")])  # a flag with a default is refused too
   assert refused.returncode == 2 and "add --dry_run" in refused.stderr
